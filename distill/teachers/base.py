@@ -1,0 +1,24 @@
+"""The Teacher interface: every teacher (oracle, reference, LLM) critiques, refines and answers in batches."""
+from __future__ import annotations
+
+from typing import Protocol, Sequence, runtime_checkable
+
+from distill.items import TrainItem
+
+
+@runtime_checkable
+class Teacher(Protocol):
+    #: Stable identity (part of cache keys and the manifest).
+    identity: str
+
+    def critique(self, items: Sequence[TrainItem]) -> list[str]:
+        """c for each item's (x, y'); each ends with one line 'Conclusion: right' or 'Conclusion: wrong'."""
+        ...
+
+    def refine(self, items: Sequence[TrainItem]) -> list[str]:
+        """r for each item's (x, y', c): a complete improved answer."""
+        ...
+
+    def answer(self, items: Sequence[TrainItem]) -> list[str]:
+        """t for each item's x: the teacher's own direct answer."""
+        ...
