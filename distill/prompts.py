@@ -1,0 +1,184 @@
+"""Prompt templates for the student-side training inputs and the teacher requests (our own wording).
+
+Every field is a ``str.format`` template and can be overridden from the YAML config (``prompts:`` section).
+The student's plain question input is the benchmark prompt itself (``tasks.prompts.math_messages``), so that
+sft / distilled_sft train on exactly what every method sees at inference, and the probe answers it too.
+Placeholders are checked when the templates are built: a missing required one is a one-line error.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import string
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict, model_validator
+
+from tasks.prompts import MATH_SYSTEM, MATH_USER, math_messages
+
+
+class PromptTemplateError(Exception):
+    """A prompt template is unusable (missing or unknown placeholder, unknown kind, missing field).
+
+    Not a ValueError on purpose: pydantic would wrap a ValueError into a multi-line ValidationError."""
+
+
+_CFT_INPUT = (
+    "Here is a math problem and a proposed solution.\n\n"
+    "Problem:\n{question}\n\n"
+    "Proposed solution:\n{answer}\n\n"
+    "Review the proposed solution step by step. Point out any mistakes, then finish with exactly one line: "
+    "\"Conclusion: right\" if the solution is correct, or \"Conclusion: wrong\" if it is not."
+)
+
+_CGD_INPUT = (
+    "Here is a math problem, a first attempt at solving it, and a review of that attempt.\n\n"
+    "Problem:\n{question}\n\n"
+    "First attempt:\n{answer}\n\n"
+    "Review:\n{critique}\n\n"
+    "Using the review, write a complete and correct solution. Reason step by step and put the final answer "
+    "in \\boxed{{}}."
+)
+
+_REFINE_ONLY_INPUT = (
+    "Here is a math problem and a first attempt at solving it.\n\n"
+    "Problem:\n{question}\n\n"
+    "First attempt:\n{answer}\n\n"
+    "Write a complete and correct solution, fixing anything the first attempt got wrong. Reason step by step "
+    "and put the final answer in \\boxed{{}}."
+)
+
+_TEACHER_SYSTEM = (
+    "You are an experienced mathematics teacher. You check students' work carefully and explain clearly."
+)
+
+_CRITIQUE_REQUEST = (
+    "A student was given this problem:\n\n{question}\n\n"
+    "The student's answer:\n\n{answer}\n\n"
+    "Check the student's work step by step. Say which steps are correct, identify the first error if there is "
+    "one and explain why it is wrong, and say whether the final answer is correct. Do not write a full new "
+    "solution. End your review with exactly one line, either \"Conclusion: right\" or \"Conclusion: wrong\"."
+)
+
+_REFINE_REQUEST = (
+    "A student was given this problem:\n\n{question}\n\n"
+    "The student's answer:\n\n{answer}\n\n"
+    "A review of the student's answer:\n\n{critique}\n\n"
+    "Taking the review into account, write a complete, correct solution to the problem. Keep what the student "
+    "did right, fix what was wrong, reason step by step, and put the final answer in \\boxed{{}}."
+)
+
+_DIRECT_REQUEST = (
+    "Solve the following problem. Reason step by step and put the final answer in \\boxed{{}}.\n\n{question}"
+)
+
+_CONCLUSION_REMINDER = (
+    "Your review did not end with the required verdict line. Reply with exactly one line: "
+    "\"Conclusion: right\" or \"Conclusion: wrong\"."
+)
+
+
+class PromptTemplates(BaseModel):
+    """All prompt wording in one place. System messages are used verbatim (not formatted); an empty one means
+    "no system message"."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Student side. `question` + `question_system` must reproduce the benchmark prompt; by default they are
+    # the benchmark's own template (tasks.prompts.MATH_USER / MATH_SYSTEM).
+    question: str = MATH_USER
+    question_system: str = MATH_SYSTEM
+    # System message of the method-specific student inputs (cft / cgd / refine_only): by default the benchmark's,
+    # so every training example shares the context the student sees at inference.
+    input_system: str = MATH_SYSTEM
+    cft_input: str = _CFT_INPUT
+    cgd_input: str = _CGD_INPUT
+    refine_only_input: str = _REFINE_ONLY_INPUT
+
+    # Teacher side (LLM teacher).
+    system: str = _TEACHER_SYSTEM
+    critique_request: str = _CRITIQUE_REQUEST
+    refine_request: str = _REFINE_REQUEST
+    direct_request: str = _DIRECT_REQUEST
+    conclusion_reminder: str = _CONCLUSION_REMINDER
+
+    #: kind -> (required placeholders, optional placeholders, system-message field)
+    KINDS: ClassVar[dict[str, tuple[frozenset[str], frozenset[str], str]]] = {
+        "question": (frozenset({"question"}), frozenset(), "question_system"),
+        "cft_input": (frozenset({"question", "answer"}), frozenset(), "input_system"),
+        "cgd_input": (frozenset({"question", "answer", "critique"}), frozenset(), "input_system"),
+        "refine_only_input": (frozenset({"question", "answer"}), frozenset(), "input_system"),
+        "critique_request": (frozenset({"question", "answer"}), frozenset({"reference"}), "system"),
+        "refine_request": (frozenset({"question", "answer", "critique"}), frozenset({"reference"}), "system"),
+        "direct_request": (frozenset({"question"}), frozenset(), "system"),
+        "conclusion_reminder": (frozenset(), frozenset(), ""),
+    }
+
+    @model_validator(mode="after")
+    def _check_placeholders(self) -> "PromptTemplates":
+        for kind, (required, optional, _) in self.KINDS.items():
+            names = _placeholders(kind, getattr(self, kind))
+            if missing := sorted(required - names):
+                raise PromptTemplateError(
+                    f"prompt template {kind!r} lacks placeholder(s) {', '.join('{' + m + '}' for m in missing)}; "
+                    f"fix: add them to prompts.{kind} in the config"
+                )
+            if unknown := sorted(names - required - optional):
+                allowed = ", ".join("{" + a + "}" for a in sorted(required | optional)) or "none"
+                raise PromptTemplateError(
+                    f"prompt template {kind!r} has unknown placeholder(s) "
+                    f"{', '.join('{' + u + '}' for u in unknown)} (allowed: {allowed}); "
+                    "fix: remove them or write literal braces as {{ }}"
+                )
+        return self
+
+    def is_benchmark_question(self) -> bool:
+        """True when the question input is the benchmark's own prompt (the default)."""
+        return self.question == MATH_USER and self.question_system == MATH_SYSTEM
+
+    def messages_for(self, kind: str, **fields: str | None) -> list[dict[str, str]]:
+        """Chat messages for one prompt kind, e.g. ``messages_for("cgd_input", question=x, answer=y, critique=c)``.
+
+        Optional placeholders that are not given (or None) render as empty strings; extra fields are ignored,
+        so callers can always pass e.g. ``reference`` and let the template decide whether to use it."""
+        if kind not in self.KINDS:
+            raise PromptTemplateError(f"unknown prompt kind {kind!r}; known: {', '.join(self.KINDS)}")
+        required, optional, system_field = self.KINDS[kind]
+        if missing := sorted(r for r in required if fields.get(r) is None):
+            raise PromptTemplateError(f"prompt {kind!r} needs field(s) {', '.join(missing)}; pass them as keywords")
+        if kind == "question" and self.is_benchmark_question():
+            # The benchmark prompt itself, so training input == inference prompt even if its structure changes.
+            return math_messages(str(fields["question"]))
+        values = {k: ("" if v is None else str(v)) for k, v in fields.items()}
+        values.update({o: values.get(o, "") for o in optional})
+        msgs = []
+        system = getattr(self, system_field) if system_field else ""
+        if system:
+            msgs.append({"role": "system", "content": system})
+        msgs.append({"role": "user", "content": getattr(self, kind).format(**values)})
+        return msgs
+
+    def digest(self) -> str:
+        """Short hash of all templates (for cache keys and the manifest)."""
+        blob = json.dumps(self.model_dump(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _placeholders(kind: str, template: str) -> set[str]:
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as e:  # e.g. a single unmatched "{"
+        raise PromptTemplateError(
+            f"prompt template {kind!r} is not a valid format string ({e}); fix: write literal braces as {{{{ }}}}"
+        ) from None
+    names = set()
+    for _, name, _, _ in parsed:
+        if name is None:
+            continue
+        if name == "" or not name.isidentifier():
+            raise PromptTemplateError(
+                f"prompt template {kind!r} has a positional or odd placeholder {{{name}}}; "
+                "fix: use named placeholders like {question}, or write literal braces as {{ }}"
+            )
+        names.add(name)
+    return names

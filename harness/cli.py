@@ -1,0 +1,316 @@
+"""`harness`: compare distillation methods, evaluate, report, and gate CI on the results.
+
+Options are declared once as typed Annotated aliases (lighteval style) and shared by the commands.
+User errors print one line naming the problem and the fix, and exit with code 2.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated, Callable, Optional
+
+import typer
+from rich.table import Table
+
+from harness.progress import console
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Evaluation-first benchmarking harness for LLM distillation (SFT vs CFT vs CGD).")
+
+# ---- shared options -----------------------------------------------------------------------------------
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config (default: configs/tiny.yaml).")]
+PresetOpt = Annotated[Optional[str], typer.Option("--preset", help="Named preset in the config, e.g. smoke.")]
+MethodsOpt = Annotated[Optional[str], typer.Option("--methods", "-m",
+                       help="Comma-separated methods: sft, distilled_sft, cft, cgd, refine_only.")]
+TasksOpt = Annotated[Optional[str], typer.Option("--tasks", "-t",
+                     help="Comma-separated tasks or suites (tiny, paper-math, paper-ood, paper-general).")]
+LimitOpt = Annotated[Optional[int], typer.Option("--limit", "-n", min=1, help="Evaluate at most N items per task.")]
+StudentOpt = Annotated[Optional[str], typer.Option("--student", help="Student model: tiny, a local folder or hub id.")]
+TeacherOpt = Annotated[Optional[str], typer.Option("--teacher",
+                       help="Teacher: oracle, reference, or a model (folder/hub id) served by an LLM teacher.")]
+RunIdOpt = Annotated[Optional[str], typer.Option("--run-id", help="Run folder name (default: <name>-<config hash>).")]
+OutputOpt = Annotated[Optional[Path], typer.Option("--output-dir", "-o", help="Where run folders go (default: results).")]
+SetOpt = Annotated[Optional[list[str]], typer.Option("--set", "-s", help="Override any config key: train.learning_rate=1e-4.")]
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Print the plan and a cost estimate, then stop.")]
+RunArg = Annotated[Path, typer.Argument(help="A run folder (results/<run-id>).")]
+
+
+def user_errors(fn: Callable) -> Callable:
+    """Known user errors -> one line on stderr and exit code 2, no traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from distill.methods import UnknownMethod
+        from harness.config import ConfigError
+        from harness.engines import EngineUnavailable
+        from tasks.data import DataMissing
+        from harness.scoring import ScoreInputError
+        from tasks.registry import UnknownTask
+
+        try:
+            return fn(*args, **kwargs)
+        except (ConfigError, UnknownTask, UnknownMethod, DataMissing, EngineUnavailable, UserError,
+                ScoreInputError) as e:
+            console.print(f"[red]error:[/] {e}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2)
+
+    return wrapper
+
+
+class UserError(Exception):
+    pass
+
+
+def _load(config, preset, overrides, *, methods=None, tasks=None, limit=None, student=None, teacher=None,
+          output_dir=None):
+    from harness.config import load_config
+
+    extra: dict = {}
+    if methods is not None:
+        extra["methods"] = methods
+    if tasks is not None:
+        extra.setdefault("eval", {})["tasks"] = tasks
+    if limit is not None:
+        extra.setdefault("eval", {})["limit"] = limit
+    if student is not None:
+        extra["student"] = {"model": student}
+    if teacher is not None:
+        extra["teacher"] = ({"kind": teacher} if teacher in ("oracle", "reference")
+                            else {"kind": "llm", "model": teacher})
+    if output_dir is not None:
+        extra["output_dir"] = str(output_dir)
+    return load_config(config, preset, overrides, extra)
+
+
+def _print_plan(plan, dry_run: bool) -> None:
+    from harness.pipeline import estimate_cost
+
+    cfg = plan.config
+    t = Table(title=f"plan: {plan.run_id}", show_header=True)
+    t.add_column("task")
+    t.add_column("items", justify="right")
+    t.add_column("models", justify="right")
+    for name in plan.tasks:
+        t.add_row(name, str(plan.task_counts[name]), str(1 + len(plan.methods)))
+    console.print(t)
+    console.print(f"student: {cfg.student.model}   teacher: {cfg.teacher.kind}"
+                  f"{' ' + cfg.teacher.model if cfg.teacher.model else ''}   pool: {cfg.pool.source} x{cfg.pool.n}")
+    console.print(f"methods: base (always), {', '.join(plan.methods) or '-'}   stages: {', '.join(plan.stages) or '-'}")
+    for name, why in plan.skipped.items():
+        console.print(f"[yellow]skipped[/] {name}: {why}", highlight=False, soft_wrap=True)
+    if dry_run:
+        cost = estimate_cost(plan)
+        console.print("estimate: " + ", ".join(f"{k}={v:,}" for k, v in cost.items()))
+    console.print(f"run folder: {plan.run_dir.root}")
+
+
+def _summary(run_dir: Path) -> None:
+    from reports.stats import load_results
+
+    res = load_results(run_dir / "results.json")
+    prim = res["primary_metrics"]
+    models = sorted({r["model"] for r in res["rows"]}, key=lambda m: (m != "base", m))
+    tasks = list(prim)
+    t = Table(title="primary metric (95% CI)")
+    t.add_column("model")
+    for task in tasks:
+        t.add_column(f"{task}\n{prim[task]}", justify="right")
+    rows = {(r["model"], r["task"], r["metric"]): r for r in res["rows"]}
+    for m in models:
+        cells = []
+        for task in tasks:
+            r = rows.get((m, task, prim[task]))
+            cells.append("-" if r is None else f"{100 * r['value']:.1f} [{_pct(r['ci_low'])}, {_pct(r['ci_high'])}]")
+        t.add_row(m, *cells)
+    console.print(t)
+    console.print(f"report: {run_dir / 'report.html'}")
+
+
+def _pct(v) -> str:
+    return "-" if v is None else f"{100 * v:.1f}"
+
+
+# ---- commands -----------------------------------------------------------------------------------------
+@app.command()
+@user_errors
+def compare(config: ConfigOpt = None, preset: PresetOpt = None, methods: MethodsOpt = None, tasks: TasksOpt = None,
+            limit: LimitOpt = None, student: StudentOpt = None, teacher: TeacherOpt = None,
+            run_id: RunIdOpt = None, output_dir: OutputOpt = None, set_: SetOpt = None,
+            dry_run: DryRunOpt = False) -> None:
+    """Build each method's data with the teacher, train one student per method, evaluate base + every
+    method on the same tasks, and write results.json, report.html and manifest.json."""
+    from harness import pipeline
+
+    cfg = _load(config, preset, set_, methods=methods, tasks=tasks, limit=limit, student=student,
+                teacher=teacher, output_dir=output_dir)
+    plan = pipeline.plan_run(cfg, run_id)
+    _print_plan(plan, dry_run)
+    if dry_run:
+        return
+    rd = pipeline.run(plan, command=" ".join(shlex.quote(a) for a in ["harness", *sys.argv[1:]]))
+    _summary(rd.root)
+
+
+@app.command()
+@user_errors
+def train(config: ConfigOpt = None, preset: PresetOpt = None, methods: MethodsOpt = None,
+          student: StudentOpt = None, teacher: TeacherOpt = None, run_id: RunIdOpt = None,
+          output_dir: OutputOpt = None, set_: SetOpt = None, dry_run: DryRunOpt = False) -> None:
+    """Build training data and train one student per method (no evaluation)."""
+    from harness import pipeline
+
+    cfg = _load(config, preset, set_, methods=methods, student=student, teacher=teacher, output_dir=output_dir)
+    plan = pipeline.plan_run(cfg, run_id)
+    _print_plan(plan, dry_run)
+    if dry_run:
+        return
+    rd = pipeline.run(plan, command=" ".join(["harness", *sys.argv[1:]]), evaluate=False)
+    for m in plan.methods:
+        console.print(f"{m}: {rd.model_dir(m) / 'final'}")
+
+
+@app.command("eval")
+@user_errors
+def eval_(model: Annotated[Optional[str], typer.Option("--model", help="Model to evaluate (default: the config's student).")] = None,
+          adapter: Annotated[Optional[Path], typer.Option("--adapter", help="A LoRA adapter folder for --model.")] = None,
+          name: Annotated[str, typer.Option("--name", help="Row label for this model in results.")] = "model",
+          config: ConfigOpt = None, preset: PresetOpt = None, tasks: TasksOpt = None, limit: LimitOpt = None,
+          run_id: RunIdOpt = None, output_dir: OutputOpt = None, set_: SetOpt = None,
+          dry_run: DryRunOpt = False) -> None:
+    """Evaluate one model (and the config's student as `base`) on tasks, without training."""
+    from harness import pipeline
+
+    if adapter is not None and not adapter.exists():
+        raise UserError(f"adapter folder {adapter} not found; pass a folder written by `harness train`")
+    cfg = _load(config, preset, set_, tasks=tasks, limit=limit, output_dir=output_dir)
+    plan = pipeline.plan_run(cfg, run_id or None, train=False)
+    _print_plan(plan, dry_run)
+    if dry_run:
+        return
+    extra = {}
+    if model is not None or adapter is not None:
+        student = model or str(pipeline.resolve_student(cfg))
+        extra[name] = (student, str(adapter) if adapter else None)
+    rd = pipeline.run(plan, command=" ".join(["harness", *sys.argv[1:]]), extra_models=extra)
+    _summary(rd.root)
+
+
+@app.command()
+@user_errors
+def report(run: RunArg) -> None:
+    """Re-aggregate a run's stored samples and re-render its report.html."""
+    from harness.pipeline import aggregate
+    from harness.store import RunDir
+    from reports.html import render_report
+
+    rd = _run_dir(run)
+    opts = json.loads(rd.manifest.read_text()).get("config", {}).get("eval", {}).get("task_options", {})
+    aggregate(rd, opts)
+    path = render_report(rd.root)
+    console.print(f"report: {path}")
+
+
+@app.command()
+@user_errors
+def check(run: Annotated[Path, typer.Argument(help="A run folder or its results.json.")],
+          baseline: Annotated[Optional[Path], typer.Option("--baseline", "-b", help="Baseline results file.")] = None,
+          tolerance: Annotated[float, typer.Option("--tolerance", min=0.0, help="Allowed drop (absolute, 0..1).")] = 0.02,
+          all_metrics: Annotated[bool, typer.Option("--all-metrics", help="Gate every metric, not only primary ones.")] = False,
+          allow_missing: Annotated[bool, typer.Option("--allow-missing", help="Rows absent from the run do not fail.")] = False,
+          write_baseline: Annotated[Optional[Path], typer.Option("--write-baseline", help="Write this run as a baseline file and exit.")] = None) -> None:
+    """Regression gate: exit 1 and print the regressed rows when a metric falls below the baseline by more
+    than the tolerance, else exit 0."""
+    from reports.check import check_run, format_outcome, make_baseline
+    from reports.stats import load_results
+
+    path = run / "results.json" if run.is_dir() else run
+    if not path.exists():
+        raise UserError(f"{path} not found; pass a run folder that holds results.json (run `harness compare` first)")
+    try:
+        results = load_results(path)
+    except ValueError as e:
+        raise UserError(f"{path}: {e}")
+    if write_baseline is not None:
+        write_baseline.parent.mkdir(parents=True, exist_ok=True)
+        write_baseline.write_text(json.dumps(make_baseline(results, tolerance), indent=2) + "\n")
+        console.print(f"baseline written: {write_baseline}")
+        return
+    if baseline is None:
+        raise UserError("no baseline given; pass --baseline FILE (write one with --write-baseline FILE)")
+    if not baseline.exists():
+        raise UserError(f"baseline {baseline} not found; write one with `harness check RUN --write-baseline FILE`")
+    try:
+        base = json.loads(baseline.read_text())
+    except json.JSONDecodeError as e:
+        raise UserError(f"baseline {baseline} is not valid JSON ({e.msg}); regenerate it with --write-baseline")
+    outcome = check_run(results, base, tolerance=tolerance, metrics="all" if all_metrics else "primary",
+                        allow_missing=allow_missing)
+    typer.echo(format_outcome(outcome))
+    raise typer.Exit(1 if outcome.failed else 0)
+
+
+@app.command()
+@user_errors
+def tasks(names: Annotated[Optional[str], typer.Argument(help="Tasks or suites to show (default: all).")] = None) -> None:
+    """List tasks with their data source, row count and whether the data is available here."""
+    from tasks.data import DataMissing
+    from tasks.registry import SUITES, expand_tasks, get_task, task_names
+
+    chosen = expand_tasks(names) if names else task_names()
+    t = Table(title="tasks")
+    for col in ("task", "type", "metric", "rows", "available", "source"):
+        t.add_column(col, justify="right" if col == "rows" else "left")
+    for name in chosen:
+        task = get_task(name)
+        src = ", ".join(x for x in (f"local:{task.local_dir}" if task.local_dir else "",
+                                    f"hub:{task.hf_dataset}" if task.hf_dataset else "") if x) or "embedded"
+        try:
+            n, ok = str(len(task.docs())), "[green]yes[/]"
+        except DataMissing:
+            n, ok = "-", "[red]no[/]"
+        t.add_row(name, task.output_type, task.primary_metric, n, ok, src)
+    console.print(t)
+    console.print("suites: " + "; ".join(f"{k} = {','.join(v)}" for k, v in SUITES.items()))
+
+
+@app.command()
+@user_errors
+def score(task: Annotated[str, typer.Option("--task", "-t", help="The task whose scorer to use.")],
+          input: Annotated[Path, typer.Option("--input", "-i", help='JSONL of {"id": ..., "response": "..."}.')],
+          output: Annotated[Optional[Path], typer.Option("--output", help="Where to write per-sample scores (JSONL).")] = None) -> None:
+    """Score externally produced responses with a task's scorer; print the task's metrics."""
+    from harness.scoring import score_file
+
+    metrics = score_file(task, input, output)
+    for k, v in metrics.items():
+        typer.echo(f"{k}\t{v:.4f}" if isinstance(v, float) else f"{k}\t{v}")
+
+
+@app.command()
+@user_errors
+def rescore(run: RunArg) -> None:
+    """Re-score a stored run from its stored responses (no generation), then re-aggregate and re-render."""
+    from harness.scoring import rescore_run
+
+    path = rescore_run(_run_dir(run))
+    console.print(f"rescored; report: {path}")
+
+
+def _run_dir(run: Path):
+    from harness.store import RunDir
+
+    rd = RunDir(run)
+    if not rd.manifest.exists():
+        raise UserError(f"{run} is not a run folder (no manifest.json); pass results/<run-id>")
+    return rd
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

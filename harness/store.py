@@ -1,0 +1,194 @@
+"""Run folders and the SQLite cache of model calls.
+
+Every model call (student probe, teacher critique, evaluation generation, log-likelihood) goes through
+``CachedEngine``: key = sha256(engine identity incl. adapter digest, rendered prompt, sampling params).
+A re-run never pays twice, and a killed run resumes from what was stored (the cache commits per batch).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from harness.engines.base import Completion, Engine, Prompt, ProgressFn, SamplingParams
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("HARNESS_CACHE_DIR", Path.home() / ".cache" / "harness")).expanduser()
+
+
+def stable_hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()
+
+
+class CallCache:
+    """A key -> JSON value store in SQLite (WAL mode: readers do not block the writer)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(str(path), check_same_thread=False, timeout=60)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS calls (key TEXT PRIMARY KEY, kind TEXT, identity TEXT, value TEXT, created REAL)"
+        )
+        self._db.commit()
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        with self._lock:
+            for i in range(0, len(keys), 500):
+                chunk = list(keys[i : i + 500])
+                q = f"SELECT key, value FROM calls WHERE key IN ({','.join('?' * len(chunk))})"
+                for k, v in self._db.execute(q, chunk):
+                    found[k] = json.loads(v)
+        return found
+
+    def put_many(self, rows: Iterable[tuple[str, str, str, Any]]) -> None:
+        """rows of (key, kind, identity, value)."""
+        now = time.time()
+        with self._lock:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO calls VALUES (?, ?, ?, ?, ?)",
+                [(k, kind, ident, json.dumps(v, ensure_ascii=False), now) for k, kind, ident, v in rows],
+            )
+            self._db.commit()
+
+    def count(self) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class CachedEngine:
+    """Wraps an engine: answers from the cache, sends only the misses, stores them batch by batch."""
+
+    def __init__(self, engine: Engine, cache: CallCache, chunk: int = 64) -> None:
+        self.engine = engine
+        self.cache = cache
+        self.chunk = chunk
+        self.identity = engine.identity
+        self.hits = 0
+        self.misses = 0
+
+    def _key(self, kind: str, prompt: Prompt, extra: Any) -> str:
+        return stable_hash({"kind": kind, "engine": self.identity, "prompt": prompt, "extra": extra})
+
+    def generate(
+        self, prompts: Sequence[Prompt], params: SamplingParams, progress: ProgressFn | None = None
+    ) -> list[list[Completion]]:
+        keys = [self._key("generate", p, params.to_dict()) for p in prompts]
+        found = self.cache.get_many(keys)
+        out: list[list[Completion] | None] = [None] * len(prompts)
+        todo = []
+        for i, k in enumerate(keys):
+            if k in found:
+                out[i] = [Completion(**{**c, "cached": True}) for c in found[k]]
+            else:
+                todo.append(i)
+        self.hits += len(prompts) - len(todo)
+        self.misses += len(todo)
+        if progress and len(todo) < len(prompts):
+            progress(len(prompts) - len(todo))
+        for start in range(0, len(todo), self.chunk):
+            idx = todo[start : start + self.chunk]
+            res = self.engine.generate([prompts[i] for i in idx], params, progress)
+            rows = []
+            for i, comps in zip(idx, res):
+                out[i] = comps
+                rows.append((keys[i], "generate", self.identity, [c.to_dict() for c in comps]))
+            self.cache.put_many(rows)
+        return out  # type: ignore[return-value]
+
+    def loglikelihood(
+        self, requests: Sequence[tuple[Prompt, str]], progress: ProgressFn | None = None
+    ) -> list[tuple[float, bool]]:
+        keys = [self._key("loglikelihood", p, c) for p, c in requests]
+        found = self.cache.get_many(keys)
+        out: list[tuple[float, bool] | None] = [None] * len(requests)
+        todo = []
+        for i, k in enumerate(keys):
+            if k in found:
+                out[i] = tuple(found[k])  # type: ignore[assignment]
+            else:
+                todo.append(i)
+        self.hits += len(requests) - len(todo)
+        self.misses += len(todo)
+        if progress and len(todo) < len(requests):
+            progress(len(requests) - len(todo))
+        for start in range(0, len(todo), self.chunk * 4):
+            idx = todo[start : start + self.chunk * 4]
+            res = self.engine.loglikelihood([requests[i] for i in idx], progress)
+            self.cache.put_many((keys[i], "loglikelihood", self.identity, list(r)) for i, r in zip(idx, res))
+            for i, r in zip(idx, res):
+                out[i] = r
+        return out  # type: ignore[return-value]
+
+
+# ---- run folders --------------------------------------------------------------------------------------
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write to a temp file then rename: a reader never sees a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
+    tmp.replace(path)
+
+
+def write_jsonl_atomic(path: Path, rows: Iterable[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps(r, ensure_ascii=False, default=str) + "\n")
+    tmp.replace(path)
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+class RunDir:
+    """The layout of one run folder (see README: results/<run-id>/...)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / "manifest.json"
+
+    @property
+    def results(self) -> Path:
+        return self.root / "results.json"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report.html"
+
+    @property
+    def items(self) -> Path:
+        return self.root / "data" / "items.jsonl"
+
+    def train_data(self, method: str) -> Path:
+        return self.root / "data" / f"{method}.jsonl"
+
+    def model_dir(self, method: str) -> Path:
+        return self.root / "models" / method
+
+    def samples(self, model: str, task: str) -> Path:
+        return self.root / "samples" / model / f"{task}.jsonl"
+
+    def sample_files(self) -> list[tuple[str, str, Path]]:
+        base = self.root / "samples"
+        if not base.exists():
+            return []
+        return sorted((p.parent.name, p.stem, p) for p in base.glob("*/*.jsonl"))

