@@ -10,8 +10,11 @@ from typing import Sequence
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers.utils import logging as hf_logging
 
 from harness.engines.base import Completion, Prompt, ProgressFn, SamplingParams
+
+hf_logging.disable_progress_bar()  # our own rich bars report progress; transformers' tqdm bars are noise
 
 # Weight files at most this large are hashed in full; larger ones by size plus their first and last MiB,
 # so that a 15 GB checkpoint does not take minutes to identify.
