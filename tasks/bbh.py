@@ -72,9 +72,9 @@ class Grader:
     def extract(self, response: str, doc: dict) -> str:
         from lm_eval.api.registry import get_filter
 
-        resps: Any = [[response]]
+        resps: Any = [[response]]  # lm-eval's shape: one list of responses per doc
         for func, kwargs in self.filters:
-            resps = get_filter(func)(**kwargs).apply(resps, [doc])
+            resps = list(get_filter(func)(**kwargs).apply(resps, [doc]))  # filters may return iterators
         out = resps[0]  # take_first has turned [[x]] into [x]
         return out[0] if isinstance(out, list) else out
 
@@ -112,13 +112,14 @@ class FewShot:
 
 def parse_cot_prompt(text: str) -> FewShot:
     """Parse a BBH ``cot-prompts/*.txt`` file the way lm-eval's ``_generate_configs.py`` does: drop the canary
-    header (everything up to the last ``-----`` line), split on blank lines, first block = description."""
-    body = text.split("\n-----\n")[-1]
-    description, *shots = body.split("\n\n")
+    header (everything up to the last ``-----`` line), split on blank lines; the blocks before the first
+    ``Q:`` are the description, each later block one worked example."""
+    blocks = [b for b in text.split("\n-----\n")[-1].split("\n\n") if b.strip()]
+    # The description may span several paragraphs (snarks); lm-eval's YAML keeps them all in ``description``.
+    n_desc = next((i for i, b in enumerate(blocks) if b.startswith("Q: ")), len(blocks))
+    description, shots = "\n\n".join(blocks[:n_desc]), blocks[n_desc:]
     examples = []
     for shot in shots:
-        if not shot.strip():
-            continue
         question, sep, answer = shot.partition("\n" + COT_CUE)
         if not sep or not question.startswith("Q: "):
             raise ValueError(f"unexpected BBH cot-prompt shot (want 'Q: ...\\n{COT_CUE}'): {shot[:80]!r}")
@@ -134,6 +135,10 @@ def fewshot(subtask: str) -> FewShot:
     p = local_path("bbh", "cot-prompts", f"{subtask}.txt")
     if p is not None:
         return parse_cot_prompt(p.read_text(encoding="utf-8"))
+    return fewshot_from_lm_eval(subtask)
+
+
+def fewshot_from_lm_eval(subtask: str) -> FewShot:
     cfg = lm_eval_config("cot_fewshot", subtask)
     shots = cfg["fewshot_config"]["samples"]
     return FewShot(cfg["description"].removesuffix("\n\n"), tuple((s["input"], s["target"]) for s in shots))
