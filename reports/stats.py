@@ -14,6 +14,7 @@ results.json (schema_version 1)
         {"model": str, "task": str, "metric": str,
          "value": float in [0, 1],
          "n": int,                                                               # samples behind the value
+                                                                                 # (the subtask's for "m/<subtask>")
          "ci_low": float | null, "ci_high": float | null,                        # 95% percentile bootstrap
          "ci_method": "bootstrap_mean" | "bootstrap_statistic" | null}           # (optional)
       ],
@@ -27,6 +28,9 @@ results.json (schema_version 1)
          "test": "mcnemar_exact" | "sign_flip_permutation" | "bootstrap"}        # (optional)
       ]
     }
+
+Subtask rows ``"<metric>/<subtask>"`` whose value is the mean over the samples with ids ``"<subtask>/..."`` (the
+BBH and MuSR convention) get a bootstrap CI of that mean, with n = the subtask's size.
 
 Comparisons: every model other than the baseline model against it, for every metric that is a per-sample mean,
 plus each pair of non-baseline models on the task's primary metric (``model`` is the later of the two in run
@@ -47,6 +51,8 @@ from scipy.stats import binomtest
 SCHEMA_VERSION = 1
 # Bound on the size of one (resamples x n) index block, so large tasks (BBH: 6.5K items) stay in memory.
 _BLOCK_ELEMENTS = 2_000_000
+# Up to this many distinct score values, bootstrap means are drawn as multinomial counts (see _resampled_means).
+_MULTINOMIAL_MAX_LEVELS = 32
 # Sign-flip tests enumerate all 2**n sign patterns up to this n (exact), and sample above it.
 _EXACT_PERMUTATION_MAX_N = 12
 
@@ -64,8 +70,17 @@ def _as_array(values: Iterable[float]) -> np.ndarray:
 
 
 def _resampled_means(values: np.ndarray, n_resamples: int, rng: np.random.Generator) -> np.ndarray:
-    """Means of ``n_resamples`` bootstrap resamples, drawn in blocks to bound memory."""
+    """Means of ``n_resamples`` bootstrap resamples.
+
+    Scores with few distinct values (0/1 accuracy, paired differences in {-1, 0, 1}) are resampled as multinomial
+    counts over the distinct values: the same distribution as resampling items, at O(distinct) per resample
+    instead of O(n). Other scores resample item indices, in blocks to bound memory.
+    """
     n = len(values)
+    levels, counts = np.unique(values, return_counts=True)
+    if len(levels) <= _MULTINOMIAL_MAX_LEVELS:
+        draws = rng.multinomial(n, counts / n, size=n_resamples)
+        return draws @ levels / n
     rows_per_block = max(1, _BLOCK_ELEMENTS // n)
     means = np.empty(n_resamples)
     for start in range(0, n_resamples, rows_per_block):
@@ -176,6 +191,13 @@ def sign_flip_p(
         means = np.abs((patterns * d).mean(axis=1))
         return float(np.mean(means >= observed - tol))
     rng = np.random.default_rng(seed)
+    levels, counts = np.unique(d[d != 0], return_counts=True)
+    if len(levels) <= _MULTINOMIAL_MAX_LEVELS:
+        # Few distinct differences: the flipped sum is sum_v v * (2 * Binomial(count_v, 1/2) - count_v),
+        # the same distribution as flipping each item, drawn at O(distinct) per permutation.
+        plus = rng.binomial(counts, 0.5, size=(n_permutations, len(levels)))
+        means = np.abs((2 * plus - counts) @ levels / n)
+        return (int(np.sum(means >= observed - tol)) + 1) / (n_permutations + 1)
     rows_per_block = max(1, _BLOCK_ELEMENTS // n)
     extreme = 0
     for start in range(0, n_permutations, rows_per_block):
@@ -299,18 +321,89 @@ def _is_mean_of(values: list[float] | None, value: float) -> bool:
     return bool(values) and abs(float(np.mean(values)) - float(value)) <= 1e-6
 
 
+def _group_values(
+    scored: Sequence[Mapping[str, Any]], metric: str, primary_metric: str | None, value: float
+) -> list[float] | None:
+    """Per-sample values behind a subtask metric ``"<metric>/<subtask>"`` (ids ``"<subtask>/..."``, the BBH and
+    MuSR convention), when their mean is the reported value; else None."""
+    if "/" not in metric:
+        return None
+    base, group = metric.split("/", 1)
+    members = [s for s in scored if str(s.get("id", "")).split("/", 1)[0] == group]
+    vals = per_sample_values(members, base, primary_metric)
+    return vals if _is_mean_of(vals, value) else None
+
+
+def _macro_base(entry: Mapping[str, Any], metric: str, primary_metric: str | None) -> str | None:
+    """The base metric B when ``metric`` (named B...) is the plain mean of all the subtask rows "B/<subtask>" and
+    each of those is its subtask's mean (BBH's macro average); else None."""
+    agg = entry["aggregate"]
+    for base in {m.split("/", 1)[0] for m in agg if "/" in m}:
+        if not metric.startswith(base) or "/" in metric:
+            continue
+        parts = {m: v for m, v in agg.items() if m.startswith(base + "/")}
+        if abs(float(np.mean(list(parts.values()))) - float(agg[metric])) > 1e-6:
+            continue
+        if all(_group_values(entry["scored"], m, primary_metric, v) for m, v in parts.items()):
+            return base
+    return None
+
+
+def _bootstrap_macro(
+    scored: Sequence[Mapping[str, Any]], base: str, primary_metric: str | None, confidence: float,
+    n_resamples: int, seed: int,
+) -> tuple[float, float]:
+    """Percentile interval of the unweighted mean of subtask means, resampling all items (vectorised)."""
+    vals = np.asarray(per_sample_values(scored, base, primary_metric) or [], dtype=float)
+    n = len(vals)
+    if n == 0:
+        return (math.nan, math.nan)
+    _, groups = np.unique([str(s.get("id", "")).split("/", 1)[0] for s in scored], return_inverse=True)
+    n_groups = int(groups.max()) + 1
+    rng = np.random.default_rng(seed)
+    stats = np.empty(n_resamples)
+    rows_per_block = max(1, _BLOCK_ELEMENTS // n)
+    for start in range(0, n_resamples, rows_per_block):
+        stop = min(n_resamples, start + rows_per_block)
+        idx = rng.integers(0, n, size=(stop - start, n))
+        cells = (np.arange(stop - start)[:, None] * n_groups + groups[idx]).ravel()
+        sums = np.bincount(cells, weights=vals[idx].ravel(), minlength=(stop - start) * n_groups)
+        counts = np.bincount(cells, minlength=(stop - start) * n_groups)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            means = (sums / counts).reshape(stop - start, n_groups)  # a subtask absent from a resample: NaN
+        stats[start:stop] = means.mean(axis=1)
+    return _percentiles(stats, confidence)
+
+
 def _num(x: float | None) -> float | None:
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
 
 
-def _aggregate_statistic(
-    records: Sequence[Mapping[str, Any]], aggregate_fn: Callable[[list], Mapping[str, float]], metric: str
-) -> Callable[[np.ndarray], float]:
-    def stat(idx: np.ndarray) -> float:
-        v = aggregate_fn([records[i] for i in idx]).get(metric)
-        return math.nan if v is None else float(v)
-
-    return stat
+def _bootstrap_aggregate(
+    records: Sequence[Mapping[str, Any]],
+    aggregate_fn: Callable[[list], Mapping[str, float]] | None,
+    metrics: Sequence[str],
+    confidence: float,
+    n_resamples: int,
+    seed: int,
+) -> dict[str, tuple[float, float]]:
+    """Percentile intervals of several aggregate metrics from one shared set of item resamples
+    (the same index draws as ``bootstrap_statistic_ci`` with this seed)."""
+    if not metrics or aggregate_fn is None:
+        return {}
+    n = len(records)
+    if n <= 1:
+        out = aggregate_fn(list(records)) if n else {}
+        return {m: (float(out[m]), float(out[m])) if m in out else (math.nan, math.nan) for m in metrics}
+    rng = np.random.default_rng(seed)
+    samples = np.full((len(metrics), n_resamples), math.nan)
+    for k in range(n_resamples):
+        got = aggregate_fn([records[i] for i in rng.integers(0, n, size=n)])
+        for j, m in enumerate(metrics):
+            v = got.get(m)
+            if v is not None:
+                samples[j, k] = float(v)
+    return {m: _percentiles(samples[j], confidence) for j, m in enumerate(metrics)}
 
 
 def build_results(
@@ -321,14 +414,19 @@ def build_results(
     confidence: float = 0.95,
     n_resamples: int = 2000,
     seed: int = 0,
+    statistic_resamples: int = 1000,
+    model_order: Sequence[str] | None = None,
 ) -> dict:
     """Build the results.json dict (schema in this module's docstring).
 
     ``per_model_task[(model, task)]`` = {"scored": per-sample dicts with id/score/metrics,
     "aggregate": {metric: value}, "aggregate_fn": optional callable(list of per-sample dicts) -> {metric: value}}.
     A metric whose aggregate equals the mean of its per-sample values gets a bootstrap CI of that mean; any
-    other metric gets a bootstrap of ``aggregate_fn`` over resampled items when given, else null CIs.
-    Model order in the output follows ``per_model_task``'s order, the baseline model first.
+    other metric gets a bootstrap of ``aggregate_fn`` over resampled items when given, else null CIs. That
+    bootstrap costs one ``aggregate_fn`` call per resample (all such metrics of a (model, task) share the calls),
+    hence its own, smaller ``statistic_resamples``. Comparisons of non-mean metrics are made for the primary
+    metric only. Model order (rows, and which model of a pair is ``model``: the later one) is the baseline model,
+    then ``model_order`` (e.g. the configured methods), then any others in ``per_model_task``'s order.
     """
     models: list[str] = []
     tasks: list[str] = []
@@ -337,14 +435,16 @@ def build_results(
             models.append(model)
         if task not in tasks:
             tasks.append(task)
-    if baseline_model in models:
-        models.remove(baseline_model)
-        models.insert(0, baseline_model)
+    models = [m for m in dict.fromkeys([baseline_model, *(model_order or []), *models]) if m in models]
 
     def kind(entry: Mapping[str, Any], task: str, metric: str) -> str:
         vals = per_sample_values(entry["scored"], metric, primary_metrics.get(task))
         if _is_mean_of(vals, entry["aggregate"][metric]):
             return "mean"
+        if _group_values(entry["scored"], metric, primary_metrics.get(task), entry["aggregate"][metric]):
+            return "group_mean"
+        if _macro_base(entry, metric, primary_metrics.get(task)):
+            return "macro"
         return "statistic" if entry.get("aggregate_fn") else "none"
 
     rows: list[dict] = []
@@ -354,20 +454,34 @@ def build_results(
             if entry is None:
                 continue
             scored = list(entry["scored"])
+            kinds = {metric: kind(entry, task, metric) for metric in entry["aggregate"]}
+            statistic_cis = _bootstrap_aggregate(
+                scored, entry.get("aggregate_fn"), [m for m, k in kinds.items() if k == "statistic"],
+                confidence, statistic_resamples, seed)
             for metric in sorted(entry["aggregate"]):
                 value = float(entry["aggregate"][metric])
-                how = kind(entry, task, metric)
+                how = kinds[metric]
                 lo = hi = None
                 if how == "mean":
                     vals = per_sample_values(scored, metric, primary_metrics.get(task))
                     lo, hi = bootstrap_ci(vals, confidence, n_resamples, seed)
-                elif how == "statistic":
-                    stat = _aggregate_statistic(scored, entry["aggregate_fn"], metric)
-                    lo, hi = bootstrap_statistic_ci(len(scored), stat, confidence, n_resamples, seed)
+                    n = len(scored)
+                elif how == "group_mean":
+                    vals = _group_values(scored, metric, primary_metrics.get(task), value)
+                    lo, hi = bootstrap_ci(vals, confidence, n_resamples, seed)
+                    n = len(vals)
+                elif how == "macro":
+                    lo, hi = _bootstrap_macro(scored, _macro_base(entry, metric, primary_metrics.get(task)),
+                                              primary_metrics.get(task), confidence, n_resamples, seed)
+                    n = len(scored)
+                else:
+                    lo, hi = statistic_cis.get(metric, (None, None))
+                    n = len(scored)
                 rows.append({
-                    "model": model, "task": task, "metric": metric, "value": value, "n": len(scored),
+                    "model": model, "task": task, "metric": metric, "value": value, "n": n,
                     "ci_low": _num(lo), "ci_high": _num(hi),
-                    "ci_method": {"mean": "bootstrap_mean", "statistic": "bootstrap_statistic"}.get(how),
+                    "ci_method": {"mean": "bootstrap_mean", "group_mean": "bootstrap_mean",
+                                  "macro": "bootstrap_statistic", "statistic": "bootstrap_statistic"}.get(how),
                 })
 
     comparisons: list[dict] = []
@@ -389,7 +503,7 @@ def build_results(
                                         confidence, n_resamples, seed)
                 delta, lo, hi, p, wins, losses, test = (res.delta, res.ci_low, res.ci_high, res.p_value,
                                                         res.wins, res.losses, res.test)
-            elif ea.get("aggregate_fn") and eb.get("aggregate_fn") and "none" not in (ka, kb):
+            elif metric == primary and ea.get("aggregate_fn") and eb.get("aggregate_fn") and "none" not in (ka, kb):
                 fa, fb = ea["aggregate_fn"], eb["aggregate_fn"]
 
                 def diff(idx: np.ndarray, fa=fa, fb=fb, metric=metric) -> float:
@@ -397,7 +511,8 @@ def build_results(
                     vb = fb([rb[i] for i in idx]).get(metric)
                     return math.nan if va is None or vb is None else float(va) - float(vb)
 
-                delta, lo, hi, p = paired_statistic_difference(len(ids), diff, confidence, n_resamples, seed)
+                delta, lo, hi, p = paired_statistic_difference(len(ids), diff, confidence, statistic_resamples,
+                                                               seed)
                 sa = np.array([float(r.get("score", 0.0)) for r in ra])
                 sb = np.array([float(r.get("score", 0.0)) for r in rb])
                 wins, losses, test = int(np.sum(sa > sb)), int(np.sum(sa < sb)), "bootstrap"
