@@ -217,13 +217,13 @@ def report(run: RunArg) -> None:
 @user_errors
 def check(run: Annotated[Path, typer.Argument(help="A run folder or its results.json.")],
           baseline: Annotated[Optional[Path], typer.Option("--baseline", "-b", help="Baseline results file.")] = None,
-          tolerance: Annotated[float, typer.Option("--tolerance", min=0.0, help="Allowed drop (absolute, 0..1).")] = 0.02,
+          tolerance: Annotated[Optional[float], typer.Option("--tolerance", min=0.0, help="Allowed drop (absolute, 0..1); default: the baseline file's, else 0.02.")] = None,
           all_metrics: Annotated[bool, typer.Option("--all-metrics", help="Gate every metric, not only primary ones.")] = False,
           allow_missing: Annotated[bool, typer.Option("--allow-missing", help="Rows absent from the run do not fail.")] = False,
           write_baseline: Annotated[Optional[Path], typer.Option("--write-baseline", help="Write this run as a baseline file and exit.")] = None) -> None:
     """Regression gate: exit 1 and print the regressed rows when a metric falls below the baseline by more
     than the tolerance, else exit 0."""
-    from reports.check import check_run, format_outcome, make_baseline
+    from reports.check import check_run, format_outcome, load_baseline, make_baseline
     from reports.stats import load_results
 
     path = run / "results.json" if run.is_dir() else run
@@ -235,17 +235,16 @@ def check(run: Annotated[Path, typer.Argument(help="A run folder or its results.
         raise UserError(f"{path}: {e}")
     if write_baseline is not None:
         write_baseline.parent.mkdir(parents=True, exist_ok=True)
-        write_baseline.write_text(json.dumps(make_baseline(results, tolerance), indent=2) + "\n")
+        write_baseline.write_text(json.dumps(make_baseline(results, 0.02 if tolerance is None else tolerance),
+                                             indent=2) + "\n")
         console.print(f"baseline written: {write_baseline}")
         return
     if baseline is None:
         raise UserError("no baseline given; pass --baseline FILE (write one with --write-baseline FILE)")
-    if not baseline.exists():
-        raise UserError(f"baseline {baseline} not found; write one with `harness check RUN --write-baseline FILE`")
     try:
-        base = json.loads(baseline.read_text())
-    except json.JSONDecodeError as e:
-        raise UserError(f"baseline {baseline} is not valid JSON ({e.msg}); regenerate it with --write-baseline")
+        base = load_baseline(baseline)
+    except ValueError as e:
+        raise UserError(str(e))
     outcome = check_run(results, base, tolerance=tolerance, metrics="all" if all_metrics else "primary",
                         allow_missing=allow_missing)
     typer.echo(format_outcome(outcome))

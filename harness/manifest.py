@@ -85,7 +85,6 @@ def data_hashes(plan) -> dict[str, str]:
 
 
 def build_manifest(plan, *, student, trained: dict, eval_stats: dict, timings: dict, command: str) -> dict:
-    from harness.engines.hf import model_identity
     from harness.pipeline import generation_params, make_task
 
     cfg = plan.config
@@ -101,7 +100,7 @@ def build_manifest(plan, *, student, trained: dict, eval_stats: dict, timings: d
     for name in plan.tasks:
         t = make_task(cfg, name)
         tasks[name] = {"n": plan.task_counts[name], "output_type": t.output_type,
-                       "primary_metric": t.primary_metric,
+                       "primary_metric": t.primary_metric, "sensitive": t.sensitive,
                        "generation": generation_params(cfg, t).to_dict() if t.output_type == "generate" else None}
     return {
         "run_id": plan.run_id,

@@ -307,7 +307,8 @@ def evaluate_models(plan: Plan, models: dict[str, tuple[Path | str, Path | None]
 
 
 # ---- stage 6: aggregate and report --------------------------------------------------------------------
-def aggregate(run_dir: RunDir, task_options: dict[str, dict] | None = None) -> dict:
+def aggregate(run_dir: RunDir, task_options: dict[str, dict] | None = None,
+              model_order: Sequence[str] | None = None) -> dict:
     """results.json from the stored per-sample records (no model is loaded)."""
     from reports.stats import build_results, write_results
 
@@ -325,7 +326,7 @@ def aggregate(run_dir: RunDir, task_options: dict[str, dict] | None = None) -> d
             "aggregate": task.aggregate(scored),
             "aggregate_fn": (lambda recs, t=task: t.aggregate([_scored(r) for r in recs])),
         }
-    results = build_results(run_dir.root.name, per, primary)
+    results = build_results(run_dir.root.name, per, primary, model_order=list(model_order) if model_order else None)
     write_results(run_dir.results, results)
     return results
 
@@ -383,7 +384,7 @@ def run(plan: Plan, *, command: str = "", extra_models: dict[str, tuple[str, str
                               command=command)
     write_json_atomic(rd.manifest, manifest)
     if evaluate:
-        aggregate(rd, cfg.eval.task_options)
+        aggregate(rd, cfg.eval.task_options, ["base", *plan.methods])
         from reports.html import render_report
 
         render_report(rd.root)
