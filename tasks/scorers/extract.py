@@ -12,11 +12,13 @@ def last_boxed(text: str) -> str | None:
     idx = max(text.rfind("\\boxed"), text.rfind("\\fbox"))
     if idx < 0:
         return None
-    i = text.find("{", idx)
-    if i < 0:
-        # "\boxed 5" form
-        m = re.match(r"\\boxed\s+([^\s$]+)", text[idx:])
+    start = idx + (len("\\boxed") if text.startswith("\\boxed", idx) else len("\\fbox"))
+    rest = text[start:]
+    if not rest.lstrip().startswith("{"):
+        # "\boxed 5" form. (The brace must follow the command: a later "{" belongs to other text.)
+        m = re.match(r"\s+([^\s$]+)", rest)
         return m.group(1) if m else None
+    i = start + len(rest) - len(rest.lstrip())
     depth = 0
     for j in range(i, len(text)):
         if text[j] == "{":
