@@ -72,7 +72,7 @@ class EvalConfig(Strict):
     limit: int | None = Field(None, ge=1)
     #: Per-task options passed to the task (e.g. {"gpqa_diamond": {"num_fewshot": 5}}).
     task_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    #: Per-task generation budget overrides: {"math500": 4096}.
+    #: Per-task generation budget overrides: {"math500": 4096}; the key "*" applies to every other task.
     max_new_tokens: dict[str, int] = Field(default_factory=dict)
     engine: EngineConfig = Field(default_factory=EngineConfig)
     score_workers: int | None = None

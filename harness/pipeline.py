@@ -96,7 +96,7 @@ def estimate_cost(plan: Plan) -> dict[str, int]:
     eval_tokens = 0
     for t in plan.tasks:
         task = make_task(cfg, t)
-        budget = cfg.eval.max_new_tokens.get(t, task.generation.max_new_tokens) if task.output_type == "generate" else 0
+        budget = generation_params(cfg, task).max_new_tokens if task.output_type == "generate" else 0
         eval_tokens += n_models * plan.task_counts[t] * (q_tokens + budget * task.generation.n)
     return {"probe_tokens": probe_tokens, "teacher_calls": teacher_calls, "teacher_tokens": teacher_tokens,
             "train_tokens_max": train_tokens, "eval_tokens_max": eval_tokens, "models_to_evaluate": n_models}
@@ -227,7 +227,8 @@ def train_methods(plan: Plan, student: Path | str, items: list[TrainItem]) -> di
 # ---- stage 4-5: evaluation and scoring ----------------------------------------------------------------
 def generation_params(cfg: RunConfig, task: Task) -> SamplingParams:
     g = task.generation
-    return SamplingParams(max_new_tokens=cfg.eval.max_new_tokens.get(task.name, g.max_new_tokens),
+    budgets = cfg.eval.max_new_tokens
+    return SamplingParams(max_new_tokens=budgets.get(task.name, budgets.get("*", g.max_new_tokens)),
                           temperature=g.temperature, n=g.n, seed=cfg.seed, stop=tuple(g.stop))
 
 

@@ -1,5 +1,6 @@
 """Shared test setup: point the harness at the offline benchmark mirror and NLTK data beside the checkout."""
 import os
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -10,6 +11,8 @@ os.environ.setdefault("NLTK_DATA", str(SHARED / "data" / "nltk_data"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HARNESS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Model calls, tiny students and the call cache of a test session live in a fresh folder, never in ~/.cache.
+os.environ.setdefault("HARNESS_CACHE_DIR", tempfile.mkdtemp(prefix="harness-test-cache-"))
 
 import pytest
 
@@ -45,3 +48,16 @@ def build_random_chat_model(out: Path, seed: int = 0) -> Path:
 @pytest.fixture(scope="session")
 def random_chat_model(tmp_path_factory) -> Path:
     return build_random_chat_model(tmp_path_factory.mktemp("random_chat_model"))
+
+
+@pytest.fixture(scope="session")
+def tiny_cache() -> Path:
+    return Path(os.environ["HARNESS_CACHE_DIR"])
+
+
+@pytest.fixture(scope="session")
+def tiny_student(tiny_cache) -> Path:
+    """The smoke-preset tiny student, built once per test session."""
+    from distill.tiny import TinySpec, ensure_tiny_student
+
+    return ensure_tiny_student(TinySpec.smoke(), cache_dir=tiny_cache, progress=False)

@@ -16,6 +16,9 @@ from harness.engines.base import Completion, Prompt, ProgressFn, SamplingParams
 
 hf_logging.disable_progress_bar()  # our own rich bars report progress; transformers' tqdm bars are noise
 
+# Below this many parameters a CPU model generates fastest on one thread (see HFEngine.__init__).
+SMALL_MODEL_PARAMS = 50_000_000
+
 # Weight files at most this large are hashed in full; larger ones by size plus their first and last MiB,
 # so that a 15 GB checkpoint does not take minutes to identify.
 _FULL_HASH_LIMIT = 256 * 2**20
@@ -98,6 +101,10 @@ class HFEngine:
             if merge_adapter:  # merged LoRA weights generate faster and give the same outputs
                 self.model = self.model.merge_and_unload()
         self.model.eval()
+        if self.device == "cpu" and sum(p.numel() for p in self.model.parameters()) < SMALL_MODEL_PARAMS:
+            # A small model's matrices are too small to split across threads: with more than one thread, OpenMP
+            # workers spin and contend with every other busy process (graders, sandboxes), measured 10x slower.
+            torch.set_num_threads(1)
 
     # ---- prompts -------------------------------------------------------------------------------------
     def render(self, prompt: Prompt) -> str:
