@@ -1,0 +1,390 @@
+"""The embedded default student: a tiny chat model pretrained by the harness on first use, on a 2-core CPU.
+
+What gets built (and cached under ``$HARNESS_CACHE_DIR/tiny-<spec hash>``):
+
+- a byte-level BPE tokenizer trained with ``tokenizers`` on the synthetic corpus. Digits and newlines are
+  isolated before BPE, so every digit is its own token (arithmetic needs that) and no token spans a line break
+  (so the chat prompt, which ends in a newline, tokenizes the same alone and followed by a reply). Any byte is
+  encodable, so code and critiques never crash it. A ChatML-style Jinja chat template is attached.
+- a small LlamaForCausalLM, randomly initialised from the seed and pretrained with plain torch on chat-formatted
+  synthetic problems, whose solutions carry SYSTEMATIC injected mistakes (an operation misread for one wording,
+  a dropped carry for one digit pattern, "triples" read as doubling, a final division forgotten). Greedy decoding
+  reproduces them, so the base student is imperfect in ways that training on corrected solutions can fix.
+- a share of format-probe prompts (tasks.format_probe) on which the student follows one wording of each
+  instruction and mostly ignores the other, so fine-tuning can show format drift either way.
+
+``ensure_tiny_student(spec)`` returns the folder (loadable with AutoModelForCausalLM / AutoTokenizer).
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import random
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+#: Bump when the recipe below changes in a way that changes the weights (invalidates cached students).
+RECIPE_VERSION = "tiny-v2"
+
+BOS, EOS, PAD, IM_START = "<|bos|>", "<|im_end|>", "<|endoftext|>", "<|im_start|>"
+SPECIAL_TOKENS = [PAD, BOS, IM_START, EOS]
+
+CHAT_TEMPLATE = (
+    "{{- bos_token -}}"
+    "{%- for message in messages -%}"
+    "{{- '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' -}}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\n' -}}{%- endif -%}"
+)
+
+MISTAKE_KINDS = ("sells_as_buys", "dropped_carry", "triples_as_doubles", "forgets_final_division")
+
+
+@dataclass
+class TinySpec:
+    """Every knob of the tiny student. Same spec (and machine) -> same weights."""
+
+    preset: str = "default"
+    seed: int = 0
+    # tokenizer
+    vocab_size: int = 768
+    tokenizer_corpus: int = 4000  # examples the BPE is trained on
+    # model (Llama architecture)
+    hidden_size: int = 96
+    intermediate_size: int = 288
+    num_layers: int = 4
+    num_heads: int = 4
+    max_position_embeddings: int = 2048
+    # pretraining
+    # About 1,100 steps of 32 are needed before the arithmetic clicks (measured: ~35% ID at 1,200 steps,
+    # under 10% at 600, for the same recipe with the schedule annealed at the end).
+    steps: int = 1100
+    batch_size: int = 32
+    learning_rate: float = 3e-3
+    warmup_steps: int = 50
+    weight_decay: float = 0.01
+    # data mix
+    mistake_rate: float = 0.9  # when a mistake's trigger holds, the share of solutions that make it
+    mistakes: tuple[str, ...] = MISTAKE_KINDS
+    step_weights: dict[int, float] = field(default_factory=lambda: {1: 0.1, 2: 0.35, 3: 0.35, 4: 0.2})
+    format_share: float = 0.15  # share of format-probe prompts in the pretraining mix
+    # how often each format wording is followed in pretraining: first wording / other wordings
+    format_follow: tuple[float, float] = (0.9, 0.2)
+    threads: int = 2
+
+    @classmethod
+    def default(cls) -> "TinySpec":
+        return cls()
+
+    @classmethod
+    def smoke(cls) -> "TinySpec":
+        """For CI: the same recipe cut to 500 steps (about a minute on 2 free cores). It has learned the format
+        and reads the question, but its arithmetic has not clicked yet: expect only a few percent accuracy."""
+        return cls(preset="smoke", steps=500, tokenizer_corpus=1500)
+
+
+def spec_hash(spec: TinySpec) -> str:
+    d = asdict(spec)
+    d["recipe"] = RECIPE_VERSION
+    blob = json.dumps(d, sort_keys=True, default=list)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+# ---- the student's (mistaken) solutions ------------------------------------------------------------------
+def _triggered(kind: str, problem, i: int, a: int) -> bool:
+    """Whether mistake ``kind`` applies to operation ``i`` when the running value is ``a``."""
+    o = problem.ops[i]
+    if kind == "sells_as_buys":  # "sells k" is read as gaining k
+        return o.template == 5
+    if kind == "dropped_carry":  # a units carry is dropped when the added number ends in 8 or 9
+        return o.op == "+" and o.k % 10 >= 8 and a % 10 + o.k % 10 >= 10
+    if kind == "triples_as_doubles":
+        return o.template == 7
+    if kind == "forgets_final_division":
+        return o.op == "/" and i == len(problem.ops) - 1
+    raise ValueError(f"unknown mistake kind {kind!r}; use one of {', '.join(MISTAKE_KINDS)}")
+
+
+def student_steps(problem, rng: random.Random, spec: TinySpec) -> list[tuple[int, str, int, int]]:
+    """The steps the pretraining data teaches for ``problem``: right, except where a mistake fires."""
+    from tasks.synthetic import apply_op
+
+    out: list[tuple[int, str, int, int]] = []
+    a = problem.start
+    for i, o in enumerate(problem.ops):
+        fired = [k for k in spec.mistakes if _triggered(k, problem, i, a)]
+        mistake = fired[0] if fired and rng.random() < spec.mistake_rate else None
+        op, k = o.op, o.k
+        if mistake == "forgets_final_division":
+            break
+        if mistake == "sells_as_buys":
+            op = "+"
+        if mistake == "triples_as_doubles":
+            k = 2
+        r = apply_op(a, op, k)
+        if mistake == "dropped_carry":
+            r -= 10
+        out.append((a, op, k, r))
+        a = r
+    return out
+
+
+def _solution_text(steps, answer: int, final: str = "boxed") -> str:
+    from tasks.synthetic import format_step
+
+    lines = [format_step(i + 1, *s) for i, s in enumerate(steps)]
+    if final == "boxed":
+        lines.append(f"The answer is \\boxed{{{answer}}}.")
+    elif final == "answer_line":
+        lines.append(f"Answer: {answer}")
+    elif final == "boxed_last":
+        lines.append(f"The answer is \\boxed{{{answer}}}")
+    return "\n".join(lines)
+
+
+def _random_train_problem(rng: random.Random, spec: TinySpec):
+    from tasks.synthetic import random_problem, split_of
+
+    weights = spec.step_weights
+    while True:
+        p = random_problem(rng, rng.choices(list(weights), weights=list(weights.values()))[0])
+        if split_of(p.question) == "train":  # evaluation questions never enter pretraining
+            return p
+
+
+def pretraining_example(rng: random.Random, spec: TinySpec) -> tuple[list[dict[str, str]], str]:
+    """(prompt messages, assistant reply) for one pretraining example."""
+    from tasks.format_probe import INSTRUCTIONS, probe_messages
+    from tasks.prompts import math_messages
+
+    p = _random_train_problem(rng, spec)
+    steps = student_steps(p, rng, spec)
+    answer = steps[-1][3] if steps else p.start
+    if rng.random() >= spec.format_share:
+        return math_messages(p.question), _solution_text(steps, answer)
+    instr = rng.choice(INSTRUCTIONS)
+    w = rng.randrange(len(instr.wordings))
+    follow = rng.random() < (spec.format_follow[0] if w == 0 else spec.format_follow[1])
+    msgs = probe_messages(p.question, instr.wordings[w])
+    if not follow:
+        return msgs, _solution_text(steps, answer)
+    if instr.kind == "only_number":
+        return msgs, str(answer)
+    if instr.kind == "answer_line":
+        return msgs, _solution_text(steps, answer, "answer_line")
+    if instr.kind == "boxed_last":
+        return msgs, _solution_text(steps, answer, "boxed_last")
+    return msgs, "Solution:\n" + _solution_text(steps, answer)
+
+
+# ---- tokenizer -------------------------------------------------------------------------------------------
+def build_tokenizer(spec: TinySpec):
+    """Byte-level BPE trained on the synthetic corpus, wrapped as a PreTrainedTokenizerFast with a chat template."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    rng = random.Random(f"tiny-tokenizer:{spec.seed}")
+    texts: list[str] = ["system", "user", "assistant"] * 50  # role names become single tokens
+    for _ in range(spec.tokenizer_corpus):
+        msgs, reply = pretraining_example(rng, spec)
+        texts.extend(m["content"] for m in msgs)
+        texts.append(reply)
+
+    tok = Tokenizer(models.BPE())
+    # Digits and newlines are their own pre-tokens: one token per digit, and no merge across a line break.
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(r"\d|\n"), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=spec.vocab_size, special_tokens=SPECIAL_TOKENS, min_frequency=2,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(texts, trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=BOS, eos_token=EOS, pad_token=PAD,
+                                   model_max_length=spec.max_position_embeddings, padding_side="left")
+    fast.chat_template = CHAT_TEMPLATE
+    return fast
+
+
+def encode_example(tokenizer, messages: list[dict[str, str]], reply: str) -> tuple[list[int], list[int]]:
+    """(input ids, labels) with the loss on the reply and its end-of-turn token only."""
+    prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    r_ids = tokenizer(reply + EOS, add_special_tokens=False)["input_ids"]
+    return p_ids + r_ids, [-100] * len(p_ids) + r_ids
+
+
+# ---- model and pretraining ---------------------------------------------------------------------------------
+def build_model(spec: TinySpec, tokenizer):
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    # Llama rather than Qwen2: transformers 5's AutoTokenizer swaps in Qwen2's own tokenizer class for a
+    # qwen2 config, which would drop our digit-splitting pre-tokenizer on reload.
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=spec.hidden_size, intermediate_size=spec.intermediate_size,
+        num_hidden_layers=spec.num_layers, num_attention_heads=spec.num_heads, num_key_value_heads=spec.num_heads,
+        max_position_embeddings=spec.max_position_embeddings, tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id, use_cache=True,
+    )
+    torch.manual_seed(spec.seed)
+    return LlamaForCausalLM(config)
+
+
+def _batches(spec: TinySpec, tokenizer) -> Iterator[tuple]:
+    import torch
+
+    rng = random.Random(f"tiny-pretrain:{spec.seed}")
+    pad = tokenizer.pad_token_id
+    while True:
+        rows = [encode_example(tokenizer, *pretraining_example(rng, spec)) for _ in range(spec.batch_size)]
+        width = max(len(ids) for ids, _ in rows)
+        ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        labels = torch.full((len(rows), width), -100, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, (x, y) in enumerate(rows):  # right padding for training
+            ids[i, : len(x)] = torch.tensor(x)
+            labels[i, : len(y)] = torch.tensor(y)
+            mask[i, : len(x)] = 1
+        yield ids, labels, mask
+
+
+def _lr_at(step: int, spec: TinySpec) -> float:
+    if step < spec.warmup_steps:
+        return spec.learning_rate * (step + 1) / spec.warmup_steps
+    frac = (step - spec.warmup_steps) / max(1, spec.steps - spec.warmup_steps)
+    return spec.learning_rate * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+
+
+@contextlib.contextmanager
+def _torch_settings(threads: int) -> Iterator[None]:
+    """Fixed thread count and deterministic kernels while building; the caller's settings come back after."""
+    import torch
+
+    old_threads, old_det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(max(1, min(threads, os.cpu_count() or 1)))
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old_threads)
+        torch.use_deterministic_algorithms(old_det)
+
+
+def pretrain(model, tokenizer, spec: TinySpec, progress: bool = True) -> dict:
+    import torch
+
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": spec.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}],
+                            lr=spec.learning_rate, betas=(0.9, 0.98), eps=1e-8)
+    model.train()
+    batches = _batches(spec, tokenizer)
+    losses: list[float] = []
+    ctx = contextlib.nullcontext(None)
+    if progress:
+        from harness.progress import make_progress
+
+        ctx = make_progress()
+    with ctx as prog:
+        task = prog.add_task(f"pretraining tiny student ({spec.preset})", total=spec.steps) if prog else None
+        for step in range(spec.steps):
+            for g in opt.param_groups:
+                g["lr"] = _lr_at(step, spec)
+            ids, labels, mask = next(batches)
+            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            losses.append(float(loss.detach()))
+            if prog:
+                prog.update(task, advance=1, description=f"pretraining tiny student ({spec.preset}) "
+                                                         f"loss {sum(losses[-20:]) / len(losses[-20:]):.3f}")
+    model.eval()
+    tail = losses[-max(1, min(50, len(losses))):]
+    return {"steps": spec.steps, "final_loss": sum(tail) / len(tail), "first_loss": losses[0] if losses else None}
+
+
+def weights_digest(model) -> str:
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().contiguous().cpu().numpy().tobytes())
+    return h.hexdigest()
+
+
+def build_tiny_student(spec: TinySpec, out_dir: Path, progress: bool = True) -> dict:
+    """Train tokenizer and model into ``out_dir``; returns the build metrics (also written there)."""
+    t0 = time.time()
+    with _torch_settings(spec.threads):
+        tokenizer = build_tokenizer(spec)
+        t_tok = time.time() - t0
+        model = build_model(spec, tokenizer)
+        metrics = pretrain(model, tokenizer, spec, progress=progress)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.bos_token_id = tokenizer.bos_token_id
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    metrics.update({
+        "seconds": round(time.time() - t0, 2), "tokenizer_seconds": round(t_tok, 2),
+        "parameters": sum(p.numel() for p in model.parameters()), "vocab_size": len(tokenizer),
+        "weights_sha256": weights_digest(model), "threads": max(1, min(spec.threads, os.cpu_count() or 1)),
+        "recipe": RECIPE_VERSION,
+    })
+    (out_dir / "tiny_spec.json").write_text(json.dumps(asdict(spec), indent=2, default=list) + "\n")
+    (out_dir / "build_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    return metrics
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("HARNESS_CACHE_DIR") or Path.home() / ".cache" / "harness")
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """Serialise concurrent builds of the same spec (best effort where fcntl is missing)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - non-Unix
+        yield
+        return
+    with open(path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def ensure_tiny_student(spec: TinySpec | None = None, cache_dir: Path | None = None, progress: bool = True) -> Path:
+    """The folder of the tiny student for ``spec``, built on first use (atomically) and cached after."""
+    spec = spec or TinySpec.default()
+    root = Path(cache_dir) if cache_dir else default_cache_dir()
+    target = root / f"tiny-{spec_hash(spec)}"
+    if (target / "build_metrics.json").exists():
+        return target
+    root.mkdir(parents=True, exist_ok=True)
+    with _file_lock(root / f".tiny-{spec_hash(spec)}.lock"):
+        if (target / "build_metrics.json").exists():  # another process built it while we waited
+            return target
+        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-", dir=root))
+        try:
+            build_tiny_student(spec, tmp, progress=progress)
+            if target.exists():  # a leftover without build metrics is not a finished build
+                shutil.rmtree(target)
+            os.rename(tmp, target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return target
