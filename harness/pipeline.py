@@ -18,7 +18,7 @@ from harness.config import ConfigError, RunConfig
 from harness.engines import build_engine
 from harness.engines.base import SamplingParams
 from harness.manifest import build_manifest
-from harness.progress import console, progress_bar
+from harness.progress import console, progress_bar, quiet_hf_progress
 from harness.store import (CachedEngine, CallCache, RunDir, default_cache_dir, read_jsonl, stable_hash,
                            write_json_atomic, write_jsonl_atomic)
 from tasks.base import Doc, Scored, Task
@@ -356,6 +356,7 @@ def run(plan: Plan, *, command: str = "", extra_models: dict[str, tuple[str, str
     rd.root.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     cache = CallCache(default_cache_dir() / "calls.sqlite")
+    quiet_hf_progress()
     t0 = time.perf_counter()
     student = resolve_student(cfg)
     timings["student"] = time.perf_counter() - t0

@@ -11,6 +11,15 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgress
 console = Console(stderr=True)
 
 
+def quiet_hf_progress() -> None:
+    """transformers/datasets tqdm bars ("Writing model shards", "Map") would interleave with ours."""
+    from datasets.utils.logging import disable_progress_bar as datasets_quiet
+    from transformers.utils.logging import disable_progress_bar as transformers_quiet
+
+    transformers_quiet()
+    datasets_quiet()
+
+
 class RateColumn(TextColumn):
     def __init__(self) -> None:
         super().__init__("")

@@ -16,16 +16,6 @@ from distill.tiny import (EOS, TinySpec, build_tokenizer, encode_example, ensure
 from tasks.synthetic import SyntheticID, SyntheticOOD
 
 
-@pytest.fixture(scope="session")
-def tiny_cache(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("harness-cache")
-
-
-@pytest.fixture(scope="session")
-def smoke_student(tiny_cache) -> Path:
-    return ensure_tiny_student(TinySpec.smoke(), cache_dir=tiny_cache, progress=False)
-
-
 def _greedy(folder: Path, prompts, max_new_tokens: int) -> list[str]:
     tok = AutoTokenizer.from_pretrained(folder)
     model = AutoModelForCausalLM.from_pretrained(folder).eval()
@@ -56,8 +46,8 @@ def test_tokenizer_splits_digits_and_encodes_any_text():
     assert len(tok) <= 1000
 
 
-def test_builds_loads_and_round_trips_the_chat_template(smoke_student):
-    folder = smoke_student
+def test_builds_loads_and_round_trips_the_chat_template(tiny_student):
+    folder = tiny_student
     assert folder.name == f"tiny-{spec_hash(TinySpec.smoke())}"
     metrics = json.loads((folder / "build_metrics.json").read_text())
     assert metrics["steps"] == TinySpec.smoke().steps and metrics["final_loss"] < metrics["first_loss"]
@@ -83,19 +73,19 @@ def test_builds_loads_and_round_trips_the_chat_template(smoke_student):
     assert f_ids[: len(p_ids)] == p_ids
 
 
-def test_second_call_is_cached(smoke_student, tiny_cache):
+def test_second_call_is_cached(tiny_student, tiny_cache):
     t = time.time()
     again = ensure_tiny_student(TinySpec.smoke(), cache_dir=tiny_cache, progress=False)
-    assert again == smoke_student and time.time() - t < 1.0
+    assert again == tiny_student and time.time() - t < 1.0
     assert not [p for p in tiny_cache.iterdir() if p.name.startswith(".tmp-")]  # no half-written builds left
 
 
-def test_smoke_student_reads_the_question(smoke_student):
+def test_tiny_student_reads_the_question(tiny_student):
     """Too short a build to do the arithmetic well, but it answers in the trained format and its answers
     depend on the question."""
     task = SyntheticID(n=40)
     docs = task.docs()
-    responses = _greedy(smoke_student, [d.prompt for d in docs], task.generation.max_new_tokens)
+    responses = _greedy(tiny_student, [d.prompt for d in docs], task.generation.max_new_tokens)
     scored = [task.score(d, [r]) for d, r in zip(docs, responses)]
     acc = sum(s.score for s in scored) / len(scored)
     assert acc < 0.95
