@@ -7,7 +7,7 @@ One module per benchmark registers a ``Task`` subclass with ``@register_task``. 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, ClassVar, Sequence
 
 from harness.engines.base import Prompt
@@ -44,6 +44,14 @@ class GenerationConfig:
     temperature: float = 0.0
     n: int = 1
     stop: tuple[str, ...] = ()
+
+
+def generation_from_options(base: GenerationConfig, options: dict[str, Any]) -> GenerationConfig:
+    """The class default generation settings with any of max_new_tokens/temperature/n/stop overridden."""
+    over = {k: options[k] for k in ("max_new_tokens", "temperature", "n") if options.get(k) is not None}
+    if options.get("stop") is not None:
+        over["stop"] = tuple(options["stop"])
+    return replace(base, **over)
 
 
 class Task(ABC):

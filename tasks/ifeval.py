@@ -24,9 +24,8 @@ import random
 import sys
 from typing import Any, Sequence
 
-from tasks.base import Doc, GenerationConfig, Scored, Task
+from tasks.base import Doc, GenerationConfig, Scored, Task, generation_from_options
 from tasks.data import DataMissing, hub_allowed, resolve_jsonl
-from tasks.humaneval import generation_from_options
 from tasks.registry import register_task
 
 PROMPT_METRICS = ("prompt_level_strict_acc", "prompt_level_loose_acc")

@@ -18,9 +18,8 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from tasks.base import Doc, GenerationConfig, Scored, Task
+from tasks.base import Doc, GenerationConfig, Scored, Task, generation_from_options
 from tasks.data import resolve_jsonl
-from tasks.humaneval import generation_from_options
 from tasks.registry import register_task
 from tasks.scorers.choice import STRICT, extract_mmlu_pro, option_letters
 
