@@ -6,6 +6,8 @@ must not be published) show sample ids and scores only.
 """
 from __future__ import annotations
 
+import re
+
 import base64
 import json
 import math
@@ -20,7 +22,8 @@ from reports.stats import holm_adjust, load_results
 TEMPLATES = Path(__file__).with_name("templates")
 _RESPONSE_HEAD = 2500  # characters kept from the start and from the end of a long response
 _RESPONSE_TAIL = 1500
-_SECRET_WORDS = ("key", "token", "secret", "password", "credential")
+# Whole words of a key name (api_key, hf_token, password): "max_new_tokens" is a budget, not a secret.
+_SECRET_WORDS = {"key", "apikey", "token", "secret", "password", "credential", "credentials"}
 _SETTING_KEYS = ("engine", "generation", "eval_settings", "sampling", "chat_template_hash", "dtype", "max_model_len")
 
 
@@ -57,10 +60,14 @@ def number(value: Any) -> str:
     return f"{value:.4g}"
 
 
+def _is_secret_name(name) -> bool:
+    return any(part in _SECRET_WORDS for part in re.split(r"[^a-z0-9]+", str(name).lower()))
+
+
 def redact(value: Any) -> Any:
     """Copy of a config with values under secret-looking keys replaced (configs may carry API keys)."""
     if isinstance(value, Mapping):
-        return {k: ("***" if any(w in str(k).lower() for w in _SECRET_WORDS) and v not in (None, "") else redact(v))
+        return {k: ("***" if _is_secret_name(k) and v not in (None, "") else redact(v))
                 for k, v in value.items()}
     if isinstance(value, list):
         return [redact(v) for v in value]

@@ -180,3 +180,11 @@ def test_registered_sensitive_task_hides_a_stray_prompt(tmp_path):
         (run / "samples" / model / "gpqa_diamond.jsonl").write_text(path.read_text())
     html = render_report(run).read_text()
     assert "gpqa_diamond/0" in html and "XeSECRETF4" not in html
+
+
+def test_config_redaction_hides_secrets_not_budgets():
+    from reports.html import redact
+
+    out = redact({"eval": {"max_new_tokens": {"*": 64}}, "teacher": {"options": {"api_key": "sk-123", "hf_token": "t"}}})
+    assert out["eval"]["max_new_tokens"] == {"*": 64}
+    assert out["teacher"]["options"] == {"api_key": "***", "hf_token": "***"}
