@@ -203,7 +203,6 @@ def eval_(model: Annotated[Optional[str], typer.Option("--model", help="Model to
 def report(run: RunArg) -> None:
     """Re-aggregate a run's stored samples and re-render its report.html."""
     from harness.pipeline import aggregate
-    from harness.store import RunDir
     from reports.html import render_report
 
     rd = _run_dir(run)
