@@ -12,7 +12,7 @@ import base64
 import json
 import math
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 import jinja2
 
@@ -148,20 +148,12 @@ def _read_jsonl(path: Path) -> list[dict]:
     return out
 
 
-def _ordered(items: Iterable[str], first: str | None = None) -> list[str]:
-    out = list(dict.fromkeys(items))
-    if first in out:
-        out.remove(first)
-        out.insert(0, first)
-    return out
-
-
 # --------------------------------------------------------------------------------------------- sections
 def _settings(manifest: Mapping, models: list[str], tasks: list[str], results: Mapping) -> tuple[list, list[str]]:
     """Generation settings per task, and warnings where models were evaluated differently."""
     rows, warnings = [], []
     task_info = manifest.get("tasks") or {}
-    for task in _ordered(list(task_info) + tasks):
+    for task in plots.ordered(list(task_info) + tasks):
         info = task_info.get(task) or {}
         gen = info.get("generation")
         per_model = isinstance(gen, Mapping) and gen and all(k in models for k in gen) and all(
@@ -254,7 +246,7 @@ def _metric_tables(results: Mapping, models: list[str], tasks: list[str]) -> lis
     out = []
     for task in tasks:
         rows = [r for r in results["rows"] if r["task"] == task]
-        metrics = _ordered([r["metric"] for r in rows], results["primary_metrics"].get(task))
+        metrics = plots.ordered([r["metric"] for r in rows], results["primary_metrics"].get(task))
         by = {(r["model"], r["metric"]): r for r in rows}
         body = []
         for model in models:
@@ -367,7 +359,7 @@ def _samples(run_dir: Path, manifest: Mapping, models: list[str], tasks: list[st
         first = next(iter(by_model.values()))
         ids = list(first)
         disagree = [i for i in ids if len({(recs.get(i) or {}).get("score") for recs in by_model.values()}) > 1]
-        chosen = _ordered(disagree[:k] + ids)[:k] if not sensitive else ids[: max(k, 10)]
+        chosen = plots.ordered(disagree[:k] + ids)[:k] if not sensitive else ids[: max(k, 10)]
         items = []
         for sid in chosen:
             per_model = []
@@ -410,9 +402,9 @@ def build_context(run_dir: Path, samples_per_task: int = 3, baseline_model: str 
     manifest = _read_json(run_dir / "manifest.json")
     results = results if results is not None else load_results(run_dir / "results.json")
     model_info = manifest.get("models") or {}
-    models = _ordered([m for m in model_info] + [r["model"] for r in results["rows"]], baseline_model)
+    models = plots.ordered([m for m in model_info] + [r["model"] for r in results["rows"]], baseline_model)
     models = [m for m in models if any(r["model"] == m for r in results["rows"])] or models
-    tasks = _ordered(list(results["primary_metrics"]) + [r["task"] for r in results["rows"]])
+    tasks = plots.ordered(list(results["primary_metrics"]) + [r["task"] for r in results["rows"]])
     tasks = [t for t in tasks if any(r["task"] == t for r in results["rows"])]
     config = redact(manifest.get("config") or {})
     settings, warnings = _settings(manifest, models, tasks, results)

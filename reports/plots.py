@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 import matplotlib
 
@@ -18,7 +18,8 @@ from matplotlib.figure import Figure  # noqa: E402
 _MAX_WIDTH_IN = 18.0
 
 
-def _order(items: list[str], first: str | None = None) -> list[str]:
+def ordered(items: Iterable[str], first: str | None = None) -> list[str]:
+    """Unique items in first-seen order, with ``first`` (e.g. the base model) moved to the front."""
     out = list(dict.fromkeys(items))
     if first in out:
         out.remove(first)
@@ -47,7 +48,7 @@ def _err(value: float, lo: float | None, hi: float | None) -> tuple[float, float
 
 def _colours(results: Mapping[str, Any], baseline_model: str) -> dict[str, str]:
     """One colour per model, the same in every chart (the baseline model first)."""
-    models = _order([r["model"] for r in results["rows"]] + [c["model"] for c in results.get("comparisons", [])],
+    models = ordered([r["model"] for r in results["rows"]] + [c["model"] for c in results.get("comparisons", [])],
                     baseline_model)
     return {m: f"C{i % 10}" for i, m in enumerate(models)}
 
@@ -80,8 +81,8 @@ def primary_metric_chart(results: Mapping[str, Any], baseline_model: str = "base
     rows = primary_rows(results)
     if not rows:
         return None
-    models = _order([m for m, _ in rows], baseline_model)
-    tasks = _order([t for _, t in rows])
+    models = ordered([m for m, _ in rows], baseline_model)
+    tasks = ordered([t for _, t in rows])
 
     def cell(model: str, task: str):
         r = rows.get((model, task))
@@ -109,8 +110,8 @@ def deltas_chart(results: Mapping[str, Any], baseline_model: str = "base") -> by
              if c["baseline"] == baseline_model and primary.get(c["task"]) == c["metric"] and c["delta"] is not None}
     if not comps:
         return None
-    models = _order([m for m, _ in comps])
-    tasks = _order([t for _, t in comps])
+    models = ordered([m for m, _ in comps])
+    tasks = ordered([t for _, t in comps])
 
     def cell(model: str, task: str):
         c = comps.get((model, task))
