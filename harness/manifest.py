@@ -74,14 +74,8 @@ def chat_template_hash(model: Path | str) -> str | None:
 
 def data_hashes(plan) -> dict[str, str]:
     """A digest of every evaluated task's items (ids, prompts, gold) as the harness saw them."""
-    from harness.pipeline import make_task
-
-    out = {}
-    for name in plan.tasks:
-        docs = make_task(plan.config, name).docs()
-        docs = docs[: plan.config.eval.limit] if plan.config.eval.limit else docs
-        out[name] = stable_hash([[d.id, d.prompt, d.gold, d.choices] for d in docs])[:16]
-    return out
+    return {name: stable_hash([[d.id, d.prompt, d.gold, d.choices] for d in docs])[:16]
+            for name, docs in plan.docs.items()}
 
 
 def build_manifest(plan, *, student, trained: dict, eval_stats: dict, timings: dict, command: str) -> dict:

@@ -34,9 +34,14 @@ class Plan:
     run_dir: RunDir
     methods: list[str]
     tasks: list[str]
-    task_counts: dict[str, int]
+    #: Each task's items after --limit, loaded once by the preflight and reused by evaluation and the manifest.
+    docs: dict[str, list[Doc]] = field(default_factory=dict, repr=False)
     skipped: dict[str, str] = field(default_factory=dict)  # task -> why
     stages: list[str] = field(default_factory=list)
+
+    @property
+    def task_counts(self) -> dict[str, int]:
+        return {name: len(self.docs[name]) for name in self.tasks}
 
 
 def config_hash(cfg: RunConfig) -> str:
@@ -54,12 +59,11 @@ def plan_run(cfg: RunConfig, run_id: str | None = None, *, train: bool = True) -
         methods.remove("base")  # the untrained student is always evaluated
     explicit = {t for t in cfg.eval.tasks if t not in SUITES}
     tasks = expand_tasks(cfg.eval.tasks)
-    counts, skipped, missing_explicit = {}, {}, []
+    docs, skipped, missing_explicit = {}, {}, []
     for name in tasks:
         try:
-            task = make_task(cfg, name)
-            n = len(task.docs())
-            counts[name] = min(n, cfg.eval.limit) if cfg.eval.limit else n
+            ds = make_task(cfg, name).docs()
+            docs[name] = ds[: cfg.eval.limit] if cfg.eval.limit else ds
         except DataMissing as e:
             if name in explicit:
                 missing_explicit.append(str(e))
@@ -73,7 +77,7 @@ def plan_run(cfg: RunConfig, run_id: str | None = None, *, train: bool = True) -
         raise ConfigError("no task left to evaluate (all lack data); set HARNESS_DATA_DIR or choose other --tasks")
     rid = run_id or f"{cfg.name}-{config_hash(cfg)}"
     stages = stages_needed(methods) if methods else []
-    return Plan(cfg, rid, RunDir(Path(cfg.output_dir) / rid), methods, tasks, counts, skipped, stages)
+    return Plan(cfg, rid, RunDir(Path(cfg.output_dir) / rid), methods, tasks, docs, skipped, stages)
 
 
 def make_task(cfg: RunConfig, name: str) -> Task:
@@ -276,10 +280,7 @@ def evaluate_models(plan: Plan, models: dict[str, tuple[Path | str, Path | None]
     """(model x task) evaluation with one engine config and identical prompts/budgets for every model."""
     cfg = plan.config
     tasks = {name: make_task(cfg, name) for name in plan.tasks}
-    docs = {}
-    for name, task in tasks.items():
-        ds = task.docs()
-        docs[name] = ds[: cfg.eval.limit] if cfg.eval.limit else ds
+    docs = dict(plan.docs)
     if validation:
         from tasks.pool_validation import PoolValidation
 
