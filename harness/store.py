@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from harness.engines.base import Completion, Engine, Prompt, ProgressFn, SamplingParams
+from tasks.data import read_jsonl  # noqa: F401  (the one JSONL reader; run folders use it too)
 
 
 def default_cache_dir() -> Path:
@@ -149,11 +150,6 @@ def write_jsonl_atomic(path: Path, rows: Iterable[dict]) -> None:
         for r in rows:
             f.write(json.dumps(r, ensure_ascii=False, default=str) + "\n")
     tmp.replace(path)
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
 
 
 class RunDir:
