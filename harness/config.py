@@ -28,11 +28,29 @@ class Strict(BaseModel):
 
 
 class EngineConfig(Strict):
-    backend: Literal["hf", "vllm", "openai", "anthropic"] = "hf"
+    #: A registered backend (harness.engines.ENGINE_MODULES): hf, vllm, openai, anthropic.
+    backend: str = "hf"
     batch_size: int = Field(16, ge=1)
-    dtype: str = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     device: str = "auto"
-    options: dict[str, Any] = Field(default_factory=dict)  # backend-specific (base_url, api key env, ...)
+    #: Backend-specific options, validated by the backend's own Options model (base_url, api_key_env, ...).
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, v: str) -> str:
+        from harness.engines import ENGINE_MODULES
+
+        if v not in ENGINE_MODULES:
+            raise ValueError(f"unknown engine backend {v!r}; use one of {', '.join(ENGINE_MODULES)}")
+        return v
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, v: str) -> str:
+        if v not in ("auto", "cpu", "cuda", "mps") and not v.startswith("cuda:"):
+            raise ValueError(f"unknown device {v!r}; use auto, cpu, cuda or cuda:N")
+        return v
 
 
 class StudentConfig(Strict):

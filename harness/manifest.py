@@ -117,9 +117,9 @@ def build_manifest(plan, *, student, trained: dict, eval_stats: dict, timings: d
 
 
 def _safe_identity(model, adapter=None) -> str | None:
-    from harness.engines.hf import model_identity
+    from harness.engines import engine_identity
 
     try:
-        return model_identity(model, adapter)
+        return engine_identity("hf", model, adapter)
     except Exception:
         return None

@@ -1,8 +1,14 @@
 """Run folders and the SQLite cache of model calls.
 
 Every model call (student probe, teacher critique, evaluation generation, log-likelihood) goes through
-``CachedEngine``: key = sha256(engine identity incl. adapter digest, rendered prompt, sampling params).
-A re-run never pays twice, and a killed run resumes from what was stored (the cache commits per batch).
+``CachedEngine``. Its key is sha256 over what decides the output:
+
+- the engine identity: backend, weights and adapter digests, tokenizer and chat-template digests, dtype, device;
+- the prompt as the model sees it (``engine.render``: after the chat template, or the messages sent to an API);
+- the sampling parameters (max_new_tokens, temperature, top_p, n, seed, stop) or the continuation scored.
+
+A re-run never pays twice, and a killed run resumes from what was stored (the cache commits per batch). Each
+value is stored with its own checksum; an entry that fails it is treated as a miss and recomputed.
 """
 from __future__ import annotations
 
@@ -15,16 +21,16 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from common.files import read_jsonl, stable_hash, write_json_atomic, write_jsonl_atomic  # noqa: F401
 from harness.engines.base import Completion, Engine, Prompt, ProgressFn, SamplingParams
-from tasks.data import read_jsonl  # noqa: F401  (the one JSONL reader; run folders use it too)
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("HARNESS_CACHE_DIR", Path.home() / ".cache" / "harness")).expanduser()
+    return Path(os.environ.get("HARNESS_CACHE_DIR") or Path.home() / ".cache" / "harness").expanduser()
 
 
-def stable_hash(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()
+def _checksum(value_json: str) -> str:
+    return hashlib.sha256(value_json.encode()).hexdigest()[:16]
 
 
 class CallCache:
@@ -36,34 +42,44 @@ class CallCache:
         self._lock = threading.Lock()
         self._db = sqlite3.connect(str(path), check_same_thread=False, timeout=60)
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS calls (key TEXT PRIMARY KEY, kind TEXT, identity TEXT, value TEXT, created REAL)"
-        )
+        self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a crash loses at most the last commit
+        # calls_v2: keys on the rendered prompt and full engine identity, values carry a checksum. Entries of the
+        # older `calls` table were keyed differently and are never read.
+        self._db.execute("CREATE TABLE IF NOT EXISTS calls_v2 (key TEXT PRIMARY KEY, kind TEXT, identity TEXT, "
+                         "value TEXT, checksum TEXT, created REAL)")
         self._db.commit()
+        #: Entries whose checksum failed on read (recomputed by the caller as misses).
+        self.corrupt = 0
 
     def get_many(self, keys: Sequence[str]) -> dict[str, Any]:
         found: dict[str, Any] = {}
         with self._lock:
             for i in range(0, len(keys), 500):
                 chunk = list(keys[i : i + 500])
-                q = f"SELECT key, value FROM calls WHERE key IN ({','.join('?' * len(chunk))})"
-                for k, v in self._db.execute(q, chunk):
-                    found[k] = json.loads(v)
+                q = f"SELECT key, value, checksum FROM calls_v2 WHERE key IN ({','.join('?' * len(chunk))})"
+                for k, v, c in self._db.execute(q, chunk):
+                    try:
+                        if _checksum(v) != c:
+                            raise ValueError("checksum")
+                        found[k] = json.loads(v)
+                    except ValueError:
+                        self.corrupt += 1
         return found
 
     def put_many(self, rows: Iterable[tuple[str, str, str, Any]]) -> None:
         """rows of (key, kind, identity, value)."""
         now = time.time()
+        data = []
+        for k, kind, ident, v in rows:
+            text = json.dumps(v, ensure_ascii=False)
+            data.append((k, kind, ident, text, _checksum(text), now))
         with self._lock:
-            self._db.executemany(
-                "INSERT OR REPLACE INTO calls VALUES (?, ?, ?, ?, ?)",
-                [(k, kind, ident, json.dumps(v, ensure_ascii=False), now) for k, kind, ident, v in rows],
-            )
+            self._db.executemany("INSERT OR REPLACE INTO calls_v2 VALUES (?, ?, ?, ?, ?, ?)", data)
             self._db.commit()
 
     def count(self) -> int:
         with self._lock:
-            return self._db.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
+            return self._db.execute("SELECT COUNT(*) FROM calls_v2").fetchone()[0]
 
     def close(self) -> None:
         self._db.close()
@@ -81,7 +97,15 @@ class CachedEngine:
         self.misses = 0
 
     def _key(self, kind: str, prompt: Prompt, extra: Any) -> str:
-        return stable_hash({"kind": kind, "engine": self.identity, "prompt": prompt, "extra": extra})
+        # The rendered prompt: a changed chat template changes what the model sees, hence the key.
+        return stable_hash({"kind": kind, "engine": self.identity, "prompt": self.engine.render(prompt),
+                            "extra": extra})
+
+    def describe(self) -> dict[str, Any]:
+        return self.engine.describe()
+
+    def render(self, prompt: Prompt) -> Prompt:
+        return self.engine.render(prompt)
 
     def generate(
         self, prompts: Sequence[Prompt], params: SamplingParams, progress: ProgressFn | None = None
@@ -135,23 +159,6 @@ class CachedEngine:
 
 
 # ---- run folders --------------------------------------------------------------------------------------
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write to a temp file then rename: a reader never sees a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
-    tmp.replace(path)
-
-
-def write_jsonl_atomic(path: Path, rows: Iterable[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for r in rows:
-            f.write(json.dumps(r, ensure_ascii=False, default=str) + "\n")
-    tmp.replace(path)
-
-
 class RunDir:
     """The layout of one run folder (see README: results/<run-id>/...)."""
 

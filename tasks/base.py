@@ -10,7 +10,7 @@ from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, ClassVar, Sequence
 
-from harness.engines.base import Prompt
+from common.types import Prompt
 
 
 @dataclass

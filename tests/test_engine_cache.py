@@ -4,7 +4,8 @@ import math
 import pytest
 
 from harness.engines.base import SamplingParams
-from harness.engines.hf import HFEngine, model_identity
+from harness.engines.hf import HFEngine
+from harness.engines import engine_identity
 from harness.store import CachedEngine, CallCache
 
 PROMPTS = [[{"role": "user", "content": "12 + 7"}], "The answer is", [{"role": "user", "content": "hello"}]]
@@ -46,15 +47,39 @@ def test_loglikelihood_matches_greedy_continuation(engine):
     assert lp > lp_other
 
 
-def test_identity_changes_with_adapter_weights(random_chat_model, tmp_path):
+def model_identity(model, adapter=None):
+    return engine_identity("hf", model, adapter)
+
+
+def test_identity_changes_with_adapter_weights(random_chat_model, tmp_path, engine):
     base = model_identity(random_chat_model)
     assert base.startswith(random_chat_model.name + "@")
-    assert model_identity(random_chat_model) == base  # stable
+    assert model_identity(random_chat_model) == base == engine.identity  # stable, and the loaded engine agrees
     (tmp_path / "adapter_model.safetensors").write_bytes(b"x")
     (tmp_path / "adapter_config.json").write_text("{}")
     with_adapter = model_identity(random_chat_model, tmp_path)
     (tmp_path / "adapter_model.safetensors").write_bytes(b"y")
     assert with_adapter != model_identity(random_chat_model, tmp_path) and "+adapter@" in with_adapter
+
+
+def test_identity_changes_with_chat_template_and_dtype(random_chat_model, tmp_path):
+    import shutil
+
+    copy = tmp_path / random_chat_model.name
+    shutil.copytree(random_chat_model, copy)
+    assert model_identity(copy) == model_identity(random_chat_model)  # same files, same identity
+    cfg = copy / "tokenizer_config.json"
+    tpl = copy / "chat_template.jinja"
+    if tpl.exists():
+        tpl.write_text(tpl.read_text() + "\n")
+    else:
+        import json
+
+        data = json.loads(cfg.read_text())
+        data["chat_template"] = data["chat_template"] + "\n"
+        cfg.write_text(json.dumps(data))
+    assert model_identity(copy) != model_identity(random_chat_model)
+    assert engine_identity("hf", random_chat_model, dtype="bfloat16") != model_identity(random_chat_model)
 
 
 def test_cache_serves_repeats_and_survives_reopen(engine, tmp_path):

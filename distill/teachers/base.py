@@ -3,7 +3,19 @@ from __future__ import annotations
 
 from typing import Protocol, Sequence, runtime_checkable
 
+from common.types import Completion, Prompt, ProgressFn, SamplingParams
 from distill.items import TrainItem
+
+
+@runtime_checkable
+class TextModel(Protocol):
+    """What an LLM teacher needs from a model (the harness passes its cached engine; tests may pass any object)."""
+
+    identity: str
+
+    def generate(self, prompts: Sequence[Prompt], params: SamplingParams,
+                 progress: ProgressFn | None = None) -> list[list[Completion]]:
+        ...
 
 
 @runtime_checkable

@@ -14,7 +14,8 @@ from typing import Sequence
 
 from distill.items import TrainItem
 from distill.prompts import PromptTemplates
-from harness.engines.base import Engine, Prompt, ProgressFn, SamplingParams
+from common.types import Prompt, ProgressFn, SamplingParams
+from distill.teachers.base import TextModel
 
 
 def conclusion_of(text: str) -> str | None:
@@ -37,7 +38,7 @@ class LLMTeacher:
 
     def __init__(
         self,
-        engine: Engine,
+        engine: TextModel,
         prompts: PromptTemplates | None = None,
         params: SamplingParams | None = None,
         identity: str | None = None,

@@ -1,54 +1,44 @@
-"""The engine protocol every generation backend implements.
+"""The engine protocol every generation backend implements, and the types it speaks.
 
-A prompt is either a list of chat messages (``[{"role": "user", "content": ...}]``), rendered with the
-model's chat template, or a plain string, fed to the model as-is (used by few-shot completion-style tasks).
+An engine carries its own identity: ``identity`` names what produces the outputs (weights, adapter, tokenizer
+and chat-template digests, dtype, backend), and ``render`` gives what the model actually sees for a prompt. The
+call cache keys on both, so nothing outside an engine needs to know how a backend identifies a model.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Callable, Protocol, Sequence, Union, runtime_checkable
+from typing import Any, ClassVar, Protocol, Sequence, runtime_checkable
 
-Message = dict[str, str]
-Prompt = Union[list[Message], str]
+from pydantic import BaseModel, ConfigDict
 
+from common.types import Completion, Message, Prompt, ProgressFn, SamplingParams
 
-@dataclass(frozen=True)
-class SamplingParams:
-    max_new_tokens: int = 512
-    temperature: float = 0.0  # 0 = greedy
-    top_p: float = 1.0
-    n: int = 1  # completions per prompt
-    seed: int = 0
-    stop: tuple[str, ...] = ()
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["stop"] = list(self.stop)
-        return d
+__all__ = ["Completion", "Engine", "EngineOptions", "Message", "Prompt", "ProgressFn", "SamplingParams"]
 
 
-@dataclass
-class Completion:
-    text: str
-    finish_reason: str = "stop"  # "stop" (eos or stop string) | "length"
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    seconds: float = 0.0
-    cached: bool = False
+class EngineOptions(BaseModel):
+    """Backend-specific options (``engine.options`` in the config); each engine declares its own subclass, so a
+    misspelt option is an error that names the valid ones."""
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-ProgressFn = Callable[[int], None]  # called with the number of prompts just finished
+    model_config = ConfigDict(extra="forbid")
 
 
 @runtime_checkable
 class Engine(Protocol):
     """What the pipeline needs from a model backend."""
 
-    #: Stable identity of the weights being served: base model + adapter digest. Part of every cache key.
+    backend: ClassVar[str]
+    #: Stable identity of what produces the outputs: backend, weights + adapter, tokenizer and chat-template
+    #: digests, dtype. Part of every cache key and every sample file's fingerprint.
     identity: str
+
+    def describe(self) -> dict[str, Any]:
+        """Identity parts and settings, for the manifest (no secrets)."""
+        ...
+
+    def render(self, prompt: Prompt) -> Prompt:
+        """What the model sees for ``prompt``: the text after the chat template for local engines, the messages
+        themselves for chat APIs (the server applies its template)."""
+        ...
 
     def generate(
         self, prompts: Sequence[Prompt], params: SamplingParams, progress: ProgressFn | None = None
@@ -62,13 +52,3 @@ class Engine(Protocol):
         """For each (context, continuation): summed log-probability of the continuation and whether
         it is the greedy continuation. Chat contexts are rendered with the generation prompt appended."""
         ...
-
-
-@dataclass
-class EngineSpec:
-    """How to build an engine: which backend, which weights, which adapter."""
-
-    backend: str = "hf"
-    model: str = "tiny"
-    adapter: str | None = None
-    options: dict = field(default_factory=dict)

@@ -3,57 +3,22 @@ adapters) and continuation log-likelihoods, on CPU or GPU."""
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
-from harness.engines.base import Completion, Prompt, ProgressFn, SamplingParams
+from harness.engines import register_engine
+from harness.engines.base import Completion, EngineOptions, Prompt, ProgressFn, SamplingParams
+from harness.engines.identity import identity_string, local_identity
 
 hf_logging.disable_progress_bar()  # our own rich bars report progress; transformers' tqdm bars are noise
 
 # Below this many parameters a CPU model generates fastest on one thread (see HFEngine.__init__).
 SMALL_MODEL_PARAMS = 50_000_000
-
-# Weight files at most this large are hashed in full; larger ones by size plus their first and last MiB,
-# so that a 15 GB checkpoint does not take minutes to identify.
-_FULL_HASH_LIMIT = 256 * 2**20
-
-
-def weights_digest(path: str | Path) -> str:
-    """A digest of the weights (and config) in a local model or adapter folder."""
-    p = Path(path)
-    h = hashlib.sha256()
-    files = sorted(
-        f for f in p.iterdir()
-        if f.is_file() and (f.suffix in (".safetensors", ".bin", ".pt") or f.name in ("config.json", "adapter_config.json"))
-    )
-    for f in files:
-        h.update(f.name.encode())
-        size = f.stat().st_size
-        h.update(str(size).encode())
-        with open(f, "rb") as fh:
-            if size <= _FULL_HASH_LIMIT:
-                for chunk in iter(lambda: fh.read(2**20), b""):
-                    h.update(chunk)
-            else:
-                h.update(fh.read(2**20))
-                fh.seek(-(2**20), 2)
-                h.update(fh.read(2**20))
-    return h.hexdigest()[:16]
-
-
-def model_identity(model: str | Path, adapter: str | Path | None = None) -> str:
-    """'<name>@<digest>[+adapter@<digest>]': local folders by weight digest, hub ids by name (and revision)."""
-    p = Path(model)
-    ident = f"{p.name}@{weights_digest(p)}" if p.is_dir() else str(model)
-    if adapter is not None:
-        ident += f"+adapter@{weights_digest(adapter)}"
-    return ident
 
 
 def pick_device(device: str = "auto") -> str:
@@ -70,8 +35,16 @@ def pick_dtype(dtype: str, device: str) -> torch.dtype:
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
 
 
+class HFOptions(EngineOptions):
+    #: Merge LoRA weights into the base for generation (faster, same outputs).
+    merge_adapter: bool = True
+
+
+@register_engine("hf")
 class HFEngine:
     """transformers ``generate`` behind the Engine protocol."""
+
+    Options = HFOptions
 
     def __init__(
         self,
@@ -81,13 +54,17 @@ class HFEngine:
         batch_size: int = 16,
         dtype: str = "auto",
         device: str = "auto",
-        merge_adapter: bool = True,
+        options: HFOptions | None = None,
     ) -> None:
+        options = options or HFOptions()
+        merge_adapter = options.merge_adapter
         self.model_path = str(model)
         self.adapter = str(adapter) if adapter else None
         self.batch_size = batch_size
         self.device = pick_device(device)
-        self.identity = model_identity(model, adapter)
+        self.dtype_name = str(pick_dtype(dtype, self.device)).removeprefix("torch.")
+        self.parts = local_identity(model, adapter)
+        self.identity = identity_string("hf", self.parts, self._settings(self.device, self.dtype_name))
         self.tokenizer = AutoTokenizer.from_pretrained(self.adapter or self.model_path)
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
@@ -105,6 +82,24 @@ class HFEngine:
             # A small model's matrices are too small to split across threads: with more than one thread, OpenMP
             # workers spin and contend with every other busy process (graders, sandboxes), measured 10x slower.
             torch.set_num_threads(1)
+
+    # ---- identity ------------------------------------------------------------------------------------
+    @staticmethod
+    def _settings(device: str, dtype_name: str) -> dict[str, str]:
+        # Numerics differ between CPU and GPU kernels and between dtypes: both are part of what made an output.
+        return {"device": "cuda" if device.startswith("cuda") else device, "dtype": dtype_name}
+
+    @classmethod
+    def identify(cls, model: str | Path, adapter: str | Path | None = None, *, dtype: str = "auto",
+                 device: str = "auto", options: HFOptions | None = None) -> str:
+        dev = pick_device(device)
+        dtype_name = str(pick_dtype(dtype, dev)).removeprefix("torch.")
+        return identity_string("hf", local_identity(model, adapter), cls._settings(dev, dtype_name))
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": "hf", "model": self.model_path, "adapter": self.adapter, "identity": self.identity,
+                "parts": self.parts, "device": self.device, "dtype": self.dtype_name,
+                "batch_size": self.batch_size}
 
     # ---- prompts -------------------------------------------------------------------------------------
     def render(self, prompt: Prompt) -> str:
@@ -235,10 +230,3 @@ class HFEngine:
 def hash_text(text: str) -> int:
     """A process-independent hash (Python's hash() is salted per process)."""
     return int(hashlib.sha256(text.encode()).hexdigest()[:12], 16)
-
-
-def describe(engine: HFEngine) -> dict:
-    return {"backend": "hf", "model": engine.model_path, "adapter": engine.adapter, "identity": engine.identity,
-            "device": engine.device, "dtype": str(engine.model.dtype), "batch_size": engine.batch_size,
-            "chat_template_sha256": hashlib.sha256(
-                json.dumps(engine.tokenizer.chat_template or "").encode()).hexdigest()[:16]}
