@@ -111,6 +111,7 @@ class Comparison(Artifact):
     losses: int = Field(ge=0)
     test: Optional[str] = None
     params: dict[str, Any] = Field(default_factory=dict)
+    seed: Optional[int] = None
 
     _finite = field_validator("delta", "ci_low", "ci_high")(_finite_or_none)
 
