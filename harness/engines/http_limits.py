@@ -1,0 +1,333 @@
+"""What the HTTP engines (openai-compatible, anthropic) share: the retry policy, request- and token-per-minute
+limits, usage and cost accounting, the per-engine event loop, and keeping the API key out of every message.
+
+The SDKs' own retries are disabled; one policy applies to both backends:
+
+- retried: 408, 409, 425, 429, 5xx, 529 (overloaded), timeouts, dropped connections and malformed bodies;
+- the wait is the server's ``Retry-After`` / ``retry-after-ms`` when it sends one (capped at ``max_wait_s``),
+  else exponential backoff ``base * 2**attempt`` capped at ``backoff_max_s``, with jitter (half fixed, half
+  random, so concurrent clients spread out without ever retrying at once);
+- anything else (400, 401, 403, 404, 422) fails at once with one line naming the status and the fix.
+"""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import email.utils
+import logging
+import random
+import threading
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Awaitable, Callable, Coroutine, Mapping, TypeVar
+
+from pydantic import Field
+
+from harness.engines.base import EngineOptions
+
+log = logging.getLogger("harness.engines.http")
+
+T = TypeVar("T")
+
+RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 529})
+
+
+class APIRequestError(RuntimeError):
+    """A request that failed for good (non-retryable status, or retries exhausted); the message is one line and
+    never holds the API key."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class HTTPEngineOptions(EngineOptions):
+    """Options shared by the HTTP engines."""
+
+    #: The server's base URL (e.g. http://127.0.0.1:8000/v1); None = the SDK's default service.
+    base_url: str | None = None
+    #: Name of the environment variable holding the API key (the key itself is never an option).
+    api_key_env: str = "OPENAI_API_KEY"
+    #: The model name the server knows; None = the --model given (for a local folder: the one model the server
+    #: lists, asked once at the first request).
+    served_model: str | None = None
+    #: A revision the user declares for what the server serves (part of the identity, hence of cache keys).
+    model_revision: str | None = None
+    #: Per-request wall-clock limit (connect + wait + read), seconds.
+    timeout_s: float = Field(120.0, gt=0)
+    #: Retries per request after the first attempt.
+    max_retries: int = Field(6, ge=0)
+    backoff_base_s: float = Field(0.5, ge=0)
+    backoff_max_s: float = Field(30.0, ge=0)
+    #: Longest Retry-After honoured (a longer one is capped to this).
+    max_wait_s: float = Field(120.0, ge=0)
+    #: Requests in flight at once.
+    concurrency: int = Field(8, ge=1)
+    #: Requests per minute and tokens (input + output) per minute; None = unlimited.
+    rpm: float | None = Field(None, gt=0)
+    tpm: float | None = Field(None, gt=0)
+    #: Prices in USD per million input / output tokens, for the cost in `engine.usage`.
+    price_per_mtok_in: float = Field(0.0, ge=0)
+    price_per_mtok_out: float = Field(0.0, ge=0)
+
+
+# ---- usage ---------------------------------------------------------------------------------------------
+@dataclass
+class Usage:
+    """What an engine has spent. ``requests`` counts HTTP attempts (retries included); ``retries`` the attempts
+    that were repeats; ``failed`` requests that gave up. Snapshot before a stage and subtract after it for the
+    stage's share (``usage.since(before)``)."""
+
+    requests: int = 0
+    retries: int = 0
+    failed: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    wait_s: float = 0.0  # time spent waiting on backoff, Retry-After and rate limits
+    errors: dict[str, int] = field(default_factory=dict)  # "429", "500", "timeout", "connection", "malformed"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["cost_usd"] = round(self.cost_usd, 6)
+        d["wait_s"] = round(self.wait_s, 3)
+        return d
+
+    def snapshot(self) -> "Usage":
+        return Usage(**{**asdict(self), "errors": dict(self.errors)})
+
+    def since(self, before: "Usage") -> "Usage":
+        out = Usage()
+        for f in fields(self):
+            if f.name == "errors":
+                out.errors = {k: v - before.errors.get(k, 0) for k, v in self.errors.items()
+                              if v - before.errors.get(k, 0)}
+            else:
+                setattr(out, f.name, getattr(self, f.name) - getattr(before, f.name))
+        return out
+
+    def add_tokens(self, tokens_in: int, tokens_out: int, opts: HTTPEngineOptions) -> None:
+        self.input_tokens += tokens_in
+        self.output_tokens += tokens_out
+        self.cost_usd += (tokens_in * opts.price_per_mtok_in + tokens_out * opts.price_per_mtok_out) / 1e6
+
+
+# ---- rate limits ---------------------------------------------------------------------------------------
+class RateLimiter:
+    """Requests and tokens per minute over a sliding 60 s window. A request reserves its estimated tokens
+    before it is sent; ``settle`` replaces the estimate by what the server reports."""
+
+    WINDOW = 60.0
+
+    def __init__(self, rpm: float | None, tpm: float | None, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rpm, self.tpm, self.clock = rpm, tpm, clock
+        self._events: deque[list[float]] = deque()  # [time, tokens]
+        self._lock: asyncio.Lock | None = None
+
+    def _prune(self, now: float) -> None:
+        while self._events and now - self._events[0][0] >= self.WINDOW:
+            self._events.popleft()
+
+    def _wait_needed(self, now: float, tokens: int) -> float:
+        self._prune(now)
+        waits = [0.0]
+        if self.rpm is not None and len(self._events) + 1 > self.rpm:
+            k = int(len(self._events) + 1 - self.rpm)  # the k oldest must leave the window
+            waits.append(self._events[k - 1][0] + self.WINDOW - now)
+        if self.tpm is not None and self._events:
+            used = sum(e[1] for e in self._events)
+            excess = used + min(tokens, self.tpm) - self.tpm
+            for t, n in self._events:
+                if excess <= 0:
+                    break
+                excess -= n
+                waits.append(t + self.WINDOW - now)
+        return max(waits)
+
+    async def acquire(self, tokens: int) -> tuple[list[float] | None, float]:
+        """Wait until one more request of ``tokens`` fits; returns (handle for settle, seconds waited)."""
+        if self.rpm is None and self.tpm is None:
+            return None, 0.0
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        waited = 0.0
+        async with self._lock:  # first come, first served
+            while True:
+                wait = self._wait_needed(self.clock(), tokens)
+                if wait <= 0:
+                    break
+                await asyncio.sleep(wait)
+                waited += wait
+            event = [self.clock(), float(tokens)]
+            self._events.append(event)
+        return event, waited
+
+    @staticmethod
+    def settle(handle: list[float] | None, tokens: int) -> None:
+        if handle is not None:
+            handle[1] = float(tokens)
+
+
+# ---- retries -------------------------------------------------------------------------------------------
+def parse_retry_after(headers: Mapping[str, str] | None, now: float | None = None) -> float | None:
+    """Seconds to wait from ``retry-after-ms``, or ``Retry-After`` as seconds or an HTTP date; None if absent."""
+    if not headers:
+        return None
+    lower = {str(k).lower(): v for k, v in headers.items()}
+    try:
+        if "retry-after-ms" in lower:
+            return max(0.0, float(lower["retry-after-ms"]) / 1000)
+        value = lower.get("retry-after")
+        if value is None:
+            return None
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            when = email.utils.parsedate_to_datetime(value).timestamp()
+            return max(0.0, when - (time.time() if now is None else now))
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def backoff_delay(attempt: int, opts: HTTPEngineOptions, retry_after: float | None,
+                  rng: random.Random = random.Random()) -> float:
+    """The wait before retry number ``attempt`` (0-based)."""
+    if retry_after is not None:
+        # The server said when: wait that long, plus a little jitter so a crowd of clients does not return at once.
+        return min(retry_after, opts.max_wait_s) + rng.uniform(0, min(0.25, opts.backoff_base_s))
+    d = min(opts.backoff_max_s, opts.backoff_base_s * 2 ** attempt)
+    return d / 2 + rng.uniform(0, d / 2)
+
+
+@dataclass
+class Failure:
+    """How one attempt failed: ``kind`` for the usage counters, whether to retry, the server's Retry-After."""
+
+    kind: str
+    retryable: bool
+    message: str
+    status: int | None = None
+    retry_after: float | None = None
+
+
+def redact(text: str, secret: str | None) -> str:
+    if secret and len(secret) >= 4:
+        text = text.replace(secret, "***")
+    return text
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+async def call_with_retries(
+    send: Callable[[], Awaitable[T]],
+    *,
+    classify: Callable[[BaseException], Failure],
+    opts: HTTPEngineOptions,
+    usage: Usage,
+    limiter: RateLimiter,
+    est_tokens: int,
+    settle_tokens: Callable[[T], int],
+    secret: str | None,
+    what: str,
+) -> T:
+    """``send()`` until it succeeds, a non-retryable failure, or ``max_retries`` retries; each attempt is limited
+    to ``timeout_s`` and waits for the rate limiter first."""
+    attempt = 0
+    while True:
+        handle, waited = await limiter.acquire(est_tokens)
+        usage.wait_s += waited
+        usage.requests += 1
+        if attempt:
+            usage.retries += 1
+        try:
+            result = await asyncio.wait_for(send(), timeout=opts.timeout_s)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as e:  # noqa: BLE001 - classified below; KeyboardInterrupt passes through
+            if isinstance(e, (KeyboardInterrupt, SystemExit)):
+                raise
+            fail = (Failure("timeout", True, f"no answer within {opts.timeout_s:g}s")
+                    if isinstance(e, (asyncio.TimeoutError, TimeoutError)) else classify(e))
+            usage.errors[fail.kind] = usage.errors.get(fail.kind, 0) + 1
+            RateLimiter.settle(handle, 0 if fail.status is None else est_tokens)
+            msg = redact(one_line(fail.message), secret)
+            if not fail.retryable or attempt >= opts.max_retries:
+                usage.failed += 1
+                why = f"after {attempt + 1} attempts" if fail.retryable else "(not retried)"
+                raise APIRequestError(f"{what}: {msg} {why}", fail.status) from None
+            delay = backoff_delay(attempt, opts, fail.retry_after)
+            log.info("%s: %s; retry %d/%d in %.2fs", what, msg, attempt + 1, opts.max_retries, delay)
+            usage.wait_s += delay
+            await asyncio.sleep(delay)
+            attempt += 1
+            continue
+        RateLimiter.settle(handle, settle_tokens(result))
+        return result
+
+
+def status_failure(status: int, headers: Mapping[str, str] | None, detail: str, hint: str = "") -> Failure:
+    """A Failure from an HTTP error status."""
+    retry = status in RETRY_STATUS or status >= 500
+    text = f"HTTP {status}: {detail}" + (f" ({hint})" if hint and not retry else "")
+    return Failure(str(status), retry, text, status, parse_retry_after(headers))
+
+
+# ---- the engine's own event loop -----------------------------------------------------------------------
+class LoopThread:
+    """A private asyncio loop in a daemon thread: the sync ``generate`` of an engine runs its async requests
+    there, so one client and its connection pool live across calls whether or not the caller has a loop."""
+
+    def __init__(self, name: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> "concurrent.futures.Future[T]":
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        fut = self.submit(coro)
+        try:
+            return fut.result()
+        except KeyboardInterrupt:
+            fut.cancel()
+            raise
+
+    def close(self, final: Coroutine[Any, Any, Any] | None = None) -> None:
+        if not self.loop.is_running():
+            return
+        if final is not None:
+            try:
+                asyncio.run_coroutine_threadsafe(final, self.loop).result(timeout=10)
+            except Exception:  # noqa: BLE001 - closing is best effort
+                pass
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=10)
+
+
+async def gather_ordered(jobs: list[Callable[[], Awaitable[T]]], concurrency: int,
+                         on_done: Callable[[int], None] | None = None) -> list[T]:
+    """Run ``jobs`` with at most ``concurrency`` in flight; results in the jobs' order. The first failure
+    cancels the rest and is raised."""
+    sem = asyncio.Semaphore(concurrency)
+    out: list[Any] = [None] * len(jobs)
+
+    async def one(i: int) -> None:
+        async with sem:
+            out[i] = await jobs[i]()
+        if on_done:
+            on_done(i)
+
+    tasks = [asyncio.ensure_future(one(i)) for i in range(len(jobs))]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+    return out
