@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import random
 import re
+from typing import Sequence
 
+from common.files import read_jsonl
 from distill.items import TrainItem
-from tasks.data import missing, local_path, read_jsonl
+from tasks.data import missing, local_path
 from tasks.scorers.extract import last_boxed
+from tasks.synthetic import ID_STEPS, pool_problems
 
 
 def _sample(items: list[TrainItem], n: int, seed: int) -> list[TrainItem]:
@@ -20,6 +23,15 @@ def _sample(items: list[TrainItem], n: int, seed: int) -> list[TrainItem]:
     picked = list(items)
     rng.shuffle(picked)
     return picked[:n]
+
+
+def synthetic_pool(n: int, seed: int = 0, steps: Sequence[int] = ID_STEPS) -> list[TrainItem]:
+    """Training questions (never an evaluation question) with gold solutions and the structured problem."""
+    return [
+        TrainItem(id=f"synthetic-pool/{seed}/{i}", question=p.question, gold_solution=p.gold_solution(),
+                  gold_answer=str(p.answer), meta={"task": "synthetic", "problem": p.to_meta()})
+        for i, p in enumerate(pool_problems(n, seed, steps))
+    ]
 
 
 def math_train_pool(n: int, seed: int) -> list[TrainItem]:
@@ -52,8 +64,6 @@ def gsm8k_train_pool(n: int, seed: int) -> list[TrainItem]:
 
 def load_pool(source: str, n: int, seed: int) -> list[TrainItem]:
     if source == "synthetic":
-        from tasks.synthetic import synthetic_pool
-
         return synthetic_pool(n, seed=seed)
     if source == "math_train":
         return math_train_pool(n, seed)

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar, Mapping, Sequence
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from common.files import stable_hash
 from common.types import Prompt
 
 
@@ -46,12 +49,71 @@ class GenerationConfig:
     stop: tuple[str, ...] = ()
 
 
-def generation_from_options(base: GenerationConfig, options: dict[str, Any]) -> GenerationConfig:
+def generation_from_options(base: GenerationConfig, options: Mapping[str, Any] | BaseModel) -> GenerationConfig:
     """The class default generation settings with any of max_new_tokens/temperature/n/stop overridden."""
+    if isinstance(options, BaseModel):
+        options = {k: getattr(options, k) for k in type(options).model_fields}
     over = {k: options[k] for k in ("max_new_tokens", "temperature", "n") if options.get(k) is not None}
     if options.get("stop") is not None:
         over["stop"] = tuple(options["stop"])
     return replace(base, **over)
+
+
+# ---- options -----------------------------------------------------------------------------------------------
+class TaskOptionError(ValueError):
+    """A task option that is unknown or of the wrong type/value. The message is one line naming the task, the
+    option and the valid options (re-exported as ``tasks.registry.TaskOptionError``)."""
+
+
+class TaskOptions(BaseModel):
+    """Base of every task's ``Options``: no options, unknown keys rejected.
+
+    A field marked ``Field(..., json_schema_extra={"fingerprint": False})`` does not change scores (worker counts,
+    progress bars) and is left out of ``Task.fingerprint_parts``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GenerationOptions(TaskOptions):
+    """The generation overrides every generate task accepts (None = the task's default)."""
+
+    max_new_tokens: int | None = Field(None, gt=0)
+    temperature: float | None = Field(None, ge=0.0)
+    n: int | None = Field(None, gt=0)
+    stop: tuple[str, ...] | None = None
+
+    @field_validator("stop", mode="before")
+    @classmethod
+    def _one_stop(cls, v: Any) -> Any:
+        return (v,) if isinstance(v, str) else v
+
+
+def option_names(options_cls: type[BaseModel]) -> list[str]:
+    """The option names of an Options model: the task's own first, then the shared generation ones."""
+    names = list(options_cls.model_fields)
+    gen = set(GenerationOptions.model_fields)
+    return [k for k in names if k not in gen] + [k for k in names if k in gen]
+
+
+def _one_line(text: str, limit: int = 80) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def option_error(task: str, options_cls: type[BaseModel], err: ValidationError) -> TaskOptionError:
+    """The one-line TaskOptionError for a pydantic validation error of a task's options."""
+    valid = ", ".join(option_names(options_cls)) or "none (this task takes no options)"
+    problems = []
+    for e in err.errors():
+        key = ".".join(str(x) for x in e["loc"]) or "?"
+        top = str(e["loc"][0]) if e["loc"] else key
+        if e["type"] == "extra_forbidden":
+            problems.append(f"unknown option {top!r}")
+        else:
+            msg = e["msg"].removeprefix("Value error, ")
+            problems.append(f"option {top!r}: {_one_line(msg, 600)} (got {_one_line(repr(e.get('input')), 60)})")
+    return TaskOptionError(f"task {task}: {'; '.join(problems)}; valid options: {valid}")
 
 
 class Task(ABC):
@@ -68,9 +130,27 @@ class Task(ABC):
     #: Questions may not be written in plain text to results, reports or logs (GPQA).
     sensitive: ClassVar[bool] = False
     generation: ClassVar[GenerationConfig] = GenerationConfig()
+    #: Version of this task's scoring logic (extraction, grading, aggregation): bump it whenever a change could
+    #: alter a score, so that stored results graded by the old logic no longer match the fingerprint.
+    grader_version: ClassVar[str] = "1"
+    #: pip distributions whose version can change this task's scores (recorded beside the results).
+    grader_packages: ClassVar[tuple[str, ...]] = ()
+
+    class Options(TaskOptions):
+        """The task's options (none by default); subclasses declare their own ``Options(TaskOptions)``."""
 
     def __init__(self, **options: Any) -> None:
-        self.options = options
+        try:
+            self.opts = self.Options.model_validate(options)
+        except ValidationError as e:
+            raise option_error(getattr(self, "name", type(self).__name__), self.Options, e) from None
+        if isinstance(self.opts, GenerationOptions):
+            self.generation = generation_from_options(type(self).generation, self.opts)  # type: ignore[misc]
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The validated options as a plain dict (defaults included)."""
+        return self.opts.model_dump()
 
     @abstractmethod
     def docs(self) -> list[Doc]:
@@ -103,3 +183,27 @@ class Task(ABC):
 
     def count(self) -> int:
         return len(self.docs())
+
+    def full_size(self) -> int | None:
+        """The benchmark's real number of items when ``docs()`` returned only part of it (a partial local
+        mirror); None when the docs are the whole benchmark (or the selection the options asked for)."""
+        return None
+
+    def fingerprint_parts(self, docs: Sequence[Doc]) -> dict[str, Any]:
+        """What identifies this task's evaluation: name, class, validated options, grader version and a digest of
+        the docs (ids, prompts, golds, choices; a digest reveals no text, so it is safe for sensitive tasks)."""
+        cls = type(self)
+        fields = type(self.opts).model_fields
+        skip = {k for k, f in fields.items() if (f.json_schema_extra or {}).get("fingerprint") is False}
+        return {
+            "task": self.name,
+            "class": f"{cls.__module__}.{cls.__qualname__}",
+            "options": self.opts.model_dump(mode="json", exclude=skip),
+            "grader_version": self.grader_version,
+            "data": docs_digest(docs),
+        }
+
+
+def docs_digest(docs: Sequence[Doc]) -> str:
+    """A stable digest of the docs' ids, prompts, golds and choices (order matters)."""
+    return stable_hash([[d.id, d.prompt, d.gold, d.choices] for d in docs])

@@ -23,7 +23,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Sequence
 
-from tasks.base import Doc, GenerationConfig, Scored, Task
+from pydantic import Field, field_validator
+
+from tasks.base import Doc, GenerationConfig, GenerationOptions, Scored, Task
 from tasks.data import hub_allowed, load_hub, local_path, missing
 from tasks.registry import register_task
 
@@ -171,7 +173,8 @@ def _subtask_of(doc_id: str) -> str:
 @register_task("bbh")
 class BBH(Task):
     """BIG-Bench Hard, 3-shot CoT. Options: ``subtasks`` (list or comma-separated names), ``chat`` (wrap the
-    prompt as one user message; default: plain completion text), ``max_new_tokens`` (default 512)."""
+    prompt as one user message; default: plain completion text), and the generation overrides
+    (``max_new_tokens`` default 512, ``stop`` default lm-eval's)."""
 
     description = "BIG-Bench Hard (27 subtasks, 6,511 items), 3-shot chain of thought, exact match as lm-eval"
     output_type = "generate"
@@ -179,25 +182,32 @@ class BBH(Task):
     local_dir = "bbh"
     hf_dataset = HUB_DATASET
     generation = GenerationConfig(max_new_tokens=512, temperature=0.0, stop=STOP)
+    # lm-eval's bbh cot_fewshot get-answer filter + exact match (primary), cot_zeroshot flexible-extract
+    grader_version = "1"
+    grader_packages = ("lm_eval",)
 
-    _OPTIONS = {"subtasks", "chat", "max_new_tokens"}
+    class Options(GenerationOptions):
+        subtasks: tuple[str, ...] = Field(SUBTASKS, description="subtasks to evaluate (default all 27)")
+        chat: bool = Field(False, description="send the prompt as one user message instead of plain text")
+
+        @field_validator("subtasks", mode="before")
+        @classmethod
+        def _subtasks(cls, v: Any) -> Any:
+            if v is None or v == "" or v == []:
+                return SUBTASKS
+            if isinstance(v, str):
+                v = [s.strip() for s in v.split(",") if s.strip()]
+            if isinstance(v, (list, tuple)):
+                bad = [s for s in v if s not in SUBTASKS]
+                if bad:
+                    raise ValueError(f"unknown subtask(s) {bad}; choose from: {', '.join(SUBTASKS)}")
+                return tuple(dict.fromkeys(v))
+            return v
 
     def __init__(self, **options: Any) -> None:
-        unknown = set(options) - self._OPTIONS
-        if unknown:
-            raise ValueError(f"bbh: unknown option(s) {sorted(unknown)}; valid options: {sorted(self._OPTIONS)}")
         super().__init__(**options)
-        subs = options.get("subtasks") or list(SUBTASKS)
-        if isinstance(subs, str):
-            subs = [s.strip() for s in subs.split(",") if s.strip()]
-        bad = [s for s in subs if s not in SUBTASKS]
-        if bad:
-            raise ValueError(f"bbh: unknown subtask(s) {bad}; choose from: {', '.join(SUBTASKS)}")
-        self.subtasks: list[str] = list(dict.fromkeys(subs))
-        self.chat = bool(options.get("chat", False))
-        if "max_new_tokens" in options:
-            self.generation = GenerationConfig(  # type: ignore[misc]  # per-instance override of the default
-                max_new_tokens=int(options["max_new_tokens"]), temperature=0.0, stop=STOP)
+        self.subtasks: list[str] = list(self.opts.subtasks)
+        self.chat = self.opts.chat
 
     def docs(self) -> list[Doc]:
         out: list[Doc] = []

@@ -4,10 +4,14 @@ The local layout is the one of ``shared/data`` (one folder per benchmark, each w
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
+
+from common.files import read_jsonl  # the one JSONL reader; re-exported here for callers of tasks.data
+
+__all__ = ["DataMissing", "data_dir", "local_path", "hub_allowed", "missing", "read_jsonl", "load_hub",
+           "resolve_jsonl"]
 
 
 class DataMissing(RuntimeError):
@@ -48,12 +52,6 @@ def missing(task: str, local: str | None, hub: str | None, extra: str = "") -> D
     return DataMissing(msg + (f" ({extra})" if extra else ""))
 
 
-def read_jsonl(path: Path | str) -> list[dict[str, Any]]:
-    # Split on "\n" only: some records hold Unicode line separators that str.splitlines() would break on.
-    text = Path(path).read_text(encoding="utf-8")
-    return [json.loads(line) for line in text.split("\n") if line.strip()]
-
-
 def load_hub(task: str, dataset: str, *, config: str | None = None, split: str = "test") -> list[dict[str, Any]]:
     """Load a hub dataset as a list of dicts, or raise DataMissing with the fix."""
     if not hub_allowed():
@@ -79,7 +77,3 @@ def resolve_jsonl(task: str, local_rel: str, hub: str | None = None, *, hub_conf
     if hub and hub_allowed():
         return load_hub(task, hub, config=hub_config, split=hub_split), f"hub:{hub}"
     raise missing(task, local_rel, hub)
-
-
-def first_existing(paths: Iterable[Path]) -> Path | None:
-    return next((p for p in paths if p.exists()), None)

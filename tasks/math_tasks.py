@@ -33,7 +33,9 @@ from __future__ import annotations
 import re
 from typing import Any, ClassVar, Sequence
 
-from tasks.base import Doc, GenerationConfig, Scored, Task
+from pydantic import Field
+
+from tasks.base import Doc, GenerationConfig, GenerationOptions, Scored, Task
 from tasks.data import resolve_jsonl
 from tasks.prompts import math_messages
 from tasks.registry import register_task
@@ -41,7 +43,6 @@ from tasks.scorers.extract import extract_answer, last_boxed
 from tasks.scorers.math import DEFAULT_TIMEOUT_S, MathGrade, grade_math_batch
 
 DEFAULT_MAX_NEW_TOKENS = 4096
-_OPTIONS = ("max_new_tokens", "grading_timeout", "grading_workers", "progress")
 
 
 def _first(row: dict[str, Any], *keys: str) -> Any:
@@ -61,21 +62,22 @@ class MathTask(Task):
     #: Keep unit words when normalising for the second grader (Qwen's STRIP_EXCEPTIONS: Minerva).
     skip_unit: ClassVar[bool] = False
     generation: ClassVar[GenerationConfig] = GenerationConfig(max_new_tokens=DEFAULT_MAX_NEW_TOKENS)
+    # math-verify on the whole response + the Qwen-style second grader (tasks.scorers.math), TheoremQA's rule
+    grader_version = "1"
+    grader_packages = ("math-verify", "latex2sympy2_extended", "sympy")
+
+    class Options(GenerationOptions):
+        grading_timeout: float = Field(DEFAULT_TIMEOUT_S, gt=0, description="wall-clock limit per graded item")
+        grading_workers: int | None = Field(None, gt=0, description="grader processes",
+                                            json_schema_extra={"fingerprint": False})
+        progress: bool | None = Field(None, description="progress bar while grading (default: 200+ items)",
+                                      json_schema_extra={"fingerprint": False})
 
     def __init__(self, **options: Any) -> None:
-        unknown = sorted(set(options) - set(_OPTIONS))
-        if unknown:
-            raise ValueError(f"unknown option(s) {', '.join(unknown)} for task {self.name!r}; "
-                             f"known options: {', '.join(_OPTIONS)}")
         super().__init__(**options)
-        if "max_new_tokens" in options:
-            n = int(options["max_new_tokens"])
-            if n <= 0:
-                raise ValueError(f"max_new_tokens for task {self.name!r} must be > 0, got {n}")
-            self.generation = GenerationConfig(max_new_tokens=n, temperature=0.0)  # type: ignore[misc]
-        self.grading_timeout = float(options.get("grading_timeout", DEFAULT_TIMEOUT_S))
-        self.grading_workers = options.get("grading_workers")
-        self.progress = options.get("progress")
+        self.grading_timeout = self.opts.grading_timeout
+        self.grading_workers = self.opts.grading_workers
+        self.progress = self.opts.progress
         self._docs: list[Doc] | None = None
 
     # --- per-benchmark parts ------------------------------------------------------------------------------------

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from tasks.base import Doc, GenerationConfig, Scored, Task, generation_from_options
+from pydantic import Field, field_validator
+
+from tasks.base import Doc, GenerationConfig, GenerationOptions, Scored, Task
 from tasks.data import resolve_jsonl
 from tasks.registry import register_task
 from tasks.scorers.choice import STRICT, extract_mmlu_pro, option_letters
@@ -57,16 +59,26 @@ class MMLUPro(Task):
     local_dir = "mmlu_pro"
     hf_dataset = HUB_DATASET
     generation = GenerationConfig(max_new_tokens=2048, stop=("Question:",))
+    grader_version = "1"  # tasks.scorers.choice.extract_mmlu_pro (the official cascade), no random guess
+    grader_packages = ()
+
+    class Options(GenerationOptions):
+        num_fewshot: int = Field(5, ge=0, description="validation exemplars of the same category")
+        chat: bool = Field(False, description="send the prompt as one user message instead of plain text")
+        categories: tuple[str, ...] | None = Field(None, description="only these categories (default all)")
+
+        @field_validator("categories", mode="before")
+        @classmethod
+        def _split(cls, v: Any) -> Any:
+            if isinstance(v, str):
+                return tuple(c.strip() for c in v.split(",") if c.strip())
+            return v
 
     def __init__(self, **options: Any) -> None:
-        """Options: num_fewshot (default 5), chat (default False), categories (list or comma-separated names,
-        default all), and generation overrides max_new_tokens, temperature, n, stop."""
         super().__init__(**options)
-        self.num_fewshot = int(options.get("num_fewshot", 5))
-        self.chat = bool(options.get("chat", False))
-        cats = options.get("categories")
-        self.categories = [c.strip() for c in cats.split(",")] if isinstance(cats, str) else cats
-        self.generation = generation_from_options(type(self).generation, options)
+        self.num_fewshot = self.opts.num_fewshot
+        self.chat = self.opts.chat
+        self.categories = list(self.opts.categories) if self.opts.categories else None
 
     def docs(self) -> list[Doc]:
         test, _ = resolve_jsonl(self.name, "mmlu_pro/test.jsonl", HUB_DATASET, hub_split="test")

@@ -9,19 +9,24 @@ lm-eval's ``leaderboard_musr`` (``weight_by_size: true``), is the mean over all 
 
 Data, most complete source first: the full MuSR files in the local mirror (``murder_mystery.json``, ...), else the
 hub dataset ``TAUR-Lab/MuSR``, else the small viewer subsets in the local mirror (``small_*.json``: 30 questions,
-for smoke tests only; a warning says so and every doc carries ``meta["partial"] = True``).
+for smoke tests only; every doc then carries ``meta["partial"] = True`` and ``full_size()`` returns the real size
+of the selected subsets, 756 for all three, so the harness marks the results partial).
+
+Sizes of the full benchmark (Sprague et al., 2024, and the hub dataset card): 250 murder mysteries, 256 object
+placements, 250 team allocations = 756 questions.
 """
 from __future__ import annotations
 
 import ast
 import json
-import warnings
 from collections import defaultdict
 from typing import Any, Sequence
 
 import numpy as np
 
-from tasks.base import Doc, Scored, Task
+from pydantic import Field, field_validator
+
+from tasks.base import Doc, Scored, Task, TaskOptions
 from tasks.data import DataMissing, data_dir, hub_allowed, load_hub, local_path
 from tasks.registry import register_task
 
@@ -99,31 +104,39 @@ class MuSR(Task):
     primary_metric = "accuracy_norm"
     local_dir = "musr"
     hf_dataset = HUB_DATASET
+    grader_version = "1"  # lm-eval multiple-choice acc / acc_norm (length in characters), weight_by_size group
+    grader_packages = ()
 
-    _OPTIONS = {"subsets", "allow_partial"}
+    class Options(TaskOptions):
+        subsets: tuple[str, ...] = Field(SUBSETS, description="subsets to evaluate (default all three)")
+        allow_partial: bool = Field(True, description="fall back to the 30-question viewer subsets")
+
+        @field_validator("subsets", mode="before")
+        @classmethod
+        def _subsets(cls, v: Any) -> Any:
+            if v is None or v == "" or v == []:
+                return SUBSETS
+            if isinstance(v, str):
+                v = [s.strip() for s in v.split(",") if s.strip()]
+            if isinstance(v, (list, tuple)):
+                bad = [s for s in v if s not in SUBSETS]
+                if bad:
+                    raise ValueError(f"unknown subset(s) {bad}; choose from: {', '.join(SUBSETS)}")
+                return tuple(dict.fromkeys(v))
+            return v
 
     def __init__(self, **options: Any) -> None:
-        unknown = set(options) - self._OPTIONS
-        if unknown:
-            raise ValueError(f"musr: unknown option(s) {sorted(unknown)}; valid options: {sorted(self._OPTIONS)}")
         super().__init__(**options)
-        subs = options.get("subsets") or list(SUBSETS)
-        if isinstance(subs, str):
-            subs = [s.strip() for s in subs.split(",") if s.strip()]
-        bad = [s for s in subs if s not in SUBSETS]
-        if bad:
-            raise ValueError(f"musr: unknown subset(s) {bad}; choose from: {', '.join(SUBSETS)}")
-        self.subsets: list[str] = list(dict.fromkeys(subs))
-        self.allow_partial = bool(options.get("allow_partial", True))
+        self.subsets: list[str] = list(self.opts.subsets)
+        self.allow_partial = self.opts.allow_partial
+        self._docs: list[Doc] | None = None
 
     def docs(self) -> list[Doc]:
+        if self._docs is not None:
+            return list(self._docs)
         out: list[Doc] = []
         for subset in self.subsets:
             rows, source, partial = load_subset(subset, self.allow_partial)
-            if partial:
-                warnings.warn(f"musr/{subset}: only the MuSR viewer subset is available ({len(rows)} of "
-                              f"{FULL_SIZES[subset]} questions, {source}); scores are not comparable to the benchmark",
-                              stacklevel=2)
             for i, r in enumerate(rows):
                 out.append(Doc(
                     id=f"{subset}/{i}",
@@ -133,7 +146,15 @@ class MuSR(Task):
                     meta={"subset": subset, "answer_choice": r["choices"][r["answer"]], "source": source,
                           "partial": partial},
                 ))
-        return out
+        self._docs = out
+        return list(out)
+
+    def full_size(self) -> int | None:
+        """The full benchmark's size for the selected subsets (756 for all three) when only the viewer subsets
+        were loaded; None when the docs are the full data."""
+        if any(d.meta.get("partial") for d in self.docs()):
+            return sum(FULL_SIZES[s] for s in self.subsets)
+        return None
 
     def counts(self) -> dict[str, int]:
         """Questions per subset in the data actually loaded (the full benchmark has 250 / 256 / 250)."""

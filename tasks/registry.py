@@ -1,14 +1,19 @@
 """Registry of benchmark tasks and named suites.
 
 A new benchmark is one module in ``tasks/`` that decorates its Task class with ``@register_task``, plus its
-module name in ``TASK_MODULES`` below.
+module name in ``TASK_MODULES`` below. Every module listed must import: a broken task module is an error, never
+a silently missing task. ``get_task`` validates the task's options against its ``Options`` model and raises
+``TaskOptionError`` (one line: task, option, valid options) for an unknown key or a wrong type or value.
 """
 from __future__ import annotations
 
 import importlib
 from typing import Callable, TypeVar
 
-from tasks.base import Task
+from tasks.base import Task, TaskOptionError
+
+__all__ = ["TASK_REGISTRY", "TASK_MODULES", "SUITES", "TaskOptionError", "UnknownTask", "register_task",
+           "task_names", "get_task", "expand_tasks"]
 
 TASK_REGISTRY: dict[str, type[Task]] = {}
 
@@ -55,9 +60,9 @@ def _load_all() -> None:
     for mod in TASK_MODULES:
         try:
             importlib.import_module(f"tasks.{mod}")
-        except ModuleNotFoundError as e:  # a module not written yet; any other import error is real
-            if e.name != f"tasks.{mod}":
-                raise
+        except ImportError as e:
+            raise ImportError(f"task module tasks.{mod} (listed in tasks.registry.TASK_MODULES) failed to import: "
+                              f"{type(e).__name__}: {e}") from e
     _loaded = True
 
 
@@ -71,6 +76,7 @@ def task_names() -> list[str]:
 
 
 def get_task(name: str, **options) -> Task:
+    """An instance of the named task with its options validated (``TaskOptionError`` when one is wrong)."""
     _load_all()
     if name not in TASK_REGISTRY:
         raise UnknownTask(

@@ -20,8 +20,9 @@ import re
 from dataclasses import dataclass, field
 from typing import ClassVar, Sequence
 
-from distill.items import TrainItem
-from tasks.base import Doc, GenerationConfig, Scored, Task
+from pydantic import Field
+
+from tasks.base import Doc, GenerationConfig, Scored, Task, TaskOptions
 from tasks.prompts import math_messages
 from tasks.registry import register_task
 from tasks.scorers.extract import extract_answer
@@ -213,14 +214,10 @@ def generate_problems(n: int, stream: str, steps: Sequence[int], split: str,
     return out
 
 
-def synthetic_pool(n: int, seed: int = 0, steps: Sequence[int] = ID_STEPS) -> list[TrainItem]:
-    """Training questions (never an evaluation question) with gold solutions and the structured problem."""
-    problems = generate_problems(n, f"synthetic-pool:{seed}", steps, "train")
-    return [
-        TrainItem(id=f"synthetic-pool/{seed}/{i}", question=p.question, gold_solution=p.gold_solution(),
-                  gold_answer=str(p.answer), meta={"task": "synthetic", "problem": p.to_meta()})
-        for i, p in enumerate(problems)
-    ]
+def pool_problems(n: int, seed: int = 0, steps: Sequence[int] = ID_STEPS) -> list[Problem]:
+    """``n`` training-side problems (never an evaluation question); ``distill.pools.synthetic_pool`` turns them
+    into training items."""
+    return generate_problems(n, f"synthetic-pool:{seed}", steps, "train")
 
 
 def eval_problems(n: int, seed: int, ood: bool) -> list[Problem]:
@@ -303,13 +300,19 @@ def as_int(text: str | None) -> int | None:
     return int(f) if f.is_integer() else None
 
 
+class SyntheticOptions(TaskOptions):
+    n: int = Field(200, gt=0, description="number of evaluation problems")
+    seed: int = Field(0, description="seed stream of the evaluation problems")
+
+
 class _SyntheticTask(Task):
     ood: ClassVar[bool] = False
-    default_n: ClassVar[int] = 200
+    grader_version = "1"  # last \boxed{} (else fallbacks) read as an integer, compared with the gold
+    grader_packages = ()
+    Options = SyntheticOptions
 
     def docs(self) -> list[Doc]:
-        n = int(self.options.get("n", self.default_n))
-        seed = int(self.options.get("seed", 0))
+        n, seed = self.opts.n, self.opts.seed
         return [
             Doc(id=f"{self.name}/{i}", prompt=math_messages(p.question), gold=str(p.answer),
                 meta={"problem": p.to_meta(), "steps": len(p.ops)})

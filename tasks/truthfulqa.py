@@ -91,11 +91,6 @@ class _TruthfulQAMC(Task):
     hf_dataset = HUB_DATASET
     targets_key: str = ""
 
-    def __init__(self, **options: Any) -> None:
-        if options:
-            raise ValueError(f"{self.name}: takes no options (got {sorted(options)}); remove them from the config")
-        super().__init__(**options)
-
     def docs(self) -> list[Doc]:
         rows, source = load_rows()
         out = []
@@ -121,6 +116,8 @@ class TruthfulQAMC1(_TruthfulQAMC):
     description = "TruthfulQA MC1 (817 questions): is the single true answer the most likely choice? (lm-eval)"
     primary_metric = "mc1"
     targets_key = "mc1_targets"
+    grader_version = "1"  # lm-eval's acc: argmax of summed log-likelihood is the first (true) choice
+    grader_packages = ()
 
     def score_loglikelihoods(self, doc: Doc, loglikelihoods: Sequence[tuple[float, bool]]) -> Scored:
         self._check(doc, loglikelihoods)
@@ -134,6 +131,8 @@ class TruthfulQAMC2(_TruthfulQAMC):
     description = "TruthfulQA MC2 (817 questions): probability mass on the true answers (lm-eval)"
     primary_metric = "mc2"
     targets_key = "mc2_targets"
+    grader_version = "1"  # lm-eval's process_results_mc2, log-space fallback when every exp() underflows
+    grader_packages = ("lm_eval",)
 
     def score_loglikelihoods(self, doc: Doc, loglikelihoods: Sequence[tuple[float, bool]]) -> Scored:
         self._check(doc, loglikelihoods)

@@ -18,8 +18,7 @@ needs_data = pytest.mark.skipif(local_path("musr") is None, reason="MuSR local m
 
 @pytest.fixture(scope="module")
 def musr_docs():
-    with pytest.warns(UserWarning, match="only the MuSR viewer subset"):
-        return get_task("musr").docs()
+    return get_task("musr").docs()
 
 
 @pytest.fixture(scope="module")
@@ -49,9 +48,9 @@ def lm_eval_musr(tmp_path_factory, musr_docs):
 @needs_data
 def test_counts_of_what_exists(musr_docs):
     task = get_task("musr")
-    with pytest.warns(UserWarning):
-        counts = task.counts()
+    counts = task.counts()
     assert counts == {"murder_mysteries": 5, "object_placements": 20, "team_allocation": 5}
+    assert task.full_size() == 756  # 250 + 256 + 250: the harness marks the rows partial
     assert len(musr_docs) == 30 and len({d.id for d in musr_docs}) == 30
     assert all(d.meta["partial"] for d in musr_docs)
     assert [d.id for d in musr_docs][:2] == ["murder_mysteries/0", "murder_mysteries/1"]
@@ -124,8 +123,8 @@ def test_options_and_errors():
     with pytest.raises(ValueError, match="unknown option"):
         get_task("musr", subset="murder_mysteries")
     t = get_task("musr", subsets="team_allocation")
-    with pytest.warns(UserWarning):
-        docs = t.docs()
+    docs = t.docs()
+    assert t.full_size() == 250
     assert {d.meta["subset"] for d in docs} == {"team_allocation"}
     with pytest.raises(ValueError, match="per choice"):
         t.score_loglikelihoods(docs[0], [(-1.0, False)])

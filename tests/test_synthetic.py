@@ -1,8 +1,8 @@
 """The synthetic generator, its two tasks and the format probe (no model needed)."""
 from tasks.format_probe import INSTRUCTIONS, FormatProbe, answer_line_ok, boxed_last_ok, only_number_ok
 from tasks.registry import get_task
-from tasks.synthetic import (ID_STEPS, OOD_STEPS, Problem, eval_problems, parse_question, split_of,
-                             synthetic_pool)
+from distill.pools import synthetic_pool
+from tasks.synthetic import ID_STEPS, OOD_STEPS, Problem, eval_problems, parse_question, split_of
 
 
 def test_pool_is_deterministic_and_seeded():
