@@ -72,9 +72,9 @@ def test_timeout_is_enforced_within_limit():
 
 def test_memory_bomb_is_contained():
     r = run_python("x = []\nwhile True:\n    x.append(' ' * 10**6)\n", timeout_s=10, memory_mb=256)
-    assert r.status == "failed" and "MemoryError" in r.detail
+    assert r.status == "memory" and "MemoryError" in r.detail
     r = run_python("x = 'a' * (10**11)\n")
-    assert r.status == "failed" and "MemoryError" in r.detail
+    assert r.status == "memory" and "MemoryError" in r.detail
 
 
 def test_early_exit_and_guard_do_not_pass():
