@@ -9,11 +9,16 @@ from typing import Any, Sequence
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers.cache_utils import DynamicCache, DynamicLayer
+from transformers.modeling_outputs import CausalLMOutputWithPast
 from transformers.utils import logging as hf_logging
 
 from harness.engines import register_engine
 from harness.engines.base import Completion, EngineOptions, Prompt, ProgressFn, SamplingParams
 from harness.engines.identity import identity_string, local_identity
+
+# transformers 5 renamed the KV-cache argument and output field ``past_key_values`` to ``cache``.
+_CACHE = "cache" if "cache" in CausalLMOutputWithPast.__dataclass_fields__ else "past_key_values"
 
 hf_logging.disable_progress_bar()  # our own rich bars report progress; transformers' tqdm bars are noise
 
@@ -78,6 +83,9 @@ class HFEngine:
             if merge_adapter:  # merged LoRA weights generate faster and give the same outputs
                 self.model = self.model.merge_and_unload()
         self.model.eval()
+        #: Share a context's KV cache among the continuations scored on it (loglikelihood); switched off for a
+        #: model whose cache cannot be copied row by row.
+        self.prefix_reuse = True
         if self.device == "cpu" and sum(p.numel() for p in self.model.parameters()) < SMALL_MODEL_PARAMS:
             # A small model's matrices are too small to split across threads: with more than one thread, OpenMP
             # workers spin and contend with every other busy process (graders, sandboxes), measured 10x slower.
@@ -108,9 +116,46 @@ class HFEngine:
             return prompt
         return self.tokenizer.apply_chat_template(list(prompt), add_generation_prompt=True, tokenize=False)
 
-    def _encode(self, text: str) -> list[int]:
-        # The chat template already holds any special tokens the model wants.
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+    def _encode(self, text: str, chat: bool = False) -> list[int]:
+        """Token ids as lm-eval's hf backend would feed them (``HFLM.tok_encode``), so that "the same as lm-eval"
+        holds for model input and not only for scoring.
+
+        - chat-rendered text: the template already holds every special token the model wants (a Llama-3 template
+          writes ``<|begin_of_text|>`` itself), so nothing is added -- as ``apply_chat_template(tokenize=True)``.
+        - plain text: the tokenizer's own special tokens (BOS for Llama-style tokenizers, nothing for Qwen/GPT-2
+          style ones), unless the text already starts with the BOS string (lm-eval's ``has_bos_prefix`` check).
+        """
+        if chat:
+            return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        prefix = self.tokenizer.decode(self._prefix_token_id())
+        return self.tokenizer(text, add_special_tokens=not (prefix and text.startswith(prefix)))["input_ids"]
+
+    def _prefix_token_id(self) -> int:
+        # lm-eval's HFLM.prefix_token_id: what stands in for an empty context.
+        tok = self.tokenizer
+        return tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+
+    def _encode_pair(self, prompt: Prompt, cont: str) -> tuple[list[int], list[int]]:
+        """(context ids, continuation ids) split exactly as lm-eval's ``LM.loglikelihood`` / ``_encode_pair``:
+        trailing whitespace of the context moves to the continuation, the whole string is encoded and the
+        continuation is what follows the context's own encoding; an empty context becomes the prefix token."""
+        chat = not isinstance(prompt, str)
+        ctx = self.render(prompt)
+        if ctx == "":
+            cont_ids = self.tokenizer(cont, add_special_tokens=False)["input_ids"]
+            if cont_ids and cont_ids[0] == self._prefix_token_id():
+                return cont_ids[:1], cont_ids[1:]
+            return [self._prefix_token_id()], cont_ids
+        n_space = len(ctx) - len(ctx.rstrip())
+        if n_space:
+            ctx, cont = ctx[:-n_space], ctx[-n_space:] + cont
+        whole = self._encode(ctx + cont, chat)
+        ctx_ids = self._encode(ctx, chat)
+        if len(whole) <= len(ctx_ids):
+            # The continuation merged wholly into the context's last token, so lm-eval's split leaves it nothing
+            # to score (it returns 0.0): score the whole string's last token given the rest instead.
+            return (whole[:-1], whole[-1:]) if len(whole) > 1 else ([self._prefix_token_id()], whole)
+        return ctx_ids, whole[len(ctx_ids):]
 
     # ---- generation ----------------------------------------------------------------------------------
     @torch.inference_mode()
@@ -118,7 +163,7 @@ class HFEngine:
         self, prompts: Sequence[Prompt], params: SamplingParams, progress: ProgressFn | None = None
     ) -> list[list[Completion]]:
         texts = [self.render(p) for p in prompts]
-        encoded = [self._encode(t) for t in texts]
+        encoded = [self._encode(t, chat=not isinstance(p, str)) for p, t in zip(prompts, texts)]
         # Longest first: similar lengths share a batch (less padding) and memory errors show up early.
         order = sorted(range(len(texts)), key=lambda i: -len(encoded[i]))
         out: list[list[Completion] | None] = [None] * len(texts)
@@ -189,42 +234,136 @@ class HFEngine:
     def loglikelihood(
         self, requests: Sequence[tuple[Prompt, str]], progress: ProgressFn | None = None
     ) -> list[tuple[float, bool]]:
-        pairs = []
-        for prompt, cont in requests:
-            ctx = self.render(prompt)
-            # As lm-eval: trailing spaces of the context belong to the continuation, so the split is clean.
-            n_space = len(ctx) - len(ctx.rstrip(" "))
-            if n_space:
-                ctx, cont = ctx[:-n_space], ctx[-n_space:] + cont
-            whole = self._encode(ctx + cont)
-            n_ctx = len(self._encode(ctx))
-            if n_ctx >= len(whole):  # the continuation merged into the context's last token
-                n_ctx = len(whole) - 1
-            pairs.append((whole, n_ctx))
-        order = sorted(range(len(pairs)), key=lambda i: -len(pairs[i][0]))
-        out: list[tuple[float, bool] | None] = [None] * len(pairs)
-        pad_id = self.tokenizer.pad_token_id
+        """Summed log-probability of each continuation given its context, on the tokens lm-eval's hf backend
+        feeds (``context_ids + continuation_ids``).
+
+        Requests that share a context (every choice of a multiple-choice question) run that context once and
+        score their continuations on copies of its KV cache; a batch of contexts also runs the token prefix they
+        all share (a few-shot primer) once. Scores equal the plain path's within float tolerance
+        (tests/test_hf_prefix.py); a context used once, or a model whose cache cannot be copied row by row, takes
+        the plain path."""
+        out: list[tuple[float, bool] | None] = [None] * len(requests)
+        seqs: list[tuple[list[int], int]] = []  # (tokens, n_ctx): score tokens[n_ctx:] given tokens[:n_ctx]
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, (prompt, cont) in enumerate(requests):
+            ctx_ids, cont_ids = self._encode_pair(prompt, cont)
+            seqs.append((ctx_ids + cont_ids, len(ctx_ids)))
+            groups.setdefault(tuple(ctx_ids), []).append(i)
+        shared = [(list(ctx), idx) for ctx, idx in groups.items() if len(idx) > 1] if self.prefix_reuse else []
+        in_shared = {i for _, idx in shared for i in idx}
+        plain = [i for i in range(len(requests)) if i not in in_shared]
+        if shared:
+            plain += self._loglikelihood_shared(shared, seqs, out, progress)
+        self._loglikelihood_plain(plain, seqs, out, progress)
+        return out  # type: ignore[return-value]
+
+    def _loglikelihood_plain(self, todo: list[int], seqs: list[tuple[list[int], int]],
+                             out: list, progress: ProgressFn | None) -> None:
+        order = sorted(todo, key=lambda i: -len(seqs[i][0]))
         for start in range(0, len(order), self.batch_size):
             idx = order[start : start + self.batch_size]
-            width = max(len(pairs[i][0]) for i in idx)
-            ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
-            mask = torch.zeros((len(idx), width), dtype=torch.long)
+            logits, _, _ = self._extend(None, None, [seqs[i][0] for i in idx], use_cache=False)
             for row, i in enumerate(idx):
-                toks = pairs[i][0]
-                ids[row, : len(toks)] = torch.tensor(toks)
-                mask[row, : len(toks)] = 1
-            logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
-            logprobs = torch.log_softmax(logits.float(), dim=-1).cpu()
-            for row, i in enumerate(idx):
-                toks, n_ctx = pairs[i]
-                target = torch.tensor(toks[n_ctx:])
-                lp = logprobs[row, n_ctx - 1 : len(toks) - 1]
-                total = lp.gather(1, target.unsqueeze(1)).sum().item()
-                greedy = bool((lp.argmax(dim=-1) == target).all().item())
-                out[i] = (total, greedy)
+                toks, n_ctx = seqs[i]
+                out[i] = _score(logits[row, n_ctx - 1 : len(toks) - 1], toks[n_ctx:])
             if progress:
                 progress(len(idx))
-        return out  # type: ignore[return-value]
+
+    def _loglikelihood_shared(self, groups: list[tuple[list[int], list[int]]], seqs: list[tuple[list[int], int]],
+                              out: list, progress: ProgressFn | None) -> list[int]:
+        """Score groups of requests that share a context; returns the requests it could not score."""
+        groups = sorted(groups, key=lambda g: -len(g[0]))
+        for gi in range(0, len(groups), self.batch_size):
+            batch = groups[gi : gi + self.batch_size]
+            ctxs = [ctx for ctx, _ in batch]
+            # 1. The token prefix every context of the batch shares (a few-shot primer), once, on one row; at least
+            #    one token of each context is left for step 2, whose last logits score the first continuation token.
+            n_common = _common_prefix_len(ctxs, max(0, min(len(c) for c in ctxs) - 1)) if len(batch) > 1 else 0
+            cache, mask = None, None
+            if n_common >= 16:
+                _, cache, mask = self._extend(None, None, [ctxs[0][:n_common]])
+                if not _plain_dynamic(cache):
+                    self.prefix_reuse = False
+                    return [i for _, idx in groups for i in idx]
+                cache, mask = _select_rows(cache, mask, [0] * len(batch))
+            else:
+                n_common = 0
+            # 2. The rest of each context, one row per group.
+            logits, cache, mask = self._extend(cache, mask, [ctx[n_common:] for ctx in ctxs])
+            if not _plain_dynamic(cache):
+                self.prefix_reuse = False
+                return [i for _, idx in groups for i in idx]
+            last = [logits[g, len(ctx) - n_common - 1] for g, ctx in enumerate(ctxs)]
+            # 3. Every continuation on a copy of its context's cache, batch_size rows at a time (longest first).
+            rows = sorted(((g, i) for g, (_, idx) in enumerate(batch) for i in idx),
+                          key=lambda r: -(len(seqs[r[1]][0]) - seqs[r[1]][1]))
+            for start in range(0, len(rows), self.batch_size):
+                chunk = rows[start : start + self.batch_size]
+                conts = [seqs[i][0][seqs[i][1]:] for _, i in chunk]
+                long = [r for r, c in enumerate(conts) if len(c) > 1]  # a one-token continuation needs no forward
+                cont_logits = None
+                if long:
+                    c_cache, c_mask = _select_rows(cache, mask, [chunk[r][0] for r in long])
+                    cont_logits, _, _ = self._extend(c_cache, c_mask, [conts[r][:-1] for r in long], use_cache=False)
+                pos = {r: k for k, r in enumerate(long)}
+                for r, (g, i) in enumerate(chunk):
+                    c = conts[r]
+                    lg = last[g].unsqueeze(0)
+                    if len(c) > 1:
+                        lg = torch.cat([lg, cont_logits[pos[r], : len(c) - 1]], 0)
+                    out[i] = _score(lg, c)
+                if progress:
+                    progress(len(chunk))
+        return []
+
+    def _extend(self, cache: Any, mask: torch.Tensor | None, rows: list[list[int]], use_cache: bool = True
+                ) -> tuple[torch.Tensor, Any, torch.Tensor]:
+        """Run ``rows`` (right-padded) after what ``cache`` holds (one cache row per row, ``mask`` marking its
+        real tokens; None: from the start). Positions continue from each row's own length, so padding in the
+        cache changes nothing. Returns (logits, cache, mask over cache + rows)."""
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), self.tokenizer.pad_token_id, dtype=torch.long)
+        new_mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for k, r in enumerate(rows):
+            ids[k, : len(r)] = torch.tensor(r)
+            new_mask[k, : len(r)] = 1
+        kwargs: dict[str, Any] = {}
+        if cache is not None:
+            kwargs[_CACHE] = cache
+            kwargs["position_ids"] = (mask.sum(1, keepdim=True) + torch.arange(width)).to(self.device)
+            new_mask = torch.cat([mask, new_mask], 1)
+        res = self.model(input_ids=ids.to(self.device), attention_mask=new_mask.to(self.device),
+                         use_cache=use_cache, **kwargs)
+        return res.logits, getattr(res, _CACHE) if use_cache else None, new_mask
+
+
+def _score(logits: torch.Tensor, target: list[int]) -> tuple[float, bool]:
+    """(summed log-probability of ``target``, whether it is the greedy continuation) from the logits that
+    predict each of its tokens."""
+    lp = torch.log_softmax(logits.float(), dim=-1)
+    t = torch.tensor(target, device=lp.device)
+    return lp.gather(1, t.unsqueeze(1)).sum().item(), bool((lp.argmax(dim=-1) == t).all().item())
+
+
+def _common_prefix_len(seqs: list[list[int]], limit: int) -> int:
+    first = seqs[0]
+    n = 0
+    while n < limit and all(s[n] == first[n] for s in seqs[1:]):
+        n += 1
+    return n
+
+
+def _plain_dynamic(cache: Any) -> bool:
+    """A full-attention DynamicCache, whose rows can be copied (sliding-window or recurrent layers cannot)."""
+    return type(cache) is DynamicCache and all(type(layer) is DynamicLayer for layer in cache.layers)
+
+
+def _select_rows(cache: DynamicCache, mask: torch.Tensor, rows: list[int]) -> tuple[DynamicCache, torch.Tensor]:
+    """A new cache (and mask) holding copies of ``rows`` of ``cache``; the original is left as it was."""
+    idx = torch.tensor(rows, device=cache.layers[0].keys.device)
+    new = DynamicCache([(layer.keys.index_select(0, idx), layer.values.index_select(0, idx))
+                        for layer in cache.layers])
+    return new, mask[torch.tensor(rows)]
 
 
 def hash_text(text: str) -> int:
