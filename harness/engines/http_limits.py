@@ -15,16 +15,19 @@ import asyncio
 import concurrent.futures
 import email.utils
 import logging
+import os
+import queue
 import random
 import threading
 import time
 from collections import deque
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Awaitable, Callable, Coroutine, Mapping, TypeVar
+from urllib.parse import urlsplit
 
 from pydantic import Field
 
-from harness.engines.base import EngineOptions
+from harness.engines.base import EngineOptions, ProgressFn
 
 log = logging.getLogger("harness.engines.http")
 
@@ -331,3 +334,80 @@ async def gather_ordered(jobs: list[Callable[[], Awaitable[T]]], concurrency: in
         await asyncio.gather(*tasks, return_exceptions=True)
         raise
     return out
+
+
+def host_of(base_url: str | None, default: str = "api.openai.com") -> str:
+    """host[:port] of the base URL, without any user:password@ part."""
+    if not base_url:
+        return default
+    parts = urlsplit(base_url if "://" in base_url else "http://" + base_url)
+    host = parts.hostname or ""
+    return f"{host}:{parts.port}" if parts.port else host
+
+
+class AsyncHTTPEngine:
+    """Plumbing shared by the HTTP engines: the private loop, progress from the caller's thread, the retry
+    policy, and exceptions that leave the engine one line long and without the key. Subclasses set
+    ``options``, call ``_init_http`` and define ``_classify``, ``_what`` and ``_get_client``."""
+
+    options: HTTPEngineOptions
+    _client: Any
+
+    def _init_http(self, options: HTTPEngineOptions) -> None:
+        self.usage = Usage()
+        #: read once, from the environment only; never written anywhere
+        self._secret = os.environ.get(options.api_key_env) or None
+        self._limiter = RateLimiter(options.rpm, options.tpm)
+        self._loop: LoopThread | None = None
+        self._client = None
+
+    def _what(self) -> str:
+        raise NotImplementedError
+
+    def _classify(self, e: BaseException) -> Failure:
+        raise NotImplementedError
+
+    def _run(self, coro: Coroutine[Any, Any, T], progress: ProgressFn | None, done: "queue.Queue[int]") -> T:
+        from harness.engines import EngineUnavailable
+
+        if self._loop is None:
+            self._loop = LoopThread(f"{type(self).__name__}-loop")
+        fut = self._loop.submit(coro)
+        try:
+            while True:  # progress is reported from the caller's thread
+                try:
+                    return fut.result(timeout=0.2)
+                except concurrent.futures.TimeoutError:
+                    pass
+                finally:
+                    n = 0
+                    while not done.empty():
+                        n += done.get_nowait()
+                    if n and progress:
+                        progress(n)
+        except (APIRequestError, EngineUnavailable):
+            raise
+        except KeyboardInterrupt:
+            fut.cancel()
+            raise
+        except Exception as e:  # noqa: BLE001 - one line, no key
+            raise APIRequestError(redact(one_line(f"{self._what()}: {type(e).__name__}: {e}"),
+                                         self._secret)) from None
+
+    async def _request(self, send: Callable[[], Awaitable[T]], est_tokens: int, what: str,
+                       settle_tokens: Callable[[Any], int]) -> T:
+        return await call_with_retries(
+            send, classify=self._classify, opts=self.options, usage=self.usage, limiter=self._limiter,
+            est_tokens=est_tokens, settle_tokens=settle_tokens, secret=self._secret, what=what)
+
+    def close(self) -> None:
+        if self._loop is not None:
+            client = self._client
+            self._loop.close(client.close() if client is not None else None)
+            self._loop, self._client = None, None
+
+    def __del__(self) -> None:  # pragma: no cover - best effort at interpreter exit
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001
+            pass

@@ -14,19 +14,15 @@ never part of ``describe()``, the identity, a log line or an exception message.
 """
 from __future__ import annotations
 
-import concurrent.futures
-import os
 import queue
 import time
 from pathlib import Path
 from typing import Any, Literal, Sequence
-from urllib.parse import urlsplit
 
 from harness.engines import EngineUnavailable, register_engine
 from harness.engines.base import Completion, Prompt, ProgressFn, SamplingParams
-from harness.engines.http_limits import (APIRequestError, Failure, HTTPEngineOptions, LoopThread, RateLimiter,
-                                         Usage, call_with_retries, gather_ordered, one_line, redact,
-                                         status_failure)
+from harness.engines.http_limits import (APIRequestError, AsyncHTTPEngine, Failure, HTTPEngineOptions,
+                                         gather_ordered, host_of, one_line, status_failure)
 from harness.engines.identity import folder_digests, identity_string, local_identity
 
 import openai  # noqa: E402 - after the harness imports so a missing SDK names the [api] extra
@@ -36,15 +32,6 @@ class OpenAIOptions(HTTPEngineOptions):
     #: "auto": chat messages -> chat endpoint, strings -> completions; "chat": strings sent as one user message;
     #: "completions": strings only (chat prompts need the chat template, which only the server has).
     endpoint: Literal["auto", "chat", "completions"] = "auto"
-
-
-def host_of(base_url: str | None) -> str:
-    """host[:port] of the base URL, without any user:password@ part."""
-    if not base_url:
-        return "api.openai.com"
-    parts = urlsplit(base_url if "://" in base_url else "http://" + base_url)
-    host = parts.hostname or ""
-    return f"{host}:{parts.port}" if parts.port else host
 
 
 def api_identity_parts(model: str | Path, adapter: str | Path | None, options: HTTPEngineOptions,
@@ -69,7 +56,7 @@ def api_identity_parts(model: str | Path, adapter: str | Path | None, options: H
 
 
 @register_engine("openai")
-class OpenAIEngine:
+class OpenAIEngine(AsyncHTTPEngine):
     """OpenAI-compatible HTTP server behind the Engine protocol."""
 
     Options = OpenAIOptions
@@ -80,13 +67,9 @@ class OpenAIEngine:
         self.model = str(model)
         self.adapter = str(adapter) if adapter else None
         self.identity = self.identify(model, adapter, dtype=dtype, device=device, options=self.options)
-        self.usage = Usage()
-        self._secret = os.environ.get(self.options.api_key_env) or None
+        self._init_http(self.options)
         self._served = self.options.served_model or (None if Path(self.model).expanduser().is_dir()
                                                      else self.model)
-        self._limiter = RateLimiter(self.options.rpm, self.options.tpm)
-        self._loop: LoopThread | None = None
-        self._client: openai.AsyncOpenAI | None = None
         self._ll_supported: bool | None = None
 
     # ---- identity ------------------------------------------------------------------------------------
@@ -114,42 +97,12 @@ class OpenAIEngine:
     def _what(self) -> str:
         return f"openai {host_of(self.options.base_url)} {self._served or self.model}"
 
-    def _run(self, coro: Any, progress: ProgressFn | None, done: "queue.Queue[int]") -> Any:
-        if self._loop is None:
-            self._loop = LoopThread(f"openai-engine-{host_of(self.options.base_url)}")
-        fut = self._loop.submit(coro)
-        while True:  # progress is reported from the caller's thread
-            try:
-                result = fut.result(timeout=0.2)
-                break
-            except concurrent.futures.TimeoutError:
-                pass
-            finally:
-                n = 0
-                while not done.empty():
-                    n += done.get_nowait()
-                if n and progress:
-                    progress(n)
-        return result
-
     def _get_client(self) -> openai.AsyncOpenAI:
         if self._client is None:
             self._client = openai.AsyncOpenAI(
                 base_url=self.options.base_url, api_key=self._secret or "EMPTY", max_retries=0,
                 timeout=self.options.timeout_s + 5)  # our own wait_for limit fires first
         return self._client
-
-    def close(self) -> None:
-        if self._loop is not None:
-            client = self._client
-            self._loop.close(client.close() if client is not None else None)
-            self._loop, self._client = None, None
-
-    def __del__(self) -> None:  # pragma: no cover - best effort at interpreter exit
-        try:
-            self.close()
-        except Exception:
-            pass
 
     def _classify(self, e: BaseException) -> Failure:
         if isinstance(e, openai.APIStatusError):
@@ -167,11 +120,6 @@ class OpenAIEngine:
             return Failure("malformed", True, f"malformed response: {type(e).__name__}")
         return Failure("other", False, f"{type(e).__name__}: {e}")
 
-    async def _request(self, send: Any, est_tokens: int, what: str) -> Any:
-        return await call_with_retries(
-            send, classify=self._classify, opts=self.options, usage=self.usage, limiter=self._limiter,
-            est_tokens=est_tokens, settle_tokens=_total_tokens, secret=self._secret, what=what)
-
     async def _served_name(self) -> str:
         if self._served is None:
             client = self._get_client()
@@ -179,7 +127,7 @@ class OpenAIEngine:
             async def send() -> Any:
                 return await client.models.list()
 
-            page = await self._request(send, 0, self._what() + " /models")
+            page = await self._request(send, 0, self._what() + " /models", lambda r: 0)
             names = [m.id for m in page.data]
             if self.model in names or len(names) != 1:
                 if self.model not in names:
@@ -190,12 +138,6 @@ class OpenAIEngine:
                 self._served = names[0]
         return self._served
 
-    def _wrap(self, e: BaseException) -> BaseException:
-        """Exceptions leave the engine one line long and without the key."""
-        if isinstance(e, (APIRequestError, EngineUnavailable)):
-            return e
-        return APIRequestError(redact(one_line(f"{self._what()}: {type(e).__name__}: {e}"), self._secret))
-
     # ---- generation ----------------------------------------------------------------------------------
     def generate(self, prompts: Sequence[Prompt], params: SamplingParams,
                  progress: ProgressFn | None = None) -> list[list[Completion]]:
@@ -203,12 +145,7 @@ class OpenAIEngine:
             return []
         kinds = [self._endpoint_for(p) for p in prompts]
         done: queue.Queue[int] = queue.Queue()
-        try:
-            return self._run(self._generate(list(prompts), kinds, params, done), progress, done)
-        except (APIRequestError, EngineUnavailable):
-            raise
-        except Exception as e:  # noqa: BLE001
-            raise self._wrap(e) from None
+        return self._run(self._generate(list(prompts), kinds, params, done), progress, done)
 
     def _endpoint_for(self, prompt: Prompt) -> str:
         ep = self.options.endpoint
@@ -261,7 +198,7 @@ class OpenAIEngine:
                 _check_choices(r)
                 return r
 
-        r = await self._request(send, est, self._what())
+        r = await self._request(send, est, self._what(), _total_tokens)
         seconds = (time.perf_counter() - t0) / max(1, len(r.choices))
         p_tok, c_tok = _usage_tokens(r)
         self.usage.add_tokens(p_tok, c_tok, self.options)
@@ -286,12 +223,7 @@ class OpenAIEngine:
         if self._ll_supported is False:
             raise self._ll_error()
         done: queue.Queue[int] = queue.Queue()
-        try:
-            return self._run(self._loglikelihood(list(requests), done), progress, done)
-        except (APIRequestError, EngineUnavailable):
-            raise
-        except Exception as e:  # noqa: BLE001
-            raise self._wrap(e) from None
+        return self._run(self._loglikelihood(list(requests), done), progress, done)
 
     def _ll_error(self) -> EngineUnavailable:
         return EngineUnavailable(f"server {host_of(self.options.base_url)} returns no prompt log-probabilities "
@@ -316,7 +248,7 @@ class OpenAIEngine:
                 _check_choices(r)
                 return r
 
-            r = await self._request(send, len(text) // 4 + 1, self._what() + " loglikelihood")
+            r = await self._request(send, len(text) // 4 + 1, self._what() + " loglikelihood", _total_tokens)
             p_tok, c_tok = _usage_tokens(r)
             self.usage.add_tokens(p_tok, c_tok, self.options)
             lp = getattr(r.choices[0], "logprobs", None)
