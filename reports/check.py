@@ -1,24 +1,31 @@
-"""The regression gate: compare a run's results.json with a committed baseline.
+"""The regression gate: compare a run's results.json with a committed baseline (``common.artifacts.Baseline``).
 
-A baseline is a results.json, or a smaller file ``{"rows": [{"model", "task", "metric", "value",
-"tolerance"?}], "tolerance"?: float, "primary_metrics"?: {...}}`` (``make_baseline`` writes one). A row regresses
-when the run's value is below the baseline value by more than the tolerance (absolute, in [0, 1] units).
-Tolerance, most specific first: the baseline row's ``tolerance``, the ``tolerance`` argument, the baseline file's
-``tolerance``, then 0.02. Baseline rows absent from the run are reported as missing and fail the check unless
-``allow_missing``.
+A row regresses when the run's value is below the baseline value by more than the tolerance (absolute, in [0, 1]
+units); for ``truncation_rate`` rows (lower is better) when it is above by more than the tolerance. Tolerance,
+most specific first: the baseline row's ``tolerance``, the ``tolerance`` argument, the baseline file's
+``tolerance``. Baseline rows absent from the run are reported as missing and fail the check unless
+``allow_missing``. Rows match on (model, task, metric, params).
+
+``make_baseline`` records where the baseline came from (``BaselineSource``: model identities, sample and task
+fingerprints, package versions, git commit, all from the run's manifest); ``check_run`` given the checked run's
+manifest lists what differs, and ``format_outcome`` prints it under the verdict, so a failing gate says whether
+the model, the data or the code changed.
 """
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Literal, Optional
 
-from reports.stats import SCHEMA_VERSION
+from common.artifacts import (
+    SCHEMA_VERSION, Baseline, BaselineRow, BaselineSource, Manifest, Results, SchemaMismatch, load_artifact,
+)
+from reports.stats import NON_QUALITY_METRICS
 
 DEFAULT_TOLERANCE = 0.02
 _EPS = 1e-9  # a drop exactly equal to the tolerance passes, whatever the float rounding
+BASELINE_FIX = "write a new one with `harness check RUN --write-baseline FILE` on a good run"
 
 
 @dataclass(frozen=True)
@@ -41,6 +48,8 @@ class CheckOutcome:
     missing: list[tuple[str, str, str]] = field(default_factory=list)  # (model, task, metric)
     compared: int = 0
     allow_missing: bool = False
+    #: What differs between the baseline's run and this one ("model base identity X -> Y", ...).
+    differences: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -51,90 +60,146 @@ class CheckOutcome:
         return not self.passed
 
 
-def _tolerance(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+def _check_tolerance(value: float, where: str) -> float:
+    if value is None or value != value or value < 0:
         raise ValueError(f"{where} tolerance must be a non-negative number, got {value!r}")
     return float(value)
 
 
-def validate_baseline(baseline: Any) -> None:
-    """Raise a one-line ValueError naming the first problem in a baseline dict."""
-    if not isinstance(baseline, Mapping) or not isinstance(baseline.get("rows"), list):
-        raise ValueError("invalid baseline: it must be an object with a 'rows' list (a results.json works)")
-    if "tolerance" in baseline:
-        _tolerance(baseline["tolerance"], "baseline")
-    for i, row in enumerate(baseline["rows"]):
-        if not isinstance(row, Mapping):
-            raise ValueError(f"invalid baseline: rows[{i}] must be an object")
-        missing = [k for k in ("model", "task", "metric", "value") if k not in row]
-        if missing:
-            raise ValueError(f"invalid baseline: rows[{i}] lacks {', '.join(missing)}")
-        v = row["value"]
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-            raise ValueError(f"invalid baseline: rows[{i}] value must be a number, got {v!r}")
-        if "tolerance" in row and row["tolerance"] is not None:
-            _tolerance(row["tolerance"], f"baseline rows[{i}]")
-
-
-def load_baseline(path: str | Path) -> dict:
-    """Read and validate a baseline file."""
+def load_baseline(path: str | Path) -> Baseline:
+    """Read a baseline file; a results.json (schema 2) is accepted as a baseline of all its rows. Anything else,
+    or a baseline from an older schema, is a one-line SchemaMismatch naming the fix."""
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"no baseline file at {path}; make one from a good run (reports.check.make_baseline) "
-                         "and commit it under results/baselines/")
+        raise ValueError(f"no baseline file at {path}; {BASELINE_FIX} and commit it under results/baselines/")
     try:
-        baseline = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON ({e.msg} at line {e.lineno}); fix or regenerate it") from None
+        raise SchemaMismatch(f"{path} is not valid JSON ({e.msg} at line {e.lineno}); {BASELINE_FIX}") from None
+    if not isinstance(data, dict):
+        raise SchemaMismatch(f"{path} is not a baseline (a JSON object); {BASELINE_FIX}")
+    if data.get("schema_version") != SCHEMA_VERSION:
+        raise SchemaMismatch(f"{path} is a baseline of schema version {data.get('schema_version')} (this harness "
+                             f"reads {SCHEMA_VERSION}); {BASELINE_FIX}")
+    if data.get("kind") != "baseline" and "model_order" in data:  # a results.json
+        return make_baseline(load_artifact(Results, path, "results.json"), None)
     try:
-        validate_baseline(baseline)
-    except ValueError as e:
-        raise ValueError(f"{path}: {e}") from None
-    return baseline
+        return load_artifact(Baseline, path, "baseline")
+    except SchemaMismatch as e:
+        raise SchemaMismatch(str(e).split("; re-create")[0] + f"; {BASELINE_FIX}") from None
+
+
+def _key(model: str, task: str, metric: str, params: dict[str, Any]) -> tuple:
+    return (model, task, metric, json.dumps(params, sort_keys=True, default=str))
+
+
+def _eval_fingerprint(value: Any) -> Optional[str]:
+    """The generation fingerprint key the pipeline stores in manifest.models[m].eval[task]["fingerprint"]."""
+    if isinstance(value, dict):
+        value = value.get("fingerprint")
+    if isinstance(value, dict):
+        value = value.get("key")
+    return value if isinstance(value, str) else None
+
+
+def source_of(manifest: Manifest) -> BaselineSource:
+    """Where a run's numbers came from: model identities, per-sample and task fingerprints, versions, commit."""
+    fingerprints = {}
+    for model, rec in manifest.models.items():
+        for task, info in rec.eval.items():
+            fp = _eval_fingerprint(info)
+            if fp is not None:
+                fingerprints[f"{model}/{task}"] = fp
+    return BaselineSource(
+        run_id=manifest.run_id,
+        identities={m: rec.identity for m, rec in manifest.models.items()},
+        fingerprints=fingerprints,
+        task_fingerprints={t: rec.fingerprint for t, rec in manifest.tasks.items()},
+        versions=dict(manifest.versions),
+        git_commit=manifest.git.get("commit"),
+    )
+
+
+def _short(v: Any) -> str:
+    s = "none" if v is None else str(v)
+    return s if len(s) <= 20 else s[:16] + "…"
+
+
+def source_differences(before: BaselineSource | None, now: Manifest | None) -> list[str]:
+    """One line per thing that differs between the baseline's run and ``now`` (models, data, samples, code)."""
+    if before is None or now is None:
+        return []
+    after = source_of(now)
+    out = []
+    for m in sorted(set(before.identities) & set(after.identities)):
+        if before.identities[m] != after.identities[m]:
+            out.append(f"model {m} identity {_short(before.identities[m])} -> {_short(after.identities[m])}")
+    for m in sorted(set(before.identities) - set(after.identities)):
+        out.append(f"model {m} is not in this run")
+    for t in sorted(set(before.task_fingerprints) & set(after.task_fingerprints)):
+        if before.task_fingerprints[t] != after.task_fingerprints[t]:
+            out.append(f"task {t} data/prompts fingerprint {_short(before.task_fingerprints[t])} -> "
+                       f"{_short(after.task_fingerprints[t])}")
+    for k in sorted(set(before.fingerprints) & set(after.fingerprints)):
+        if before.fingerprints[k] != after.fingerprints[k]:
+            out.append(f"samples {k} generation fingerprint {_short(before.fingerprints[k])} -> "
+                       f"{_short(after.fingerprints[k])}")
+    for p in sorted(set(before.versions) | set(after.versions)):
+        a, b = before.versions.get(p), after.versions.get(p)
+        if a != b and p in before.versions and p in after.versions:
+            out.append(f"package {p} {a} -> {b}")
+    if before.git_commit and after.git_commit and before.git_commit != after.git_commit:
+        out.append(f"code git commit {_short(before.git_commit)} -> {_short(after.git_commit)}")
+    return out
 
 
 def check_run(
-    results: Mapping[str, Any],
-    baseline: Mapping[str, Any],
+    results: Results,
+    baseline: Baseline,
     tolerance: float | None = None,
     metrics: Literal["primary", "all"] = "primary",
     use_ci: bool = False,
     allow_missing: bool = False,
+    manifest: Manifest | None = None,
 ) -> CheckOutcome:
     """Compare ``results`` with ``baseline`` row by row.
 
     metrics="primary" checks each task's primary metric only (from the baseline's ``primary_metrics``, else the
-    run's); "all" checks every baseline row. With ``use_ci`` a drop beyond the tolerance counts only when the
-    baseline value also lies above the run's CI upper bound (a drop that sampling noise cannot explain); rows
-    without a CI fall back to the plain rule.
+    run's); "all" checks every baseline row (truncation rates included: a rise is a regression). With ``use_ci``
+    a drop beyond the tolerance counts only when the baseline value also lies outside the run's CI (a change that
+    sampling noise cannot explain); rows without a CI fall back to the plain rule. Given the run's ``manifest``,
+    the outcome also lists what differs from the baseline's source run.
     """
     if metrics not in ("primary", "all"):
         raise ValueError(f"metrics must be 'primary' or 'all', got {metrics!r}")
-    validate_baseline(baseline)
-    default = DEFAULT_TOLERANCE
-    if "tolerance" in baseline:
-        default = _tolerance(baseline["tolerance"], "baseline")
+    default = baseline.tolerance
     if tolerance is not None:
-        default = _tolerance(tolerance, "the")
-    primary = {**(results.get("primary_metrics") or {}), **(baseline.get("primary_metrics") or {})}
-    now = {(r["model"], r["task"], r["metric"]): r for r in results.get("rows", [])}
+        default = _check_tolerance(tolerance, "the")
+    primary = {**results.primary_metrics, **baseline.primary_metrics}
+    now = {_key(r.model, r.task, r.metric, r.params): r for r in results.rows}
 
-    outcome = CheckOutcome(allow_missing=allow_missing)
-    for row in baseline["rows"]:
-        key = (row["model"], row["task"], row["metric"])
-        if metrics == "primary" and primary.get(row["task"]) != row["metric"]:
+    outcome = CheckOutcome(allow_missing=allow_missing,
+                           differences=source_differences(baseline.source, manifest))
+    for row in baseline.rows:
+        key = (row.model, row.task, row.metric)
+        if metrics == "primary" and primary.get(row.task) != row.metric:
             continue
-        got = now.get(key)
+        got = now.get(_key(*key, row.params))
         if got is None:
             outcome.missing.append(key)
             continue
         outcome.compared += 1
-        tol = default if row.get("tolerance") is None else float(row["tolerance"])
-        base_value, value = float(row["value"]), float(got["value"])
-        dropped = base_value - value > tol + _EPS
-        if dropped and use_ci and got.get("ci_high") is not None:
-            dropped = base_value > float(got["ci_high"])
-        if dropped:
+        tol = default if row.tolerance is None else float(row.tolerance)
+        base_value, value = float(row.value), float(got.value)
+        if row.metric in NON_QUALITY_METRICS:  # lower is better
+            worse = value - base_value > tol + _EPS
+            if worse and use_ci and got.ci_low is not None:
+                worse = base_value < float(got.ci_low)
+        else:
+            worse = base_value - value > tol + _EPS
+            if worse and use_ci and got.ci_high is not None:
+                worse = base_value > float(got.ci_high)
+        if worse:
             outcome.regressions.append(Regression(*key, baseline=base_value, value=value, tolerance=tol))
     return outcome
 
@@ -149,11 +214,15 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def format_outcome(outcome: CheckOutcome) -> str:
-    """Plain-text summary: verdict line, then a table of regressed rows and the list of missing rows."""
+    """Plain-text summary: verdict line, what differs from the baseline's run, then a table of regressed rows
+    and the list of missing rows."""
     lines = []
     verdict = "PASS" if outcome.passed else "FAIL"
     lines.append(f"{verdict}: {outcome.compared} rows compared, {len(outcome.regressions)} regressed, "
                  f"{len(outcome.missing)} missing{' (allowed)' if outcome.missing and outcome.allow_missing else ''}")
+    if outcome.differences:
+        lines.append("what differs from the baseline's run:")
+        lines.extend(f"  {d}" for d in outcome.differences)
     if outcome.regressions:
         lines.append("")
         lines.extend(_table(
@@ -168,15 +237,17 @@ def format_outcome(outcome: CheckOutcome) -> str:
     return "\n".join(lines)
 
 
-def make_baseline(results: Mapping[str, Any], tolerance: float = DEFAULT_TOLERANCE,
-                  metrics: Literal["primary", "all"] = "all") -> dict:
-    """A baseline file's content from a run's results (rows with value, n and CI; one file-wide tolerance)."""
-    _tolerance(tolerance, "the")
-    primary = results.get("primary_metrics") or {}
+def make_baseline(results: Results, manifest: Manifest | None, tolerance: float = DEFAULT_TOLERANCE,
+                  metrics: Literal["primary", "all"] = "all") -> Baseline:
+    """A baseline from a run's results (rows with value, n, CI, params, seed; one file-wide tolerance) and, from
+    its manifest, where it came from (``source``)."""
+    _check_tolerance(tolerance, "the")
+    primary = results.primary_metrics
     rows = [
-        {k: r.get(k) for k in ("model", "task", "metric", "value", "n", "ci_low", "ci_high")}
-        for r in results["rows"]
-        if metrics == "all" or primary.get(r["task"]) == r["metric"]
+        BaselineRow(model=r.model, task=r.task, metric=r.metric, value=r.value, n=r.n, ci_low=r.ci_low,
+                    ci_high=r.ci_high, params=r.params, seed=r.seed)
+        for r in results.rows
+        if metrics == "all" or primary.get(r.task) == r.metric
     ]
-    return {"schema_version": SCHEMA_VERSION, "kind": "baseline", "source_run": results.get("run_id"),
-            "tolerance": float(tolerance), "primary_metrics": dict(primary), "rows": rows}
+    source = source_of(manifest) if manifest is not None else BaselineSource(run_id=results.run_id)
+    return Baseline(tolerance=float(tolerance), primary_metrics=dict(primary), source=source, rows=rows)

@@ -1,30 +1,37 @@
 """The self-contained HTML report of a run folder (inline CSS, plots as base64 PNG, no external resources).
 
 Everything that came from a model or a dataset is rendered through Jinja2 with autoescaping on: model output is
-untrusted text. Tasks whose sample records carry no ``prompt`` (sensitive benchmarks such as GPQA, whose questions
+untrusted text. Inputs are the typed artifacts: ``results.json`` (``Results``), ``manifest.json`` (``Manifest``)
+and the per-sample files (``SampleRecord``). Tasks whose sample records carry no ``prompt`` (sensitive benchmarks such as GPQA, whose questions
 must not be published) show sample ids and scores only.
 """
 from __future__ import annotations
 
-import re
-
 import base64
 import json
 import math
+import re
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 import jinja2
 
+from common.artifacts import Manifest, Results, SampleRecord, SchemaMismatch, load_artifact, read_samples
 from reports import paper, plots
-from reports.stats import holm_adjust, load_results
+from reports.stats import NON_QUALITY_METRICS, TRUNCATION_METRIC, holm_adjust, load_results
 
 TEMPLATES = Path(__file__).with_name("templates")
 _RESPONSE_HEAD = 2500  # characters kept from the start and from the end of a long response
 _RESPONSE_TAIL = 1500
 # Whole words of a key name (api_key, hf_token, password): "max_new_tokens" is a budget, not a secret.
 _SECRET_WORDS = {"key", "apikey", "token", "secret", "password", "credential", "credentials"}
-_SETTING_KEYS = ("engine", "generation", "eval_settings", "sampling", "chat_template_hash", "dtype", "max_model_len")
+#: Engine description keys that name the model itself (they differ between base and a trained model by design);
+#: every other engine setting must be the same for all models of a comparison.
+_ENGINE_OWN_KEYS = {"identity", "adapter", "path", "model", "parts", "load_seconds", "note"}
+#: Above this share of completions stopped at the token budget, a model's score on a task counts cut-off answers.
+TRUNCATION_WARN = 0.05
+#: Above this share of target tokens cut from a method's training examples, it trained on truncated targets.
+TRAIN_TOKENS_LOST_WARN = 0.01
 
 
 # --------------------------------------------------------------------------------------------- formatting
@@ -126,137 +133,220 @@ def _clip(text: str) -> str:
 
 
 # --------------------------------------------------------------------------------------------- run folder
-def _read_json(path: Path) -> dict:
-    if not path.is_file():
-        return {}
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON ({e.msg} at line {e.lineno}); regenerate it") from None
+def load_manifest(run_dir: Path) -> Optional[Manifest]:
+    """The run's manifest.json, None when the folder has none (a results.json copied on its own)."""
+    path = Path(run_dir) / "manifest.json"
+    return load_artifact(Manifest, path, "manifest.json") if path.is_file() else None
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    out = []
-    with path.open(encoding="utf-8") as f:
-        for line in f:
-            line = line.strip()
-            if line:
-                try:
-                    out.append(json.loads(line))
-                except json.JSONDecodeError:
-                    continue  # a line cut short by an interrupted run: the rest is still worth showing
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, Mapping) and value:
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix: value}
+
+
+def _engine_settings(engine: Mapping[str, Any]) -> dict[str, Any]:
+    """An engine description without what names the model itself (identity, adapter, path, weights), plus the
+    chat template digest (the same template must frame every model's prompts)."""
+    out = _flatten({k: v for k, v in engine.items() if k not in _ENGINE_OWN_KEYS})
+    parts = engine.get("parts")
+    if isinstance(parts, Mapping) and parts.get("chat_template") is not None:
+        out["chat_template"] = parts["chat_template"]
     return out
 
 
+# --------------------------------------------------------------------------------------------- partial tasks
+def partial_info(results: Results, manifest: Optional[Manifest]) -> dict[str, tuple[int, Optional[int]]]:
+    """Tasks evaluated on part of their benchmark: task -> (items used, full size)."""
+    out: dict[str, tuple[int, Optional[int]]] = {}
+    if manifest is not None:
+        for t, rec in manifest.tasks.items():
+            if rec.partial:
+                out[t] = (rec.n, rec.full_n)
+    for r in results.rows:
+        if r.partial and r.task not in out and results.primary_metrics.get(r.task) == r.metric:
+            out[r.task] = (r.n, r.full_n)
+    return out
+
+
+def task_label(task: str, partial: Mapping[str, tuple[int, Optional[int]]]) -> str:
+    """The task's name, marked when it ran on part of its benchmark: "musr (partial: 30 of 756)"."""
+    if task not in partial:
+        return task
+    n, full = partial[task]
+    return f"{task} (partial: {n} of {full if full is not None else '?'})"
+
+
 # --------------------------------------------------------------------------------------------- sections
-def _settings(manifest: Mapping, models: list[str], tasks: list[str], results: Mapping) -> tuple[list, list[str]]:
-    """Generation settings per task, and warnings where models were evaluated differently."""
+def _settings(manifest: Optional[Manifest], models: list[str], tasks: list[str], results: Results,
+              labels: Mapping[str, str]) -> tuple[list, list[str]]:
+    """Generation settings per task, and warnings where models were evaluated differently: engine settings
+    (``models[m].engine`` other than the model's own identity/adapter/path, and against ``eval_settings``),
+    per-model generation parameters (``models[m].eval[task]["generation"]``) against ``tasks[t].generation``,
+    and the number of items scored."""
     rows, warnings = [], []
-    task_info = manifest.get("tasks") or {}
+    task_info = manifest.tasks if manifest is not None else {}
+    model_info = manifest.models if manifest is not None else {}
     for task in plots.ordered(list(task_info) + tasks):
-        info = task_info.get(task) or {}
-        gen = info.get("generation")
-        per_model = isinstance(gen, Mapping) and gen and all(k in models for k in gen) and all(
-            isinstance(v, Mapping) for v in gen.values())
-        if per_model:
-            distinct = {json.dumps(v, sort_keys=True) for v in gen.values()}
-            if len(distinct) > 1:
-                warnings.append(f"{task}: models were evaluated with different generation settings: "
-                                + "; ".join(f"{m}: {short(v, 120)}" for m, v in gen.items()))
-            gen = next(iter(gen.values()))
-        if isinstance(gen, Mapping):
+        info = task_info.get(task)
+        gen = info.generation if info is not None else None
+        if gen:
             text = ", ".join(f"{k}={short(v, 60)}" for k, v in gen.items())
-        elif info.get("output_type") == "multiple_choice":
+        elif info is not None and info.output_type == "multiple_choice":
             text = "log-likelihood of each choice (no generation)"
         else:
-            text = short(gen) if gen else "–"
-        rows.append({"task": task, "n": info.get("n", "–"), "generation": text})
-    model_info = manifest.get("models") or {}
-    for key in _SETTING_KEYS:
-        values = {m: json.dumps(model_info[m][key], sort_keys=True, default=str)
-                  for m in models if isinstance(model_info.get(m), Mapping) and key in model_info[m]}
-        if len(set(values.values())) > 1:
-            warnings.append(f"models were evaluated with different {key}: "
-                            + "; ".join(f"{m}: {short(json.loads(v), 80)}" for m, v in values.items()))
+            text = "–"
+        rows.append({"task": labels.get(task, task), "n": info.n if info is not None else "–", "generation": text,
+                     "fingerprint": short(info.fingerprint, 24) if info is not None else "–"})
+        per_model = {}
+        for m in models:
+            rec = model_info.get(m)
+            got = rec.eval.get(task) if rec is not None else None
+            if isinstance(got, Mapping) and isinstance(got.get("generation"), Mapping):
+                per_model[m] = got["generation"]
+        if per_model:
+            if gen:
+                per_model = {m: {**gen, **g} for m, g in per_model.items()}
+            if len({json.dumps(g, sort_keys=True, default=str) for g in per_model.values()}) > 1 or (
+                    gen and any(g != gen for g in per_model.values())):
+                warnings.append(f"{task}: models were evaluated with different generation settings: "
+                                + "; ".join(f"{m}: {short(g, 120)}" for m, g in per_model.items()))
+    engines = {m: _engine_settings(model_info[m].engine) for m in models if m in model_info and model_info[m].engine}
+    for key in sorted({k for e in engines.values() for k in e}):
+        values = {m: e[key] for m, e in engines.items() if key in e}
+        if len({json.dumps(v, sort_keys=True, default=str) for v in values.values()}) > 1:
+            warnings.append(f"models were evaluated with different engine {key}: "
+                            + "; ".join(f"{m}: {short(v, 80)}" for m, v in values.items()))
+    if manifest is not None:
+        wanted = _flatten(dict(manifest.eval_settings)) if manifest.eval_settings else {}
+        for m, e in engines.items():
+            off = [f"{k}={short(e[k], 60)} (run setting {short(v, 60)})" for k, v in wanted.items()
+                   if k in e and json.dumps(e[k], sort_keys=True, default=str) != json.dumps(v, sort_keys=True,
+                                                                                               default=str)]
+            if off:
+                warnings.append(f"{m} was evaluated with engine settings other than the run's: " + ", ".join(off))
     ns: dict[str, dict[str, int]] = {}
-    for r in results["rows"]:
-        if results["primary_metrics"].get(r["task"]) == r["metric"]:
-            ns.setdefault(r["task"], {})[r["model"]] = r["n"]
+    for r in results.rows:
+        if results.primary_metrics.get(r.task) == r.metric:
+            ns.setdefault(r.task, {})[r.model] = r.n
     for task, by_model in ns.items():
         if len(set(by_model.values())) > 1:
             warnings.append(f"{task}: models were scored on different numbers of samples ("
                             + ", ".join(f"{m}: {n}" for m, n in by_model.items())
                             + "); paired comparisons use the shared ids only")
-    warnings.extend(str(w) for w in manifest.get("warnings") or [])
     return rows, warnings
 
 
-def _main_table(results: Mapping, models: list[str], tasks: list[str]) -> list[dict]:
+def _budget(manifest: Optional[Manifest], task: str) -> str:
+    info = manifest.tasks.get(task) if manifest is not None else None
+    gen = (info.generation or {}) if info is not None else {}
+    for key in ("max_new_tokens", "max_tokens"):
+        if gen.get(key) is not None:
+            return f"{key}={gen[key]}"
+    return "the token budget"
+
+
+def _truncation(results: Results, manifest: Optional[Manifest], models: list[str], tasks: list[str],
+                labels: Mapping[str, str]) -> tuple[list[dict], list[str], list[str]]:
+    """Per (model, task) share of completions that stopped at the token budget (a table in the main table's
+    layout), warnings above ``TRUNCATION_WARN``, and the tasks that have any truncation row."""
+    by = {(r.model, r.task): r for r in results.rows if r.metric == TRUNCATION_METRIC}
+    cols = [t for t in tasks if any((m, t) in by for m in models)]
+    table, warnings = [], []
+    for model in models:
+        cells = []
+        for task in cols:
+            r = by.get((model, task))
+            cells.append(None if r is None else {"value": pct(r.value), "ci": ci_text(r.ci_low, r.ci_high),
+                                                 "n": r.n, "high": r.value > TRUNCATION_WARN})
+        if any(c is not None for c in cells):
+            table.append({"model": model, "cells": cells})
+    for task in cols:
+        high = [(m, by[(m, task)].value) for m in models if (m, task) in by and by[(m, task)].value > TRUNCATION_WARN]
+        if high:
+            warnings.append(f"{labels.get(task, task)}: " + ", ".join(f"{m} {pct(v)}%" for m, v in high)
+                            + f" of completions stopped at the token budget ({_budget(manifest, task)}), over "
+                              f"{pct(TRUNCATION_WARN, 0)}%: those scores count cut-off answers")
+    return table, warnings, cols
+
+
+def _main_table(results: Results, models: list[str], tasks: list[str]) -> list[dict]:
     primary = plots.primary_rows(results)
     best = {}
     for task in tasks:
-        values = [primary[(m, task)]["value"] for m in models if (m, task) in primary]
+        values = [primary[(m, task)].value for m in models if (m, task) in primary]
         best[task] = max(values) if values else None
+    trunc = {(r.model, r.task): r for r in results.rows if r.metric == TRUNCATION_METRIC}
     table = []
     for model in models:
         cells = []
         for task in tasks:
             r = primary.get((model, task))
+            t = trunc.get((model, task))
             cells.append(None if r is None else {
-                "value": pct(r["value"]), "ci": ci_text(r["ci_low"], r["ci_high"]), "n": r["n"],
-                "best": best[task] is not None and abs(r["value"] - best[task]) < 1e-12 and len(
+                "value": pct(r.value), "ci": ci_text(r.ci_low, r.ci_high), "n": r.n,
+                "best": best[task] is not None and abs(r.value - best[task]) < 1e-12 and len(
                     [m for m in models if (m, task) in primary]) > 1,
+                "trunc": None if t is None else pct(t.value), "trunc_high": t is not None and t.value > TRUNCATION_WARN,
             })
         table.append({"model": model, "cells": cells})
     return table
 
 
-def _comparison_tables(results: Mapping, models: list[str], tasks: list[str], baseline: str) -> tuple[list, list]:
+def _comparison_tables(results: Results, models: list[str], tasks: list[str], baseline: str) -> tuple[list, list]:
     """Primary-metric deltas vs the baseline model (one row per model) and the pairwise method comparisons,
     with Holm-adjusted p-values across tasks within each (model, baseline) pair."""
-    primary = results["primary_metrics"]
-    comps = [c for c in results["comparisons"] if primary.get(c["task"]) == c["metric"]]
-    families: dict[tuple[str, str], list[dict]] = {}
+    primary = results.primary_metrics
+    comps = [c for c in results.comparisons
+             if primary.get(c.task) == c.metric and c.metric not in NON_QUALITY_METRICS]
+    families: dict[tuple[str, str], list] = {}
     for c in comps:
-        families.setdefault((c["model"], c["baseline"]), []).append(c)
+        families.setdefault((c.model, c.baseline), []).append(c)
     holm: dict[int, float | None] = {}
     for fam in families.values():
-        for c, adj in zip(fam, holm_adjust([c["p_value"] for c in fam])):
+        for c, adj in zip(fam, holm_adjust([c.p_value for c in fam])):
             holm[id(c)] = adj
 
-    def cell(c: dict | None) -> dict | None:
+    def cell(c) -> dict | None:
         if c is None:
             return None
         adj = holm[id(c)]
-        return {"delta": signed_pct(c["delta"]), "ci": ci_text(c["ci_low"], c["ci_high"]),
-                "p": p_text(c["p_value"]), "p_holm": p_text(adj), "n": c["n"], "wins": c["wins"],
-                "losses": c["losses"], "test": c.get("test", ""),
+        return {"delta": signed_pct(c.delta), "ci": ci_text(c.ci_low, c.ci_high),
+                "p": p_text(c.p_value), "p_holm": p_text(adj), "n": c.n, "wins": c.wins,
+                "losses": c.losses, "test": c.test or "",
                 "significant": adj is not None and adj < 0.05,
-                "sign": "up" if (c["delta"] or 0) > 0 else "down" if (c["delta"] or 0) < 0 else ""}
+                "sign": "up" if (c.delta or 0) > 0 else "down" if (c.delta or 0) < 0 else ""}
 
-    by_key = {(c["model"], c["baseline"], c["task"]): c for c in comps}
+    by_key = {(c.model, c.baseline, c.task): c for c in comps}
     vs_base = [{"model": m, "cells": [cell(by_key.get((m, baseline, t))) for t in tasks]}
                for m in models if m != baseline and any((m, baseline, t) in by_key for t in tasks)]
+    rank = {m: i for i, m in enumerate(models)}
+    pair_keys = sorted((k for k in families if k[1] != baseline),
+                       key=lambda k: (rank.get(k[0], len(rank)), rank.get(k[1], len(rank))))
     pairs = [{"model": a, "baseline": b, "cells": [cell(by_key.get((a, b, t))) for t in tasks]}
-             for (a, b) in families if b != baseline]
+             for (a, b) in pair_keys]
     return vs_base, pairs
 
 
-def _metric_tables(results: Mapping, models: list[str], tasks: list[str]) -> list[dict]:
+def _metric_tables(results: Results, models: list[str], tasks: list[str], labels: Mapping[str, str]) -> list[dict]:
     out = []
     for task in tasks:
-        rows = [r for r in results["rows"] if r["task"] == task]
-        metrics = plots.ordered([r["metric"] for r in rows], results["primary_metrics"].get(task))
-        by = {(r["model"], r["metric"]): r for r in rows}
+        rows = [r for r in results.rows if r.task == task]
+        metrics = plots.ordered([r.metric for r in rows], results.primary_metrics.get(task))
+        by = {(r.model, r.metric): r for r in rows}
         body = []
         for model in models:
             if not any((model, m) in by for m in metrics):
                 continue
             body.append({"model": model, "cells": [
-                None if (model, m) not in by else {"value": pct(by[model, m]["value"]),
-                                                   "ci": ci_text(by[model, m]["ci_low"], by[model, m]["ci_high"])}
+                None if (model, m) not in by else {"value": pct(by[model, m].value),
+                                                   "ci": ci_text(by[model, m].ci_low, by[model, m].ci_high)}
                 for m in metrics]})
-        out.append({"task": task, "primary": results["primary_metrics"].get(task), "metrics": metrics, "rows": body})
+        out.append({"task": labels.get(task, task), "primary": results.primary_metrics.get(task),
+                    "metrics": metrics, "rows": body})
     return out
 
 
@@ -267,10 +357,12 @@ def _paper_number(v: float) -> str:
     return f"{v:.0f}" if v >= 100 and v == int(v) else f"{v:.1f}"
 
 
-def _paper_section(results: Mapping, models: list[str]) -> list[dict]:
-    """The paper's tables with our numbers (same method and task) beside them, averages checked."""
-    rows = {(r["model"], r["task"], r["metric"]): r for r in results["rows"]}
-    primary = results["primary_metrics"]
+def _paper_section(results: Results, models: list[str],
+                   partial: Mapping[str, tuple[int, Optional[int]]]) -> list[dict]:
+    """The paper's tables with our numbers (same method and task) beside them, averages checked. A column whose
+    task ran on part of its benchmark here is marked "not comparable: partial data" on the paper's cells too."""
+    rows = {(r.model, r.task, r.metric): r for r in results.rows}
+    primary = results.primary_metrics
     checks = paper.average_checks()
     check_by = {(c.table, c.method, c.teacher, c.average): c for c in checks.itertuples()}
     out = []
@@ -283,8 +375,14 @@ def _paper_section(results: Mapping, models: list[str]) -> list[dict]:
             if task is None:
                 return None
             r = rows.get((method, task, metric or primary.get(task, "")))
-            return None if r is None else r["value"]
+            return None if r is None else r.value
 
+        def partial_tasks(benchmark: str) -> list[str]:
+            covered = coverage.get(benchmark, [benchmark])
+            tasks = [paper.BENCHMARK_TO_TASK_METRIC.get(b, (None, None))[0] for b in covered]
+            return [task_label(t, partial) for t in tasks if t in partial]
+
+        col_partial = {b: partial_tasks(b) for b in columns}
         has_ours = any(ours(m, b) is not None for m in models for b in columns)
         body = []
         last_row_of = {m: i for i, (m, _) in enumerate(df.index)}  # our row follows the method's last paper row
@@ -296,7 +394,8 @@ def _paper_section(results: Mapping, models: list[str]) -> list[dict]:
                 cells.append({"value": _paper_number(v),
                               "recomputed": None if chk is None else f"{chk.recomputed:.1f}",
                               "flag": bool(chk is not None and chk.differs),
-                              "note": df.attrs["notes"].get((method, teacher, b), "")})
+                              "note": df.attrs["notes"].get((method, teacher, b), ""),
+                              "partial": bool(col_partial[b] and has_ours)})
             body.append({"kind": "paper", "method": method, "teacher": teacher, "cells": cells})
             if method in models and has_ours and last_row_of[method] == i:
                 our_cells = []
@@ -307,25 +406,42 @@ def _paper_section(results: Mapping, models: list[str]) -> list[dict]:
                     else:
                         v = ours(method, b)
                     our_cells.append({"value": pct(v) if v is not None else "", "recomputed": None, "flag": False,
-                                      "note": ""})
+                                      "note": "", "partial": bool(col_partial[b]) and v is not None})
                 body.append({"kind": "ours", "method": method, "teacher": "this run", "cells": our_cells})
+        headers = [{"name": b, "partial": "; ".join(col_partial[b]) if has_ours else ""} for b in columns]
         out.append({"id": table_id, "caption": df.attrs["caption"], "student": df.attrs["student"],
-                    "columns": columns, "rows": body, "has_ours": has_ours})
+                    "columns": columns, "headers": headers, "rows": body, "has_ours": has_ours})
     return out
 
 
-def _training(manifest: Mapping, models: list[str]) -> list[dict]:
-    out = []
-    for model, info in (manifest.get("models") or {}).items():
-        if not isinstance(info, Mapping):
+def _training(manifest: Optional[Manifest]) -> tuple[list[dict], list[str]]:
+    """Per trained model: identity, adapter, training metrics and how much of its targets were cut at the
+    training sequence length (``models[m].train["truncation"]``); warnings above ``TRAIN_TOKENS_LOST_WARN``."""
+    out, warnings = [], []
+    if manifest is None:
+        return out, warnings
+    for model, info in manifest.models.items():
+        if not info.train and info.method is None:
             continue
-        metrics = info.get("train_metrics") or {}
-        if not metrics and "adapter" not in info:
-            continue
-        out.append({"model": model, "identity": _describe_model(info.get("identity")),
-                    "adapter": short(info.get("adapter") or info.get("path") or "–"),
-                    "metrics": [(k, number(v)) for k, v in metrics.items()]})
-    return out
+        train = dict(info.train)
+        trunc = train.pop("truncation", None)
+        metrics = [(k, number(v)) for k, v in train.items() if not isinstance(v, Mapping)]
+        metrics += [(k, short(v, 300)) for k, v in train.items() if isinstance(v, Mapping)]
+        trunc_text = None
+        if isinstance(trunc, Mapping):
+            ex, ex_cut = trunc.get("examples") or 0, trunc.get("examples_truncated") or 0
+            tok, tok_lost = trunc.get("target_tokens") or 0, trunc.get("target_tokens_lost") or 0
+            share = tok_lost / tok if tok else 0.0
+            trunc_text = (f"{ex_cut:,} of {ex:,} examples truncated; {tok_lost:,} of {tok:,} target tokens lost "
+                          f"({pct(share, 2)}%)")
+            if share > TRAIN_TOKENS_LOST_WARN:
+                warnings.append(f"{model} lost {pct(share, 1)}% of its training target tokens to truncation "
+                                f"({tok_lost:,} of {tok:,}; {ex_cut:,} of {ex:,} examples), over "
+                                f"{pct(TRAIN_TOKENS_LOST_WARN, 0)}%: it learned from cut-off targets")
+        out.append({"model": model, "method": info.method or "–", "identity": _describe_model(info.identity),
+                    "adapter": short(info.adapter or info.path or "–"), "truncation": trunc_text,
+                    "metrics": metrics})
+    return out, warnings
 
 
 def _registered_sensitive(task: str) -> bool:
@@ -340,25 +456,30 @@ def _registered_sensitive(task: str) -> bool:
         return False
 
 
-def _samples(run_dir: Path, manifest: Mapping, models: list[str], tasks: list[str], k: int) -> list[dict]:
-    """A few items per task, the same ids for every model (items the models disagree on first)."""
+def _samples(run_dir: Path, manifest: Optional[Manifest], models: list[str], tasks: list[str], k: int,
+             labels: Mapping[str, str]) -> tuple[list[dict], list[str]]:
+    """A few items per task, the same ids for every model (items the models disagree on first); notes for
+    sample files that could not be read."""
     root = run_dir / "samples"
-    out = []
-    task_info = manifest.get("tasks") or {}
+    out, notes = [], []
+    task_info = manifest.tasks if manifest is not None else {}
     for task in tasks:
-        by_model: dict[str, dict[str, dict]] = {}
+        by_model: dict[str, dict[str, SampleRecord]] = {}
         for model in models:
             path = root / model / f"{task}.jsonl"
             if path.is_file():
-                by_model[model] = {str(r.get("id")): r for r in _read_jsonl(path)}
+                try:
+                    by_model[model] = {r.id: r for r in read_samples(path)}
+                except SchemaMismatch as e:
+                    notes.append(f"samples not shown: {e}")
         if not by_model:
             continue
         records = [r for recs in by_model.values() for r in recs.values()]
-        sensitive = (bool((task_info.get(task) or {}).get("sensitive")) or _registered_sensitive(task)
-                     or any("prompt" not in r for r in records))
+        sensitive = (bool(task in task_info and task_info[task].sensitive) or _registered_sensitive(task)
+                     or any(r.prompt is None for r in records))
         first = next(iter(by_model.values()))
         ids = list(first)
-        disagree = [i for i in ids if len({(recs.get(i) or {}).get("score") for recs in by_model.values()}) > 1]
+        disagree = [i for i in ids if len({recs[i].score if i in recs else None for recs in by_model.values()}) > 1]
         chosen = plots.ordered(disagree[:k] + ids)[:k] if not sensitive else ids[: max(k, 10)]
         items = []
         for sid in chosen:
@@ -367,26 +488,28 @@ def _samples(run_dir: Path, manifest: Mapping, models: list[str], tasks: list[st
                 r = recs.get(sid)
                 if r is None:
                     continue
-                entry = {"model": model, "score": number(r.get("score")) if r.get("score") is not None else "–"}
+                entry = {"model": model, "score": number(r.score)}
                 if not sensitive:
-                    response = r.get("response")
-                    if response is None and r.get("responses"):
-                        response = r["responses"][0]
+                    response = r.response
+                    if response is None and r.responses:
+                        response = r.responses[0]
                     entry.update({
                         "response": _clip(str(response or "")),
-                        "n_responses": len(r.get("responses") or []),
-                        "extracted": short(r.get("extracted"), 300),
-                        "finish_reason": str(r.get("finish_reason", "–")),
-                        "tokens": r.get("completion_tokens", "–"),
+                        "n_responses": len(r.responses or []),
+                        "extracted": short(r.extracted, 300),
+                        "finish_reason": str(r.finish_reason or "–"),
+                        "truncated": r.truncated,
+                        "tokens": r.completion_tokens,
                     })
                 per_model.append(entry)
             prompt = None
             if not sensitive:
-                src = next((recs[sid] for recs in by_model.values() if sid in recs and "prompt" in recs[sid]), None)
-                prompt = _clip(_prompt_text(src["prompt"])) if src else None
+                src = next((recs[sid] for recs in by_model.values() if sid in recs and recs[sid].prompt is not None),
+                           None)
+                prompt = _clip(_prompt_text(src.prompt)) if src else None
             items.append({"id": sid, "prompt": prompt, "models": per_model})
-        out.append({"task": task, "sensitive": sensitive, "examples": items})
-    return out
+        out.append({"task": labels.get(task, task), "sensitive": sensitive, "examples": items})
+    return out, notes
 
 
 def _kv(section: Any) -> list[tuple[str, str]]:
@@ -396,55 +519,71 @@ def _kv(section: Any) -> list[tuple[str, str]]:
 
 
 def build_context(run_dir: Path, samples_per_task: int = 3, baseline_model: str = "base",
-                  results: Mapping | None = None) -> dict:
+                  results: Results | None = None) -> dict:
     """Everything the template shows, computed from a run folder (tolerates missing models, tasks and files)."""
     run_dir = Path(run_dir)
-    manifest = _read_json(run_dir / "manifest.json")
     results = results if results is not None else load_results(run_dir / "results.json")
-    model_info = manifest.get("models") or {}
-    models = plots.ordered([m for m in model_info] + [r["model"] for r in results["rows"]], baseline_model)
-    models = [m for m in models if any(r["model"] == m for r in results["rows"])] or models
-    tasks = plots.ordered(list(results["primary_metrics"]) + [r["task"] for r in results["rows"]])
-    tasks = [t for t in tasks if any(r["task"] == t for r in results["rows"])]
-    config = redact(manifest.get("config") or {})
-    settings, warnings = _settings(manifest, models, tasks, results)
+    manifest = load_manifest(run_dir)
+    models = [m for m in plots.model_order(results, baseline_model) if any(r.model == m for r in results.rows)]
+    tasks = plots.ordered(list(results.primary_metrics) + [r.task for r in results.rows])
+    tasks = [t for t in tasks if any(r.task == t for r in results.rows)]
+    partial = partial_info(results, manifest)
+    labels = {t: task_label(t, partial) for t in {*tasks, *(manifest.tasks if manifest else {})}}
+    config = redact(manifest.config if manifest is not None else {})
+    settings, warnings = _settings(manifest, models, tasks, results, labels)
+    truncation, truncation_warnings, truncation_tasks = _truncation(results, manifest, models, tasks, labels)
+    training, training_warnings = _training(manifest)
+    samples, sample_notes = _samples(run_dir, manifest, models, tasks, samples_per_task, labels)
+    notes = [*truncation_warnings, *training_warnings]
+    notes += [f"{labels[t]}: evaluated on part of the benchmark; its numbers are not comparable to full-benchmark "
+              "results (the paper's included)" for t in tasks if t in partial]
+    notes += [str(w) for w in (manifest.warnings if manifest is not None else [])] + sample_notes
     vs_base, pairs = _comparison_tables(results, models, tasks, baseline_model)
     primary_png = plots.primary_metric_chart(results, baseline_model)
     deltas_png = plots.deltas_chart(results, baseline_model)
-    student = _describe_model(config.get("student") or (model_info.get(baseline_model) or {}).get("identity"))
-    base_identity = (model_info.get(baseline_model) or {}).get("identity")
+    base_rec = manifest.models.get(baseline_model) if manifest is not None else None
+    student = _describe_model(config.get("student") or (base_rec.identity if base_rec else None))
+    base_identity = base_rec.identity if base_rec else None
     if base_identity and base_identity != student:
         student = f"{student} ({short(base_identity, 120)})"
     summary = _config_summary(config)
-    if manifest.get("skipped_tasks"):
-        summary.insert(0, ("skipped tasks", short(manifest["skipped_tasks"], 400)))
+    if manifest is not None and manifest.skipped_tasks:
+        summary.insert(0, ("skipped tasks", short(manifest.skipped_tasks, 400)))
+    m = manifest
     return {
-        "run_id": results.get("run_id") or manifest.get("run_id", run_dir.name),
-        "created": manifest.get("created", "–"),
-        "command": short(manifest.get("command", "–"), 2000),
+        "run_id": results.run_id or (m.run_id if m else run_dir.name),
+        "created": m.created if m else "–",
+        "command": short(m.command if m and m.command else "–", 2000),
         "student": student,
         "teacher": _teacher_text(config.get("teacher")),
         "config_summary": summary,
         "config_json": json.dumps(config, indent=2, sort_keys=True, default=str),
+        "eval_settings": _kv(redact(m.eval_settings)) if m else [],
         "settings": settings,
         "warnings": warnings,
+        "notes": notes,
         "baseline": baseline_model,
         "models": models,
         "tasks": tasks,
-        "primary_metrics": results["primary_metrics"],
+        "task_labels": labels,
+        "primary_metrics": results.primary_metrics,
         "main_table": _main_table(results, models, tasks),
+        "truncation_table": truncation,
+        "truncation_tasks": truncation_tasks,
+        "truncation_warn": pct(TRUNCATION_WARN, 0),
         "vs_base": vs_base,
         "pairs": pairs,
-        "metric_tables": _metric_tables(results, models, tasks),
-        "paper_tables": _paper_section(results, models),
-        "training": _training(manifest, models),
-        "samples": _samples(run_dir, manifest, models, tasks, samples_per_task),
-        "manifest_sections": [(name, _kv(manifest.get(name))) for name in
-                              ("versions", "git", "hardware", "seeds", "data_hashes")],
+        "metric_tables": _metric_tables(results, models, tasks, labels),
+        "paper_tables": _paper_section(results, models, partial),
+        "training": training,
+        "samples": samples,
+        "manifest_sections": [(name, _kv(redact(getattr(m, name)))) if m else (name, [])
+                              for name in ("versions", "git", "hardware", "seeds", "training_data", "cache",
+                                           "timings_seconds")],
         "plots": {name: base64.b64encode(png).decode("ascii")
                   for name, png in (("primary", primary_png), ("deltas", deltas_png)) if png is not None},
         "plot_bytes": {"primary": primary_png, "deltas": deltas_png},
-        "stats": results.get("stats") or {},
+        "stats": results.stats,
     }
 
 

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Iterable
+
+from common.artifacts import ResultRow, Results
 
 import matplotlib
 
@@ -27,10 +29,15 @@ def ordered(items: Iterable[str], first: str | None = None) -> list[str]:
     return out
 
 
-def primary_rows(results: Mapping[str, Any]) -> dict[tuple[str, str], dict]:
+def primary_rows(results: Results) -> dict[tuple[str, str], ResultRow]:
     """The results rows of each task's primary metric, keyed by (model, task)."""
-    primary = results.get("primary_metrics", {})
-    return {(r["model"], r["task"]): r for r in results["rows"] if primary.get(r["task"]) == r["metric"]}
+    primary = results.primary_metrics
+    return {(r.model, r.task): r for r in results.rows if primary.get(r.task) == r.metric}
+
+
+def model_order(results: Results, baseline_model: str = "base") -> list[str]:
+    """The run's models in run order (``Results.model_order``, then any others), the baseline model first."""
+    return ordered([*results.model_order, *(r.model for r in results.rows)], baseline_model)
 
 
 def _png(fig: Figure) -> bytes:
@@ -46,10 +53,9 @@ def _err(value: float, lo: float | None, hi: float | None) -> tuple[float, float
     return (max(0.0, value - lo), max(0.0, hi - value))
 
 
-def _colours(results: Mapping[str, Any], baseline_model: str) -> dict[str, str]:
+def _colours(results: Results, baseline_model: str) -> dict[str, str]:
     """One colour per model, the same in every chart (the baseline model first)."""
-    models = ordered([r["model"] for r in results["rows"]] + [c["model"] for c in results.get("comparisons", [])],
-                    baseline_model)
+    models = ordered(model_order(results, baseline_model) + [c.model for c in results.comparisons], baseline_model)
     return {m: f"C{i % 10}" for i, m in enumerate(models)}
 
 
@@ -75,21 +81,21 @@ def _grouped_bars(ax, tasks: list[str], models: list[str], cell, colours: dict[s
     ax.set_axisbelow(True)
 
 
-def primary_metric_chart(results: Mapping[str, Any], baseline_model: str = "base") -> bytes | None:
+def primary_metric_chart(results: Results, baseline_model: str = "base") -> bytes | None:
     """Grouped bar chart (PNG bytes) of each task's primary metric by model, with 95% CI error bars;
     None when there is nothing to plot."""
     rows = primary_rows(results)
     if not rows:
         return None
-    models = ordered([m for m, _ in rows], baseline_model)
+    models = [m for m in model_order(results, baseline_model) if any(m == k[0] for k in rows)]
     tasks = ordered([t for _, t in rows])
 
     def cell(model: str, task: str):
         r = rows.get((model, task))
         if r is None:
             return None
-        v = 100 * r["value"]
-        lo, hi = _err(r["value"], r.get("ci_low"), r.get("ci_high"))
+        v = 100 * r.value
+        lo, hi = _err(r.value, r.ci_low, r.ci_high)
         return (v, 100 * lo, 100 * hi)
 
     fig = Figure(figsize=(min(_MAX_WIDTH_IN, 2.0 + 1.1 * len(tasks) * max(1, len(models)) ** 0.5), 4.2))
@@ -102,23 +108,24 @@ def primary_metric_chart(results: Mapping[str, Any], baseline_model: str = "base
     return _png(fig)
 
 
-def deltas_chart(results: Mapping[str, Any], baseline_model: str = "base") -> bytes | None:
+def deltas_chart(results: Results, baseline_model: str = "base") -> bytes | None:
     """Bar chart (PNG bytes) of each model's paired change in the primary metric against ``baseline_model``,
     in percentage points with 95% CI; None when there are no such comparisons."""
-    primary = results.get("primary_metrics", {})
-    comps = {(c["model"], c["task"]): c for c in results.get("comparisons", [])
-             if c["baseline"] == baseline_model and primary.get(c["task"]) == c["metric"] and c["delta"] is not None}
+    primary = results.primary_metrics
+    comps = {(c.model, c.task): c for c in results.comparisons
+             if c.baseline == baseline_model and primary.get(c.task) == c.metric and c.delta is not None}
     if not comps:
         return None
-    models = ordered([m for m, _ in comps])
+    models = [m for m in model_order(results, baseline_model) if any(m == k[0] for k in comps)]
+    models += [m for m in ordered([m for m, _ in comps]) if m not in models]
     tasks = ordered([t for _, t in comps])
 
     def cell(model: str, task: str):
         c = comps.get((model, task))
         if c is None:
             return None
-        lo, hi = _err(c["delta"], c.get("ci_low"), c.get("ci_high"))
-        return (100 * c["delta"], 100 * lo, 100 * hi)
+        lo, hi = _err(c.delta, c.ci_low, c.ci_high)
+        return (100 * c.delta, 100 * lo, 100 * hi)
 
     fig = Figure(figsize=(min(_MAX_WIDTH_IN, 2.0 + 1.1 * len(tasks) * max(1, len(models)) ** 0.5), 4.0))
     ax = fig.add_subplot()
@@ -130,7 +137,7 @@ def deltas_chart(results: Mapping[str, Any], baseline_model: str = "base") -> by
     return _png(fig)
 
 
-def write_plots(results: Mapping[str, Any], out_dir: str | Path, baseline_model: str = "base") -> dict[str, Path]:
+def write_plots(results: Results, out_dir: str | Path, baseline_model: str = "base") -> dict[str, Path]:
     """Write ``primary.png`` and ``deltas.png`` (when there is something to draw) under ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,33 +1,9 @@
 """Confidence intervals, paired significance tests and the ``results.json`` a run ends with.
 
-results.json (schema_version 1)
--------------------------------
-::
-
-    {
-      "schema_version": 1,
-      "run_id": "<run id>",
-      "primary_metrics": {"<task>": "<metric>"},
-      "stats": {"confidence": 0.95, "n_resamples": 2000, "seed": 0,            # how the numbers below were made
-                "ci": "...", "p_value": "..."},                                  # (informational, optional)
-      "rows": [                                                                  # one per (model, task, metric)
-        {"model": str, "task": str, "metric": str,
-         "value": float in [0, 1],
-         "n": int,                                                               # samples behind the value
-                                                                                 # (the subtask's for "m/<subtask>")
-         "ci_low": float | null, "ci_high": float | null,                        # 95% percentile bootstrap
-         "ci_method": "bootstrap_mean" | "bootstrap_statistic" | null}           # (optional)
-      ],
-      "comparisons": [                                                           # paired, on the shared ids
-        {"model": str, "baseline": str, "task": str, "metric": str,
-         "delta": float,                                                         # model - baseline, [-1, 1]
-         "ci_low": float | null, "ci_high": float | null,
-         "p_value": float | null,                                                # two-sided
-         "n": int,                                                               # ids both models have
-         "wins": int, "losses": int,                                             # items model > / < baseline
-         "test": "mcnemar_exact" | "sign_flip_permutation" | "bootstrap"}        # (optional)
-      ]
-    }
+results.json is ``common.artifacts.Results`` (schema_version 2): rows (model, task, metric, value in [0, 1], n,
+95% CI, ci_method, params, seed, partial, full_n) and paired comparisons (model, baseline, task, metric, delta,
+CI, p_value, n, wins, losses, test, params, seed), with ``model_order`` (base first, then the methods in run order)
+and ``stats`` (how the numbers were made). The pydantic model validates everything written and read.
 
 Subtask rows ``"<metric>/<subtask>"`` whose value is the mean over the samples with ids ``"<subtask>/..."`` (the
 BBH and MuSR convention) get a bootstrap CI of that mean, with n = the subtask's size.
@@ -36,10 +12,13 @@ Comparisons: every model other than the baseline model against it, for every met
 plus each pair of non-baseline models on the task's primary metric (``model`` is the later of the two in run
 order). Metrics that are not a per-sample mean (macro averages, instruction-level rates) get a CI only when an
 ``aggregate_fn`` is given; their comparisons use a paired bootstrap of the statistic.
+
+``truncation_rate`` rows (the mean over samples of the fraction of each sample's completions that stopped at the
+token budget) describe the run, not the model's quality: they are never compared between models, but the report
+and the gate read them.
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,7 +27,10 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 from scipy.stats import binomtest
 
-SCHEMA_VERSION = 1
+from common.artifacts import (  # noqa: F401  (SCHEMA_VERSION, SchemaMismatch: re-exported for callers)
+    SCHEMA_VERSION, Comparison, ResultRow, Results, SchemaMismatch, load_artifact, save_artifact,
+)
+
 # Bound on the size of one (resamples x n) index block, so large tasks (BBH: 6.5K items) stay in memory.
 _BLOCK_ELEMENTS = 2_000_000
 # Up to this many distinct score values, bootstrap means are drawn as multinomial counts (see _resampled_means).
@@ -56,9 +38,9 @@ _MULTINOMIAL_MAX_LEVELS = 32
 # Sign-flip tests enumerate all 2**n sign patterns up to this n (exact), and sample above it.
 _EXACT_PERMUTATION_MAX_N = 12
 
-ROW_KEYS = ("model", "task", "metric", "value", "n", "ci_low", "ci_high")
-COMPARISON_KEYS = ("model", "baseline", "task", "metric", "delta", "ci_low", "ci_high", "p_value", "n", "wins",
-                   "losses")
+#: Row metrics that describe how a model was run, not how good it is: never compared between models.
+TRUNCATION_METRIC = "truncation_rate"
+NON_QUALITY_METRICS = frozenset({TRUNCATION_METRIC})
 
 
 # --------------------------------------------------------------------------------------------- intervals
@@ -406,6 +388,27 @@ def _bootstrap_aggregate(
     return {m: _percentiles(samples[j], confidence) for j, m in enumerate(metrics)}
 
 
+def run_model_order(models: Iterable[str], baseline_model: str = "base",
+                    model_order: Sequence[str] | None = None) -> list[str]:
+    """``models`` in run order: the baseline model, then ``model_order`` (the configured methods), then any
+    others in their first-seen order."""
+    present = list(dict.fromkeys(models))
+    return [m for m in dict.fromkeys([baseline_model, *(model_order or []), *present]) if m in present]
+
+
+def _truncation_values(entry: Mapping[str, Any], model: str, task: str) -> list[float] | None:
+    got = entry.get("truncated")
+    if got is None:
+        return None
+    vals = [float(v) for v in got]
+    bad = [v for v in vals if not (0.0 <= v <= 1.0)]
+    if bad:
+        raise ValueError(f"{model}/{task}: truncated fractions must lie in [0, 1], got {bad[0]!r}")
+    if len(vals) != len(entry["scored"]):
+        raise ValueError(f"{model}/{task}: {len(vals)} truncation fractions for {len(entry['scored'])} samples")
+    return vals
+
+
 def build_results(
     run_id: str,
     per_model_task: Mapping[tuple[str, str], Mapping[str, Any]],
@@ -413,29 +416,38 @@ def build_results(
     baseline_model: str = "base",
     confidence: float = 0.95,
     n_resamples: int = 2000,
-    seed: int = 0,
+    bootstrap_seed: int = 0,
     statistic_resamples: int = 1000,
     model_order: Sequence[str] | None = None,
-) -> dict:
-    """Build the results.json dict (schema in this module's docstring).
+    partial: Mapping[str, int] | None = None,
+    params: Mapping[str, Any] | None = None,
+    seed: int | None = None,
+    existing: Results | None = None,
+) -> Results:
+    """Build results.json (``common.artifacts.Results``; see this module's docstring).
 
     ``per_model_task[(model, task)]`` = {"scored": per-sample dicts with id/score/metrics,
-    "aggregate": {metric: value}, "aggregate_fn": optional callable(list of per-sample dicts) -> {metric: value}}.
+    "aggregate": {metric: value}, "aggregate_fn": optional callable(list of per-sample dicts) -> {metric: value},
+    "truncated": optional per-sample fractions in [0, 1] of completions that hit the token budget}.
     A metric whose aggregate equals the mean of its per-sample values gets a bootstrap CI of that mean; any
     other metric gets a bootstrap of ``aggregate_fn`` over resampled items when given, else null CIs. That
     bootstrap costs one ``aggregate_fn`` call per resample (all such metrics of a (model, task) share the calls),
     hence its own, smaller ``statistic_resamples``. Comparisons of non-mean metrics are made for the primary
-    metric only. Model order (rows, and which model of a pair is ``model``: the later one) is the baseline model,
-    then ``model_order`` (e.g. the configured methods), then any others in ``per_model_task``'s order.
+    metric only. A (model, task) with "truncated" gets a ``truncation_rate`` row (never compared).
+
+    Model order (rows, ``Results.model_order``, and which model of a pair is ``model``: the later one) is the
+    baseline model, then ``model_order`` (the manifest's), else ``existing.model_order`` (the results.json being
+    re-aggregated, so ``harness report``/``rescore`` keep cft - sft as cft - sft), then any others.
+    ``partial`` = {task: full_n} stamps that task's rows ``partial=True, full_n``; ``params`` and ``seed`` (the
+    experiment cell of a sweep) are stamped on every row and comparison. ``bootstrap_seed`` seeds the resampling.
     """
-    models: list[str] = []
-    tasks: list[str] = []
-    for model, task in per_model_task:
-        if model not in models:
-            models.append(model)
-        if task not in tasks:
-            tasks.append(task)
-    models = [m for m in dict.fromkeys([baseline_model, *(model_order or []), *models]) if m in models]
+    if model_order is None and existing is not None and existing.model_order:
+        model_order = existing.model_order
+    partial = dict(partial or {})
+    params = dict(params or {})
+    stamp = {"params": params, "seed": seed}
+    tasks = list(dict.fromkeys(task for _, task in per_model_task))
+    models = run_model_order((m for m, _ in per_model_task), baseline_model, model_order)
 
     def kind(entry: Mapping[str, Any], task: str, metric: str) -> str:
         vals = per_sample_values(entry["scored"], metric, primary_metrics.get(task))
@@ -447,44 +459,51 @@ def build_results(
             return "macro"
         return "statistic" if entry.get("aggregate_fn") else "none"
 
-    rows: list[dict] = []
+    rows: list[ResultRow] = []
     for model in models:
         for task in tasks:
             entry = per_model_task.get((model, task))
             if entry is None:
                 continue
+            truncated = _truncation_values(entry, model, task)
             scored = list(entry["scored"])
-            kinds = {metric: kind(entry, task, metric) for metric in entry["aggregate"]}
+            quality = [m for m in entry["aggregate"] if not (truncated is not None and m == TRUNCATION_METRIC)]
+            kinds = {metric: kind(entry, task, metric) for metric in quality}
             statistic_cis = _bootstrap_aggregate(
                 scored, entry.get("aggregate_fn"), [m for m, k in kinds.items() if k == "statistic"],
-                confidence, statistic_resamples, seed)
-            for metric in sorted(entry["aggregate"]):
+                confidence, statistic_resamples, bootstrap_seed)
+            task_stamp = {**stamp, "partial": task in partial, "full_n": partial.get(task)}
+            for metric in sorted(quality):
                 value = float(entry["aggregate"][metric])
                 how = kinds[metric]
                 lo = hi = None
                 if how == "mean":
                     vals = per_sample_values(scored, metric, primary_metrics.get(task))
-                    lo, hi = bootstrap_ci(vals, confidence, n_resamples, seed)
+                    lo, hi = bootstrap_ci(vals, confidence, n_resamples, bootstrap_seed)
                     n = len(scored)
                 elif how == "group_mean":
                     vals = _group_values(scored, metric, primary_metrics.get(task), value)
-                    lo, hi = bootstrap_ci(vals, confidence, n_resamples, seed)
+                    lo, hi = bootstrap_ci(vals, confidence, n_resamples, bootstrap_seed)
                     n = len(vals)
                 elif how == "macro":
                     lo, hi = _bootstrap_macro(scored, _macro_base(entry, metric, primary_metrics.get(task)),
-                                              primary_metrics.get(task), confidence, n_resamples, seed)
+                                              primary_metrics.get(task), confidence, n_resamples, bootstrap_seed)
                     n = len(scored)
                 else:
                     lo, hi = statistic_cis.get(metric, (None, None))
                     n = len(scored)
-                rows.append({
-                    "model": model, "task": task, "metric": metric, "value": value, "n": n,
-                    "ci_low": _num(lo), "ci_high": _num(hi),
-                    "ci_method": {"mean": "bootstrap_mean", "group_mean": "bootstrap_mean",
-                                  "macro": "bootstrap_statistic", "statistic": "bootstrap_statistic"}.get(how),
-                })
+                rows.append(ResultRow(
+                    model=model, task=task, metric=metric, value=value, n=n, ci_low=_num(lo), ci_high=_num(hi),
+                    ci_method={"mean": "bootstrap_mean", "group_mean": "bootstrap_mean",
+                               "macro": "bootstrap_statistic", "statistic": "bootstrap_statistic"}.get(how),
+                    **task_stamp))
+            if truncated is not None and truncated:
+                lo, hi = bootstrap_ci(truncated, confidence, n_resamples, bootstrap_seed)
+                rows.append(ResultRow(model=model, task=task, metric=TRUNCATION_METRIC,
+                                      value=float(np.mean(truncated)), n=len(truncated), ci_low=_num(lo),
+                                      ci_high=_num(hi), ci_method="bootstrap_mean", **task_stamp))
 
-    comparisons: list[dict] = []
+    comparisons: list[Comparison] = []
 
     def compare(model: str, baseline: str, task: str, metrics: Iterable[str]) -> None:
         ea, eb = per_model_task.get((model, task)), per_model_task.get((baseline, task))
@@ -495,12 +514,14 @@ def build_results(
             return
         primary = primary_metrics.get(task)
         for metric in metrics:
+            if metric in NON_QUALITY_METRICS:
+                continue
             if metric not in ea["aggregate"] or metric not in eb["aggregate"]:
                 continue
             ka, kb = kind(ea, task, metric), kind(eb, task, metric)
             if ka == kb == "mean":
                 res = paired_difference(per_sample_values(ra, metric, primary), per_sample_values(rb, metric, primary),
-                                        confidence, n_resamples, seed)
+                                        confidence, n_resamples, bootstrap_seed)
                 delta, lo, hi, p, wins, losses, test = (res.delta, res.ci_low, res.ci_high, res.p_value,
                                                         res.wins, res.losses, res.test)
             elif metric == primary and ea.get("aggregate_fn") and eb.get("aggregate_fn") and "none" not in (ka, kb):
@@ -512,17 +533,15 @@ def build_results(
                     return math.nan if va is None or vb is None else float(va) - float(vb)
 
                 delta, lo, hi, p = paired_statistic_difference(len(ids), diff, confidence, statistic_resamples,
-                                                               seed)
+                                                               bootstrap_seed)
                 sa = np.array([float(r.get("score", 0.0)) for r in ra])
                 sb = np.array([float(r.get("score", 0.0)) for r in rb])
                 wins, losses, test = int(np.sum(sa > sb)), int(np.sum(sa < sb)), "bootstrap"
             else:
                 continue
-            comparisons.append({
-                "model": model, "baseline": baseline, "task": task, "metric": metric, "delta": _num(delta),
-                "ci_low": _num(lo), "ci_high": _num(hi), "p_value": _num(p), "n": len(ids),
-                "wins": wins, "losses": losses, "test": test,
-            })
+            comparisons.append(Comparison(
+                model=model, baseline=baseline, task=task, metric=metric, delta=_num(delta), ci_low=_num(lo),
+                ci_high=_num(hi), p_value=_num(p), n=len(ids), wins=wins, losses=losses, test=test, **stamp))
 
     others = [m for m in models if m != baseline_model]
     for task in tasks:
@@ -537,99 +556,39 @@ def build_results(
                 for other in others[:j]:
                     compare(model, other, task, [primary])
 
-    results = {
-        "schema_version": SCHEMA_VERSION,
-        "run_id": run_id,
-        "primary_metrics": dict(primary_metrics),
-        "stats": {
-            "confidence": confidence, "n_resamples": n_resamples, "seed": seed,
+    return Results(
+        run_id=run_id,
+        model_order=models,
+        primary_metrics=dict(primary_metrics),
+        stats={
+            "confidence": confidence, "n_resamples": n_resamples, "seed": bootstrap_seed,
             "ci": "percentile bootstrap over items (paired bootstrap for comparisons)",
             "p_value": "exact McNemar for 0/1 scores, else paired sign-flip permutation; "
                        "bootstrap for non-mean metrics",
         },
-        "rows": rows,
-        "comparisons": comparisons,
-    }
-    validate_results(results)
-    return results
+        rows=rows,
+        comparisons=comparisons,
+    )
 
 
-def _fail(msg: str) -> None:
-    raise ValueError(f"invalid results.json: {msg}")
-
-
-def _is_number(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-
-
-def validate_results(results: Any) -> None:
-    """Raise a one-line ValueError naming the first problem found in a results.json dict."""
-    if not isinstance(results, dict):
-        _fail(f"top level must be an object, got {type(results).__name__}")
-    if results.get("schema_version") != SCHEMA_VERSION:
-        _fail(f"schema_version must be {SCHEMA_VERSION}, got {results.get('schema_version')!r}")
-    for key, typ in (("run_id", str), ("primary_metrics", dict), ("rows", list), ("comparisons", list)):
-        if not isinstance(results.get(key), typ):
-            _fail(f"'{key}' must be a {typ.__name__}")
-    for i, row in enumerate(results["rows"]):
-        where = f"rows[{i}]"
-        if not isinstance(row, dict):
-            _fail(f"{where} must be an object")
-        missing = [k for k in ROW_KEYS if k not in row]
-        if missing:
-            _fail(f"{where} lacks {', '.join(missing)}")
-        where = f"rows[{i}] ({row['model']}/{row['task']}/{row['metric']})"
-        if not _is_number(row["value"]) or not 0.0 <= row["value"] <= 1.0:
-            _fail(f"{where} value must be a number in [0, 1], got {row['value']!r}")
-        if not isinstance(row["n"], int) or row["n"] < 0:
-            _fail(f"{where} n must be a non-negative integer, got {row['n']!r}")
-        for k in ("ci_low", "ci_high"):
-            if row[k] is not None and not _is_number(row[k]):
-                _fail(f"{where} {k} must be a number or null, got {row[k]!r}")
-    for i, c in enumerate(results["comparisons"]):
-        where = f"comparisons[{i}]"
-        if not isinstance(c, dict):
-            _fail(f"{where} must be an object")
-        missing = [k for k in COMPARISON_KEYS if k not in c]
-        if missing:
-            _fail(f"{where} lacks {', '.join(missing)}")
-        for k in ("delta", "ci_low", "ci_high", "p_value"):
-            if c[k] is not None and not _is_number(c[k]):
-                _fail(f"{where} {k} must be a number or null, got {c[k]!r}")
-        if c["p_value"] is not None and not 0.0 <= c["p_value"] <= 1.0:
-            _fail(f"{where} p_value must be in [0, 1], got {c['p_value']!r}")
-        for k in ("n", "wins", "losses"):
-            if not isinstance(c[k], int) or c[k] < 0:
-                _fail(f"{where} {k} must be a non-negative integer, got {c[k]!r}")
-
-
-def write_results(path: str | Path, results: dict) -> Path:
-    """Validate and write results.json (NaN is never written: missing numbers are null)."""
-    validate_results(results)
+def write_results(path: str | Path, results: Results) -> Path:
+    """Write results.json atomically (NaN is never written: missing numbers are null)."""
+    if not isinstance(results, Results):
+        raise TypeError(f"write_results takes a common.artifacts.Results, got {type(results).__name__}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(results, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    tmp.replace(path)  # atomic: a crash never leaves half a results.json
+    save_artifact(path, Results.model_validate(results.model_dump()))  # re-validate: rows may have been edited
     return path
 
 
-def load_results(path: str | Path) -> dict:
-    """Read and validate a results.json."""
+def load_results(path: str | Path) -> Results:
+    """Read a results.json; a missing file is a ValueError, an old or invalid one a one-line SchemaMismatch."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"no results file at {path}; run the evaluation first or pass the run folder's results.json")
-    try:
-        results = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON ({e.msg} at line {e.lineno}); regenerate it") from None
-    try:
-        validate_results(results)
-    except ValueError as e:
-        raise ValueError(f"{path}: {e}") from None
-    return results
+    return load_artifact(Results, path, "results.json")
 
 
-def rows_by_key(results: Mapping[str, Any]) -> dict[tuple[str, str, str], dict]:
-    """Rows of a results dict keyed by (model, task, metric)."""
-    return {(r["model"], r["task"], r["metric"]): r for r in results.get("rows", [])}
+def rows_by_key(results: Results) -> dict[tuple[str, str, str], ResultRow]:
+    """Rows of a results.json keyed by (model, task, metric)."""
+    return {(r.model, r.task, r.metric): r for r in results.rows}

@@ -1,44 +1,63 @@
-"""The regression gate (reports.check)."""
-import copy
+"""The regression gate (reports.check) and `harness check`."""
 import json
 
 import pytest
+from typer.testing import CliRunner
 
+from common.artifacts import Baseline, Manifest, ModelRecord, ResultRow, Results, SchemaMismatch, TaskRecord
 from reports.check import check_run, format_outcome, load_baseline, make_baseline
+from reports.stats import write_results
 
 
-def _results() -> dict:
+def _results() -> Results:
     rows = []
     for model, values in {"base": (0.30, 0.50), "cgd": (0.45, 0.55)}.items():
         for task, v in zip(("math500", "amc23"), values):
-            rows.append({"model": model, "task": task, "metric": "accuracy", "value": v, "n": 100,
-                         "ci_low": v - 0.09, "ci_high": v + 0.09})
-            rows.append({"model": model, "task": task, "metric": "extraction_rate", "value": 0.9, "n": 100,
-                         "ci_low": None, "ci_high": None})
-    return {"schema_version": 1, "run_id": "r1", "primary_metrics": {"math500": "accuracy", "amc23": "accuracy"},
-            "rows": rows, "comparisons": []}
+            rows.append(ResultRow(model=model, task=task, metric="accuracy", value=v, n=100, ci_low=v - 0.09,
+                                  ci_high=v + 0.09, ci_method="bootstrap_mean"))
+            rows.append(ResultRow(model=model, task=task, metric="extraction_rate", value=0.9, n=100))
+            rows.append(ResultRow(model=model, task=task, metric="truncation_rate", value=0.04, n=100,
+                                  ci_low=0.01, ci_high=0.08))
+    return Results(run_id="r1", model_order=["base", "cgd"],
+                   primary_metrics={"math500": "accuracy", "amc23": "accuracy"}, rows=rows)
 
 
-def _set(results: dict, model: str, task: str, metric: str, value: float) -> dict:
-    out = copy.deepcopy(results)
-    for r in out["rows"]:
-        if (r["model"], r["task"], r["metric"]) == (model, task, metric):
-            r["value"] = value
+def manifest(run_id: str = "r1", base_identity: str = "hf:tiny@w1", data: str = "d1",
+             torch: str = "2.13.0", sample_fp: str = "g1") -> Manifest:
+    """A small valid manifest of a run with base and one trained method."""
+    tasks = {t: TaskRecord(n=100, output_type="generate_until", primary_metric="accuracy", fingerprint=f"{t}:{data}",
+                           generation={"max_new_tokens": 512, "temperature": 0.0})
+             for t in ("math500", "amc23")}
+    eval_ = {t: {"seconds": 1.0, "fingerprint": f"{sample_fp}-{t}"} for t in tasks}
+    return Manifest(
+        run_id=run_id, created="2026-01-01T00:00:00Z", config={}, methods=["cgd"], model_order=["base", "cgd"],
+        models={"base": ModelRecord(path="/m", identity=base_identity, eval=eval_),
+                "cgd": ModelRecord(path="/m", adapter="models/cgd/final", identity="hf:tiny@w1+cgd", method="cgd",
+                                   eval=eval_)},
+        tasks=tasks, versions={"torch": torch, "transformers": "5.0.0"}, git={"commit": "abc123"})
+
+
+def _set(baseline: Baseline, model: str, task: str, metric: str, value: float) -> Baseline:
+    out = baseline.model_copy(deep=True)
+    for r in out.rows:
+        if (r.model, r.task, r.metric) == (model, task, metric):
+            r.value = value
     return out
 
 
 def test_same_results_pass():
     res = _results()
-    outcome = check_run(res, make_baseline(res))
-    assert outcome.passed and not outcome.regressions and not outcome.missing
+    outcome = check_run(res, make_baseline(res, manifest()), manifest=manifest())
+    assert outcome.passed and not outcome.regressions and not outcome.missing and not outcome.differences
     assert outcome.compared == 4  # primary metric only: 2 models x 2 tasks
-    assert check_run(res, res, metrics="all").compared == 8
-    assert format_outcome(outcome).startswith("PASS: 4 rows compared")
+    assert check_run(res, make_baseline(res, None), metrics="all").compared == 12
+    text = format_outcome(outcome)
+    assert text.startswith("PASS: 4 rows compared") and "differs" not in text
 
 
 def test_doctored_baseline_fails_and_names_rows():
     res = _results()
-    baseline = _set(make_baseline(res), "cgd", "math500", "accuracy", 0.60)  # now 0.45: a drop of 0.15
+    baseline = _set(make_baseline(res, manifest()), "cgd", "math500", "accuracy", 0.60)  # now 0.45: drop 0.15
     outcome = check_run(res, baseline)
     assert not outcome.passed and outcome.failed
     assert [(r.model, r.task, r.metric) for r in outcome.regressions] == [("cgd", "math500", "accuracy")]
@@ -51,34 +70,65 @@ def test_doctored_baseline_fails_and_names_rows():
     assert "amc23" not in text
 
 
+def test_gate_names_what_differs_from_the_baseline_run():
+    res = _results()
+    baseline = make_baseline(res, manifest())
+    assert baseline.source.identities == {"base": "hf:tiny@w1", "cgd": "hf:tiny@w1+cgd"}
+    assert baseline.source.fingerprints["base/math500"] == "g1-math500"
+    assert baseline.source.task_fingerprints == {"math500": "math500:d1", "amc23": "amc23:d1"}
+    assert baseline.source.versions["torch"] == "2.13.0" and baseline.source.git_commit == "abc123"
+    now = manifest(base_identity="hf:tiny@w2", data="d2", torch="2.14.0", sample_fp="g2")
+    doctored = _set(baseline, "base", "math500", "accuracy", 0.5)
+    outcome = check_run(res, doctored, manifest=now)
+    text = format_outcome(outcome)
+    lines = text.splitlines()
+    assert lines[0].startswith("FAIL") and lines[1] == "what differs from the baseline's run:"
+    assert "  model base identity hf:tiny@w1 -> hf:tiny@w2" in lines
+    assert "  task math500 data/prompts fingerprint math500:d1 -> math500:d2" in lines
+    assert "  samples base/math500 generation fingerprint g1-math500 -> g2-math500" in lines
+    assert "  package torch 2.13.0 -> 2.14.0" in lines
+    assert not any("cgd identity" in ln or "transformers" in ln for ln in lines)  # unchanged: not listed
+    # Differences are printed on a passing run too (the numbers held, but say what moved).
+    assert "model base identity" in format_outcome(check_run(res, baseline, manifest=now))
+
+
 def test_tolerance():
     res = _results()
-    baseline = _set(make_baseline(res), "base", "amc23", "accuracy", 0.53)  # now 0.50: drop 0.03
+    baseline = _set(make_baseline(res, None), "base", "amc23", "accuracy", 0.53)  # now 0.50: drop 0.03
     assert not check_run(res, baseline).passed  # file tolerance 0.02
     assert check_run(res, baseline, tolerance=0.05).passed  # explicit argument overrides the file
-    assert check_run(res, {**baseline, "tolerance": 0.03}).passed  # a drop equal to the tolerance passes
-    assert not check_run(res, {**baseline, "tolerance": 0.01}).passed
+    assert check_run(res, baseline.model_copy(update={"tolerance": 0.03})).passed  # equal to tolerance passes
+    assert not check_run(res, baseline.model_copy(update={"tolerance": 0.01})).passed
     # A per-row tolerance wins over everything else.
-    for r in baseline["rows"]:
-        if (r["model"], r["task"]) == ("base", "amc23"):
-            r["tolerance"] = 0.1
+    for r in baseline.rows:
+        if (r.model, r.task) == ("base", "amc23"):
+            r.tolerance = 0.1
     assert check_run(res, baseline, tolerance=0.0).passed
     # Improvements never fail.
-    assert check_run(res, _set(make_baseline(res), "cgd", "amc23", "accuracy", 0.1), tolerance=0.0).passed
+    assert check_run(res, _set(make_baseline(res, None), "cgd", "amc23", "accuracy", 0.1), tolerance=0.0).passed
+
+
+def test_truncation_rate_regresses_upwards():
+    res = _results()
+    lower = _set(make_baseline(res, None), "cgd", "amc23", "truncation_rate", 0.0)  # now 0.04: more cut off
+    outcome = check_run(res, lower, metrics="all")
+    assert [(r.task, r.metric) for r in outcome.regressions] == [("amc23", "truncation_rate")]
+    assert check_run(res, _set(make_baseline(res, None), "cgd", "amc23", "truncation_rate", 0.3),
+                     metrics="all", tolerance=0.0).passed  # fewer truncations: better
 
 
 def test_use_ci_ignores_drops_within_noise():
     res = _results()
-    baseline = _set(make_baseline(res), "cgd", "math500", "accuracy", 0.50)  # drop 0.05, CI high 0.54
+    baseline = _set(make_baseline(res, None), "cgd", "math500", "accuracy", 0.50)  # drop 0.05, CI high 0.54
     assert not check_run(res, baseline).passed
     assert check_run(res, baseline, use_ci=True).passed
-    far = _set(make_baseline(res), "cgd", "math500", "accuracy", 0.70)  # above the CI: real
+    far = _set(make_baseline(res, None), "cgd", "math500", "accuracy", 0.70)  # above the CI: real
     assert not check_run(res, far, use_ci=True).passed
 
 
 def test_metrics_all_checks_secondary_rows():
     res = _results()
-    baseline = _set(make_baseline(res), "cgd", "amc23", "extraction_rate", 0.99)
+    baseline = _set(make_baseline(res, None), "cgd", "amc23", "extraction_rate", 0.99)
     assert check_run(res, baseline).passed  # primary only
     outcome = check_run(res, baseline, metrics="all")
     assert [(r.task, r.metric) for r in outcome.regressions] == [("amc23", "extraction_rate")]
@@ -86,30 +136,83 @@ def test_metrics_all_checks_secondary_rows():
         check_run(res, baseline, metrics="some")
 
 
-def test_missing_rows(tmp_path):
+def test_missing_rows():
     res = _results()
-    partial = {**res, "rows": [r for r in res["rows"] if r["model"] != "cgd"]}
-    outcome = check_run(partial, make_baseline(res))
+    partial = res.model_copy(update={"rows": [r for r in res.rows if r.model != "cgd"]})
+    outcome = check_run(partial, make_baseline(res, None))
     assert not outcome.passed and not outcome.regressions
     assert sorted(outcome.missing) == [("cgd", "amc23", "accuracy"), ("cgd", "math500", "accuracy")]
     assert "cgd / math500 / accuracy" in format_outcome(outcome)
-    assert check_run(partial, make_baseline(res), allow_missing=True).passed
+    assert check_run(partial, make_baseline(res, None), allow_missing=True).passed
+    # Rows of another sweep cell (other params) do not stand in for the baseline's.
+    swept = res.model_copy(update={"rows": [r.model_copy(update={"params": {"lr": 1e-4}}) for r in res.rows]})
+    assert len(check_run(swept, make_baseline(res, None)).missing) == 4
 
 
 def test_baseline_file_round_trip_and_errors(tmp_path):
     res = _results()
     path = tmp_path / "baseline.json"
-    path.write_text(json.dumps(make_baseline(res, tolerance=0.03, metrics="primary")))
+    path.write_text(make_baseline(res, manifest(), tolerance=0.03, metrics="primary").model_dump_json())
     baseline = load_baseline(path)
-    assert baseline["tolerance"] == 0.03 and len(baseline["rows"]) == 4
-    # A minimal baseline: rows only, no primary_metrics (the run's are used).
-    small = {"rows": [{"model": "cgd", "task": "math500", "metric": "accuracy", "value": 0.9}]}
-    assert len(check_run(res, small).regressions) == 1
-    path.write_text(json.dumps({"rows": [{"model": "cgd", "task": "math500", "value": 0.9}]}))
-    with pytest.raises(ValueError, match=r"rows\[0\] lacks metric"):
+    assert baseline.tolerance == 0.03 and len(baseline.rows) == 4 and baseline.source.run_id == "r1"
+    # A results.json works as a baseline of all its rows.
+    write_results(tmp_path / "results.json", res)
+    assert len(load_baseline(tmp_path / "results.json").rows) == 12
+    # The model rejects bad rows and tolerances, in one line naming the fix.
+    path.write_text(json.dumps({"schema_version": 2, "kind": "baseline",
+                                "rows": [{"model": "cgd", "task": "math500", "value": 0.9}]}))
+    with pytest.raises(SchemaMismatch, match=r"rows.0.metric.*--write-baseline FILE"):
         load_baseline(path)
-    path.write_text(json.dumps({"rows": [], "tolerance": -1}))
-    with pytest.raises(ValueError, match="tolerance must be a non-negative number"):
+    path.write_text(json.dumps({"schema_version": 2, "kind": "baseline", "rows": [], "tolerance": -1}))
+    with pytest.raises(SchemaMismatch, match="tolerance"):
         load_baseline(path)
     with pytest.raises(ValueError, match="no baseline file"):
         load_baseline(tmp_path / "absent.json")
+
+
+def test_schema_1_baseline_is_a_one_line_error_naming_the_fix(tmp_path):
+    old = {"schema_version": 1, "kind": "baseline", "source_run": "r0", "tolerance": 0.02,
+           "rows": [{"model": "base", "task": "math500", "metric": "accuracy", "value": 0.3}]}
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(old))
+    with pytest.raises(SchemaMismatch) as e:
+        load_baseline(path)
+    msg = str(e.value)
+    assert "\n" not in msg and "schema version 1" in msg
+    assert "harness check RUN --write-baseline FILE" in msg
+
+
+def _run_folder(tmp_path, man: Manifest):
+    run = tmp_path / man.run_id
+    run.mkdir()
+    write_results(run / "results.json", _results())
+    (run / "manifest.json").write_text(man.model_dump_json())
+    return run
+
+
+def test_cli_check_writes_and_gates_with_the_manifest(tmp_path):
+    from harness.cli import app
+
+    runner = CliRunner()
+    good = _run_folder(tmp_path, manifest("good"))
+    base_file = tmp_path / "baselines" / "b.json"
+    got = runner.invoke(app, ["check", str(good), "--write-baseline", str(base_file)])
+    assert got.exit_code == 0, got.output
+    written = Baseline.model_validate_json(base_file.read_text())
+    assert written.source.run_id == "good" and written.source.identities["base"] == "hf:tiny@w1"
+    assert runner.invoke(app, ["check", str(good), "--baseline", str(base_file)]).exit_code == 0
+    # A later run whose base model changed and whose score dropped: exit 1, and the identity change is named.
+    data = json.loads(base_file.read_text())
+    for r in data["rows"]:
+        if (r["model"], r["task"], r["metric"]) == ("base", "math500", "accuracy"):
+            r["value"] = 0.6
+    base_file.write_text(json.dumps(data))
+    later = _run_folder(tmp_path, manifest("later", base_identity="hf:tiny@w9"))
+    got = runner.invoke(app, ["check", str(later), "--baseline", str(base_file)])
+    assert got.exit_code == 1
+    assert "model base identity hf:tiny@w1 -> hf:tiny@w9" in got.output
+    assert any(ln.startswith("base") and "math500" in ln and "0.6000" in ln for ln in got.output.splitlines())
+    # A schema-1 baseline: one line, exit 2, the fix named.
+    base_file.write_text(json.dumps({"schema_version": 1, "rows": []}))
+    got = runner.invoke(app, ["check", str(later), "--baseline", str(base_file)])
+    assert got.exit_code == 2 and "--write-baseline FILE" in got.output

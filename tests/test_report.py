@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from common.artifacts import Manifest, ModelRecord, SchemaMismatch, TaskRecord
 from reports import plots
 from reports.html import build_context, render_report
 from reports.stats import build_results, load_results, write_results
@@ -42,7 +43,43 @@ def _records(model: str, task: str, p: float, seed: int) -> list[dict]:
     return out
 
 
-def make_run(root: Path, with_manifest: bool = True, mismatched_settings: bool = False) -> Path:
+def make_manifest(*, gen: dict | None = None, engines: dict | None = None, train: dict | None = None,
+                  partial: dict | None = None, config: dict | None = None) -> Manifest:
+    """A small valid manifest of the test run (base, sft, cgd on the three tasks)."""
+    gen = gen or {"max_new_tokens": 1024, "temperature": 0.0}
+    engine = {"backend": "hf", "device": "cpu", "dtype": "float32", "batch_size": 8,
+              "parts": {"weights": "w", "chat_template": "ct1"}}
+    engines = engines or {}
+    train = train or {}
+    models = {}
+    for m in ("base", "sft", "cgd"):
+        models[m] = ModelRecord(
+            path="/m", adapter=None if m == "base" else f"models/{m}/final",
+            identity="tiny-student" if m == "base" else f"tiny-student+{m}", method=None if m == "base" else m,
+            engine={**engine, "identity": f"id-{m}", "adapter": None if m == "base" else f"a-{m}",
+                    **engines.get(m, {})},
+            train=train.get(m, {"train_loss": 1.2345 if m == "sft" else 0.9876, "steps": 10}) if m != "base" else {},
+            eval={t: {"seconds": 0.5, "fingerprint": f"fp-{m}-{t}"} for t in N})
+    tasks = {t: TaskRecord(n=N[t], output_type="generate_until", primary_metric="accuracy", fingerprint=f"tf-{t}",
+                           generation=dict(gen), sensitive=t == "gpqa_diamond",
+                           partial=t in (partial or {}), full_n=(partial or {}).get(t))
+             for t in N}
+    return Manifest(
+        run_id="run-test", created="2026-01-01T00:00:00Z",
+        command="harness compare --methods sft,cgd --config configs/tiny.yaml",
+        config=config or {"student": {"model": "tiny-student"}, "teacher": "oracle", "seed": 0,
+                          "api_key": "sk-SECRET123"},
+        methods=["sft", "cgd"], model_order=["base", "sft", "cgd"], models=models, tasks=tasks,
+        eval_settings={"backend": "hf", "device": "cpu", "dtype": "float32", "batch_size": 8},
+        versions={"torch": "2.13", "transformers": "5.0"}, git={"commit": "abc123", "dirty": False},
+        hardware={"cpu": "test"}, seeds={"global": 0})
+
+
+def make_run(root: Path, with_manifest: bool = True, manifest: Manifest | None = None,
+             truncated: dict | None = None, partial: dict | None = None, extra_model: str | None = None) -> Path:
+    """A run folder: samples, results.json (through build_results) and manifest.json (through the Manifest model).
+    ``truncated`` = {(model, task): per-sample fractions}; ``partial`` = {task: full_n}; ``extra_model``: a model
+    with results rows but no sample folder (its name need not be a valid folder name)."""
     run = root / "run-test"
     per = {}
     for seed, ((model, task), p) in enumerate(PLAN.items()):
@@ -51,26 +88,16 @@ def make_run(root: Path, with_manifest: bool = True, mismatched_settings: bool =
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("".join(json.dumps(r) + "\n" for r in recs))
         per[(model, task)] = {"scored": recs, "aggregate": {"accuracy": float(np.mean([r["score"] for r in recs]))}}
-    write_results(run / "results.json", build_results("run-test", per, PRIMARY, n_resamples=200))
+        if truncated and (model, task) in truncated:
+            per[(model, task)]["truncated"] = truncated[(model, task)]
+    if extra_model is not None:
+        recs = _records("cgd", "math500", 0.5, 99)
+        per[(extra_model, "math500")] = {"scored": recs,
+                                         "aggregate": {"accuracy": float(np.mean([r["score"] for r in recs]))}}
+    write_results(run / "results.json", build_results("run-test", per, PRIMARY, n_resamples=200,
+                                                      model_order=["base", "sft", "cgd"], partial=partial))
     if with_manifest:
-        gen = {"max_new_tokens": 1024, "temperature": 0.0}
-        manifest = {
-            "run_id": "run-test", "created": "2026-01-01T00:00:00Z",
-            "command": "harness compare --methods sft,cgd --config configs/tiny.yaml",
-            "config": {"student": {"model": "tiny-student"}, "teacher": "oracle", "seed": 0, "api_key": "sk-SECRET123"},
-            "versions": {"torch": "2.13", "transformers": "5.0"}, "git": {"commit": "abc123", "dirty": False},
-            "hardware": {"cpu": "test"}, "seeds": {"global": 0}, "data_hashes": {"math500": "sha256:deadbeef"},
-            "models": {"base": {"identity": "tiny-student", "path": "/m"},
-                       "sft": {"identity": "tiny-student+sft", "adapter": "adapters/sft",
-                               "train_metrics": {"train_loss": 1.2345, "steps": 10}},
-                       "cgd": {"identity": "tiny-student+cgd", "adapter": "adapters/cgd",
-                               "train_metrics": {"train_loss": 0.9876, "steps": 10}}},
-            "tasks": {t: {"n": N[t], "generation": dict(gen)} for t in N},
-        }
-        if mismatched_settings:
-            manifest["tasks"]["math500"]["generation"] = {
-                "base": gen, "sft": gen, "cgd": {**gen, "max_new_tokens": 256}}
-        (run / "manifest.json").write_text(json.dumps(manifest))
+        (run / "manifest.json").write_text((manifest or make_manifest(partial=partial)).model_dump_json())
     return run
 
 
@@ -79,19 +106,26 @@ def run_dir(tmp_path):
     return make_run(tmp_path)
 
 
-def test_report_renders_values_escapes_and_hides_sensitive_text(run_dir):
+def test_report_renders_values_escapes_and_hides_sensitive_text(tmp_path):
+    # A real script in a model response and in a model name (a model with rows but no sample folder).
+    run_dir = make_run(tmp_path, extra_model=XSS)
     out = render_report(run_dir)
     assert out == run_dir / "report.html"
     html = out.read_text()
     results = load_results(run_dir / "results.json")
+    assert XSS in results.model_order  # the payload really is in the run
+    assert XSS in (run_dir / "samples" / "cgd" / "math500.jsonl").read_text()
     # Main table values (percent, one decimal) for every (model, task) present.
-    for r in results["rows"]:
-        assert f"{100 * r['value']:.1f}" in html
-    cgd = next(r for r in results["rows"] if (r["model"], r["task"]) == ("cgd", "math500"))
-    assert f"[{100 * cgd['ci_low']:.1f}, {100 * cgd['ci_high']:.1f}]" in html
-    # Untrusted model output is escaped; no script element anywhere.
-    assert XSS not in html and "<script" not in html.lower()
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    for r in results.rows:
+        assert f"{100 * r.value:.1f}" in html
+    cgd = next(r for r in results.rows if (r.model, r.task) == ("cgd", "math500"))
+    assert f"[{100 * cgd.ci_low:.1f}, {100 * cgd.ci_high:.1f}]" in html
+    # Untrusted text is escaped wherever it appears; no script element anywhere.
+    assert XSS not in html and "<script" not in html.lower() and "<script>alert" not in html
+    escaped = "&lt;script&gt;alert(1)&lt;/script&gt;"
+    assert html.count(escaped) >= 3  # the response, and the model name in several tables
+    assert f'<td class="l">{escaped}</td>' in html  # the model's row in the main table
+    assert f"Sure! {escaped} so" in html  # the response in the sample browser
     # Sensitive task: ids shown, never the question text (not even quoted in a response or in details).
     assert "gpqa_diamond/0" in html
     assert "XeSECRETF4" not in html
@@ -122,11 +156,14 @@ def test_best_value_per_column_is_highlighted(run_dir):
     ctx = build_context(run_dir)
     tasks = ctx["tasks"]
     assert tasks == ["math500", "gpqa_diamond", "amc23"]
+    assert ctx["models"] == ["base", "sft", "cgd"]  # run order, not alphabetical
     col = tasks.index("math500")
     best_models = [row["model"] for row in ctx["main_table"] if row["cells"][col] and row["cells"][col]["best"]]
     results = load_results(run_dir / "results.json")
-    vals = {r["model"]: r["value"] for r in results["rows"] if r["task"] == "math500"}
+    vals = {r.model: r.value for r in results.rows if r.task == "math500"}
     assert best_models == [m for m, v in vals.items() if v == max(vals.values())]
+    # The pairwise table follows the run order: cgd - sft.
+    assert [(p["model"], p["baseline"]) for p in ctx["pairs"]] == [("cgd", "sft")]
 
 
 def test_partial_run_and_missing_manifest(tmp_path):
@@ -143,17 +180,89 @@ def test_partial_run_and_missing_manifest(tmp_path):
     assert all(e["model"] != "sft" for s in ctx["samples"] for it in s["examples"] for e in it["models"])
 
 
-def test_settings_mismatch_warning(tmp_path):
-    run = make_run(tmp_path, mismatched_settings=True)
-    html = render_report(run).read_text()
+def test_settings_mismatch_warning_reads_the_engine(tmp_path):
+    # Two models evaluated with different engine dtypes (manifest.models[m].engine): the report says so.
+    man = make_manifest(engines={"cgd": {"dtype": "bfloat16"}})
+    html = render_report(make_run(tmp_path, manifest=man)).read_text()
     assert "Settings differ between models" in html
+    assert "models were evaluated with different engine dtype: base: float32; sft: float32; cgd: bfloat16" in html
+    assert "cgd was evaluated with engine settings other than the run&#39;s: dtype=bfloat16" in html
+    # Identity, adapter and weights differ between base and trained models by design: no warning.
+    ok = render_report(make_run(tmp_path / "ok")).read_text()
+    assert "Settings differ" not in ok
+    # Per-model generation parameters recorded in models[m].eval[task]: a different budget is named.
+    man = make_manifest()
+    man.models["cgd"].eval["math500"]["generation"] = {"max_new_tokens": 256}
+    html = render_report(make_run(tmp_path / "gen", manifest=man)).read_text()
     assert "math500: models were evaluated with different generation settings" in html
-    assert "Settings differ" not in render_report(make_run(tmp_path / "ok")).read_text()
+
+
+def test_truncation_column_and_warning(tmp_path):
+    n = N["math500"]
+    truncated = {("base", "math500"): [0.0] * n, ("sft", "math500"): [0.0] * (n - 1) + [1.0],
+                 ("cgd", "math500"): [0.0] * (n - 4) + [1.0] * 4}  # 0%, 2.5%, 10%
+    run = make_run(tmp_path, truncated=truncated)
+    ctx = build_context(run)
+    assert ctx["truncation_tasks"] == ["math500"]
+    cells = {row["model"]: row["cells"][0] for row in ctx["truncation_table"]}
+    assert cells["cgd"]["value"] == "10.0" and cells["cgd"]["high"] and not cells["sft"]["high"]
+    html = render_report(run).read_text()
+    assert "Truncation at the token budget" in html and "trunc 10.0%" in html
+    warning = ("math500: cgd 10.0% of completions stopped at the token budget (max_new_tokens=1024), over 5%")
+    assert warning in html
+    assert "sft 2.5% of completions" not in html  # under the threshold
+    # Not a quality metric: no comparison rows for it anywhere.
+    assert not any(c.metric == "truncation_rate" for c in load_results(run / "results.json").comparisons)
+
+
+def test_training_truncation_warning(tmp_path):
+    train = {"sft": {"train_loss": 1.0, "truncation": {"examples": 200, "examples_truncated": 3,
+                                                        "target_tokens": 10_000, "target_tokens_lost": 50}},
+             "cgd": {"train_loss": 0.9, "truncation": {"examples": 200, "examples_truncated": 40,
+                                                        "target_tokens": 10_000, "target_tokens_lost": 800}}}
+    html = render_report(make_run(tmp_path, manifest=make_manifest(train=train))).read_text()
+    assert "40 of 200 examples truncated; 800 of 10,000 target tokens lost (8.00%)" in html
+    assert "3 of 200 examples truncated; 50 of 10,000 target tokens lost (0.50%)" in html
+    assert "cgd lost 8.0% of its training target tokens to truncation" in html
+    assert "sft lost" not in html  # 0.5%: under the 1% threshold
+
+
+def test_partial_task_is_marked_and_not_set_unmarked_beside_the_paper(tmp_path):
+    # amc23 ran on 20 of its 40 problems: marked wherever it is named; the paper's AMC23 column is flagged.
+    run = make_run(tmp_path, partial={"amc23": 40})
+    results = load_results(run / "results.json")
+    assert all(r.partial and r.full_n == 40 for r in results.rows if r.task == "amc23")
+    ctx = build_context(run)
+    assert ctx["task_labels"]["amc23"] == "amc23 (partial: 20 of 40)"
+    html = render_report(run).read_text()
+    assert html.count("amc23 (partial: 20 of 40)") >= 5  # main, deltas, pairs, metrics, settings, notes
+    assert "amc23" not in re.sub(r"amc23 \(partial: 20 of 40\)|amc23/\d+|tf-amc23", "", html.split('id="paper"')[0])
+    t1 = next(t for t in ctx["paper_tables"] if t["id"] == "T1")
+    col = t1["columns"].index("AMC23")
+    assert t1["headers"][col]["partial"] == "amc23 (partial: 20 of 40)"
+    paper_cells = [row["cells"][col] for row in t1["rows"] if row["kind"] == "paper"]
+    assert paper_cells and all(c["partial"] for c in paper_cells)  # no paper AMC23 number stands unmarked
+    ours = [row["cells"][col] for row in t1["rows"] if row["kind"] == "ours"]
+    assert ours and all(c["partial"] for c in ours if c["value"])
+    section = html.split('id="paper"')[1].split('id="training"')[0]
+    assert "37.5" in section  # cgd's AMC23 in T1, shown ...
+    cell = re.search(r"<td[^>]*>37.5(.*?)</td>", section).group(0)
+    assert 'class="flag"' in cell and "not comparable: partial data" in cell  # ... only with the note
+    # A column of a task that ran in full carries no such note.
+    math_cells = [row["cells"][t1["columns"].index("MATH500")] for row in t1["rows"]]
+    assert not any(c["partial"] for c in math_cells)
+    # Without the partial stamp nothing is marked.
+    assert "partial" not in build_context(make_run(tmp_path / "full"))["task_labels"]["amc23"]
 
 
 def test_report_requires_results(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no results file"):
+        render_report(tmp_path / "empty")
+    # A results.json of the first schema: a one-line SchemaMismatch naming the fix.
+    (tmp_path / "empty" / "results.json").write_text(json.dumps(
+        {"schema_version": 1, "run_id": "r", "primary_metrics": {}, "rows": [], "comparisons": []}))
+    with pytest.raises(SchemaMismatch, match="schema version 1.*harness report RUN"):
         render_report(tmp_path / "empty")
     with pytest.raises(ValueError, match="no run folder"):
         render_report(tmp_path / "absent")
@@ -163,9 +272,10 @@ def test_plots_return_png_or_none(run_dir):
     results = load_results(run_dir / "results.json")
     assert plots.primary_metric_chart(results)[:4] == b"\x89PNG"
     assert plots.deltas_chart(results)[:4] == b"\x89PNG"
-    only_base = {**results, "rows": [r for r in results["rows"] if r["model"] == "base"], "comparisons": []}
+    only_base = results.model_copy(update={"rows": [r for r in results.rows if r.model == "base"],
+                                           "comparisons": []})
     assert plots.deltas_chart(only_base) is None
-    assert plots.primary_metric_chart({**results, "rows": []}) is None
+    assert plots.primary_metric_chart(results.model_copy(update={"rows": []})) is None
 
 
 def test_registered_sensitive_task_hides_a_stray_prompt(tmp_path):

@@ -6,6 +6,9 @@ import numpy as np
 import pytest
 from scipy.stats import binom
 
+from pydantic import ValidationError
+
+from common.artifacts import Comparison, ResultRow, Results, SchemaMismatch
 from reports import paper
 from reports.stats import (
     align_by_id,
@@ -194,29 +197,30 @@ def test_build_results_schema_and_comparisons(tmp_path):
         assert macro(recs)["accuracy"] != pytest.approx(np.mean([r["score"] for r in recs]))
 
     res = build_results("run-1", per, {"t1": "accuracy", "t2": "accuracy"}, n_resamples=300)
-    assert [r["model"] for r in res["rows"]][:2] == ["base", "base"]  # baseline first
-    row = next(r for r in res["rows"] if (r["model"], r["task"], r["metric"]) == ("cgd", "t1", "accuracy"))
-    assert row["n"] == 120 and row["ci_low"] < row["value"] < row["ci_high"]
-    assert row["ci_method"] == "bootstrap_mean"
-    comps = {(c["model"], c["baseline"], c["task"], c["metric"]) for c in res["comparisons"]}
+    assert isinstance(res, Results) and res.model_order == ["base", "cft", "cgd"]
+    assert [r.model for r in res.rows][:2] == ["base", "base"]  # baseline first
+    row = next(r for r in res.rows if (r.model, r.task, r.metric) == ("cgd", "t1", "accuracy"))
+    assert row.n == 120 and row.ci_low < row.value < row.ci_high
+    assert row.ci_method == "bootstrap_mean" and not row.partial and row.full_n is None
+    comps = {(c.model, c.baseline, c.task, c.metric) for c in res.comparisons}
     assert ("cgd", "base", "t1", "accuracy") in comps and ("cgd", "base", "t1", "half") in comps
     assert ("cgd", "cft", "t1", "accuracy") in comps  # pairwise on the primary metric
     assert ("cgd", "cft", "t1", "half") not in comps and ("cft", "cgd", "t1", "accuracy") not in comps
     # An explicit model order (the configured methods) decides which model of a pair is the later one.
     reordered = build_results("run-1", per, {"t1": "accuracy"}, n_resamples=50, model_order=["cgd", "cft"])
-    assert ("cft", "cgd", "t1", "accuracy") in {(c["model"], c["baseline"], c["task"], c["metric"])
-                                                for c in reordered["comparisons"]}
-    assert [r["model"] for r in reordered["rows"]][0] == "base"
-    c = next(c for c in res["comparisons"]
-             if (c["model"], c["baseline"], c["task"], c["metric"]) == ("cgd", "base", "t1", "accuracy"))
-    assert c["delta"] > 0 and c["test"] == "mcnemar_exact" and c["wins"] > c["losses"]
-    t2 = next(r for r in res["rows"] if r["task"] == "t2" and r["model"] == "base")
-    assert t2["ci_method"] == "bootstrap_statistic" and t2["ci_low"] < t2["value"] < t2["ci_high"]
-    c2 = next(c for c in res["comparisons"] if c["task"] == "t2")
-    assert c2["test"] == "bootstrap" and c2["ci_low"] < c2["delta"] < c2["ci_high"] and 0 <= c2["p_value"] <= 1
+    assert ("cft", "cgd", "t1", "accuracy") in {(c.model, c.baseline, c.task, c.metric)
+                                                for c in reordered.comparisons}
+    assert [r.model for r in reordered.rows][0] == "base" and reordered.model_order == ["base", "cgd", "cft"]
+    c = next(c for c in res.comparisons if (c.model, c.baseline, c.task, c.metric) == ("cgd", "base", "t1", "accuracy"))
+    assert c.delta > 0 and c.test == "mcnemar_exact" and c.wins > c.losses
+    t2 = next(r for r in res.rows if r.task == "t2" and r.model == "base")
+    assert t2.ci_method == "bootstrap_statistic" and t2.ci_low < t2.value < t2.ci_high
+    c2 = next(c for c in res.comparisons if c.task == "t2")
+    assert c2.test == "bootstrap" and c2.ci_low < c2.delta < c2.ci_high and 0 <= c2.p_value <= 1
 
     path = write_results(tmp_path / "results.json", res)
-    assert load_results(path) == json.loads(path.read_text())
+    assert load_results(path) == res
+    assert json.loads(path.read_text())["schema_version"] == 2
 
 
 def test_subtask_rows_and_macro_average():
@@ -239,39 +243,107 @@ def test_subtask_rows_and_macro_average():
 
     per = {("base", "t"): {"scored": recs, "aggregate": agg(recs), "aggregate_fn": agg}}
     calls.clear()
-    rows = {r["metric"]: r for r in build_results("r", per, {"t": "accuracy"}, statistic_resamples=50)["rows"]}
-    assert rows["accuracy/a"]["n"] == 60 and rows["accuracy/b"]["n"] == 240 and rows["accuracy"]["n"] == 300
-    assert rows["accuracy/a"]["ci_method"] == "bootstrap_mean"
-    assert rows["accuracy/a"]["ci_low"] < rows["accuracy/a"]["value"] < rows["accuracy/a"]["ci_high"]
+    rows = {r.metric: r for r in build_results("r", per, {"t": "accuracy"}, statistic_resamples=50).rows}
+    assert rows["accuracy/a"].n == 60 and rows["accuracy/b"].n == 240 and rows["accuracy"].n == 300
+    assert rows["accuracy/a"].ci_method == "bootstrap_mean"
+    assert rows["accuracy/a"].ci_low < rows["accuracy/a"].value < rows["accuracy/a"].ci_high
     assert len(calls) == 50  # only "top_group" needs aggregate_fn: one call per resample
-    assert rows["top_group"]["ci_method"] == "bootstrap_statistic" and rows["top_group"]["ci_low"] is not None
+    assert rows["top_group"].ci_method == "bootstrap_statistic" and rows["top_group"].ci_low is not None
     # The vectorised macro interval agrees with the generic bootstrap of aggregate_fn.
     macro = rows["accuracy_macro"]
     generic = bootstrap_statistic_ci(300, lambda idx: agg([recs[i] for i in idx])["accuracy_macro"],
                                      n_resamples=2000)
-    assert macro["ci_low"] < macro["value"] < macro["ci_high"]
-    assert (macro["ci_low"], macro["ci_high"]) == pytest.approx(generic, abs=0.012)
+    assert macro.ci_low < macro.value < macro.ci_high
+    assert (macro.ci_low, macro.ci_high) == pytest.approx(generic, abs=0.012)
 
 
 def test_non_mean_metric_without_fn_has_null_ci():
     recs = _scored(20, 0.5, 5)
     per = {("base", "t"): {"scored": recs, "aggregate": {"accuracy": 0.123}}}  # not the mean of the scores
-    row = build_results("r", per, {"t": "accuracy"})["rows"][0]
-    assert row["ci_low"] is None and row["ci_high"] is None and row["value"] == 0.123
+    row = build_results("r", per, {"t": "accuracy"}).rows[0]
+    assert row.ci_low is None and row.ci_high is None and row.value == 0.123
 
 
-def test_load_results_names_the_problem(tmp_path):
-    bad = {"schema_version": 1, "run_id": "r", "primary_metrics": {}, "comparisons": [],
-           "rows": [{"model": "m", "task": "t", "metric": "acc", "value": 1.7, "n": 3, "ci_low": None,
+def test_reaggregation_keeps_the_run_model_order(tmp_path):
+    # The run trained sft then cft: "cft - sft" is the pairwise comparison. A later `harness report` that
+    # re-aggregates without the manifest's order must keep it (from the results.json it replaces).
+    per = {("base", "t"): _entry(_scored(80, 0.4, 1)), ("cft", "t"): _entry(_scored(80, 0.6, 2)),
+           ("sft", "t"): _entry(_scored(80, 0.5, 3))}  # dict order (sample folders sorted) puts cft first
+    first = build_results("r", per, {"t": "accuracy"}, n_resamples=50, model_order=["base", "sft", "cft"])
+    pair = [(c.model, c.baseline) for c in first.comparisons if c.baseline != "base"]
+    assert pair == [("cft", "sft")]
+    path = write_results(tmp_path / "results.json", first)
+    again = build_results("r", per, {"t": "accuracy"}, n_resamples=50, existing=load_results(path))
+    assert again.model_order == ["base", "sft", "cft"]
+    assert [(c.model, c.baseline) for c in again.comparisons if c.baseline != "base"] == [("cft", "sft")]
+    assert [r.model for r in again.rows] == [r.model for r in first.rows]
+    # Without either, first-seen order: the pair flips, which is what the stored order prevents.
+    plain = build_results("r", per, {"t": "accuracy"}, n_resamples=50)
+    assert [(c.model, c.baseline) for c in plain.comparisons if c.baseline != "base"] == [("sft", "cft")]
+
+
+def test_truncation_rows_partial_and_sweep_stamps():
+    base, cgd = _scored(50, 0.4, 1), _scored(50, 0.6, 2)
+    trunc_base = [0.0] * 45 + [1.0] * 5  # 10%
+    trunc_cgd = [0.0] * 40 + [0.5] * 10  # 10% as half of two completions on 10 items
+    per = {("base", "t"): {**_entry(base), "truncated": trunc_base},
+           ("cgd", "t"): {**_entry(cgd), "truncated": trunc_cgd},
+           ("base", "mc"): _entry(_scored(30, 0.5, 3)), ("cgd", "mc"): _entry(_scored(30, 0.5, 4))}
+    res = build_results("r", per, {"t": "accuracy", "mc": "accuracy"}, n_resamples=200, partial={"t": 756},
+                        params={"lr": 1e-5}, seed=3)
+    rows = {(r.model, r.task, r.metric): r for r in res.rows}
+    tr = rows[("base", "t", "truncation_rate")]
+    assert tr.value == pytest.approx(0.1) and tr.n == 50 and tr.ci_method == "bootstrap_mean"
+    assert tr.ci_low < 0.1 < tr.ci_high
+    assert rows[("cgd", "t", "truncation_rate")].value == pytest.approx(0.1)
+    assert ("base", "mc", "truncation_rate") not in rows  # log-likelihood task: no truncation row
+    # Not a quality metric: never compared, while the quality metrics are.
+    assert not any(c.metric == "truncation_rate" for c in res.comparisons)
+    assert any(c.metric == "accuracy" and c.task == "t" for c in res.comparisons)
+    # Partial task rows stamped with the benchmark's full size; the others not.
+    assert all(r.partial and r.full_n == 756 for r in res.rows if r.task == "t")
+    assert not any(r.partial or r.full_n for r in res.rows if r.task == "mc")
+    # Sweep cell parameters and seed on every row and comparison.
+    assert all(r.params == {"lr": 1e-5} and r.seed == 3 for r in res.rows)
+    assert res.comparisons and all(c.params == {"lr": 1e-5} and c.seed == 3 for c in res.comparisons)
+    with pytest.raises(ValueError, match=r"base/t: truncated fractions must lie in \[0, 1\]"):
+        build_results("r", {("base", "t"): {**_entry(base), "truncated": [1.5] * 50}}, {"t": "accuracy"})
+
+
+def test_the_model_rejects_bad_values(tmp_path):
+    row = {"model": "m", "task": "t", "metric": "acc", "value": 0.5, "n": 3}
+    ResultRow(**row)
+    with pytest.raises(ValidationError):
+        ResultRow(**{**row, "value": 1.7})
+    with pytest.raises(ValidationError):
+        ResultRow(**{**row, "n": -1})
+    with pytest.raises(ValidationError):
+        ResultRow(**{**row, "typo": 1})
+    assert ResultRow(**{**row, "ci_low": float("nan")}).ci_low is None  # never written as NaN
+    with pytest.raises(ValidationError):
+        Comparison(model="a", baseline="b", task="t", metric="acc", n=3, wins=1, losses=0, p_value=1.5)
+    # A stored file with a bad value is refused in one line naming the file and the field.
+    good = build_results("r", {("base", "t"): _entry(_scored(10, 0.5, 1))}, {"t": "accuracy"}, n_resamples=20)
+    p = write_results(tmp_path / "results.json", good)
+    data = json.loads(p.read_text())
+    data["rows"][0]["value"] = 1.7
+    p.write_text(json.dumps(data))
+    with pytest.raises(SchemaMismatch, match=r"results.json: invalid results.json \(rows.0.value") as e:
+        load_results(p)
+    assert "\n" not in str(e.value)
+    with pytest.raises(TypeError, match="Results"):
+        write_results(p, data)  # a dict is not a results.json any more
+
+
+def test_schema_1_results_is_a_one_line_mismatch(tmp_path):
+    old = {"schema_version": 1, "run_id": "r", "primary_metrics": {}, "comparisons": [],
+           "rows": [{"model": "m", "task": "t", "metric": "acc", "value": 0.5, "n": 3, "ci_low": None,
                      "ci_high": None}]}
     p = tmp_path / "results.json"
-    p.write_text(json.dumps(bad))
-    with pytest.raises(ValueError, match=r"m/t/acc.*value must be a number in \[0, 1\]"):
+    p.write_text(json.dumps(old))
+    with pytest.raises(SchemaMismatch, match="schema version 1") as e:
         load_results(p)
-    del bad["rows"][0]["n"]
-    p.write_text(json.dumps(bad))
-    with pytest.raises(ValueError, match="lacks n"):
-        load_results(p)
+    assert "\n" not in str(e.value) and "harness report RUN" in str(e.value)
     with pytest.raises(ValueError, match="no results file"):
         load_results(tmp_path / "nope.json")
 
