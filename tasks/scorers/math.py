@@ -25,6 +25,7 @@ whose job exceeds the wall-clock limit. A primary job that is killed counts as i
 """
 from __future__ import annotations
 
+import atexit
 import logging
 import math
 import multiprocessing as mp
@@ -34,6 +35,7 @@ import signal
 import sys
 import threading
 import time
+import weakref
 from collections import deque
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
@@ -467,12 +469,15 @@ class _Worker:
         finally:
             self.conn.close()
 
-    def stop(self) -> None:
+    def ask_to_stop(self) -> None:
         try:
             self.conn.send(None)
         except (OSError, BrokenPipeError):
             pass
-        self.proc.join(1)
+
+    def stop(self, deadline: float | None = None) -> None:
+        self.ask_to_stop()
+        self.proc.join(max(0.0, (deadline or time.monotonic() + 1.0) - time.monotonic()))
         if self.proc.is_alive():
             self.proc.kill()
             self.proc.join(1)
@@ -504,6 +509,7 @@ class MathGradingPool:
         self.start_timeout = start_timeout  # how long a new worker may take to import and warm up
         self._ctx = _context()
         self._workers: list[_Worker] = []
+        _live_pools.add(self)
 
     def __enter__(self) -> "MathGradingPool":
         self.start()
@@ -518,9 +524,13 @@ class MathGradingPool:
         self._await_ready(self._workers)
 
     def close(self) -> None:
-        for w in self._workers:
-            w.stop()
-        self._workers = []
+        """Stop the workers: ask all at once, give them 0.5 s together, then kill what is left."""
+        workers, self._workers = self._workers, []
+        for w in workers:
+            w.ask_to_stop()
+        deadline = time.monotonic() + 0.5
+        for w in workers:
+            w.stop(deadline)
 
     def _await_ready(self, workers: list[_Worker]) -> None:
         deadline = time.monotonic() + self.start_timeout
@@ -651,6 +661,39 @@ class MathGradingPool:
                 second_grader_timed_out=second.timed_out, error="; ".join(errors) or None,
             ))
         return grades
+
+
+_live_pools: "weakref.WeakSet[MathGradingPool]" = weakref.WeakSet()
+
+
+def shutdown() -> None:
+    """Stop every grading worker, multiprocessing's forkserver and its resource tracker, and wait for them, so that
+    nothing outlives the process (they would otherwise linger for seconds, adopted by PID 1). Registered with
+    ``atexit``; safe to call more than once (a later grading call starts them again)."""
+    for pool in list(_live_pools):
+        pool.close()
+    try:
+        from multiprocessing import forkserver
+
+        fs = getattr(forkserver, "_forkserver", None)
+        pid = getattr(fs, "_forkserver_pid", None)
+        if pid is not None:
+            try:
+                os.kill(pid, signal.SIGKILL)  # it holds only preloaded modules: a graceful exit takes seconds
+            except ProcessLookupError:
+                pass
+            fs._stop()  # closes its pipe, reaps it, removes its socket file
+    except Exception as e:  # noqa: BLE001 - private multiprocessing API: never fail an exit over it
+        logging.getLogger(__name__).debug("forkserver shutdown: %s", e)
+    try:
+        from multiprocessing import resource_tracker
+
+        resource_tracker._resource_tracker._stop()  # closes its pipe and reaps it
+    except Exception as e:  # noqa: BLE001
+        logging.getLogger(__name__).debug("resource tracker shutdown: %s", e)
+
+
+atexit.register(shutdown)
 
 
 def grade_math_batch(pairs: Sequence[tuple[str, str]], timeout: float = DEFAULT_TIMEOUT_S,
