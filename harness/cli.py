@@ -108,22 +108,23 @@ def _print_plan(plan, dry_run: bool) -> None:
 
 
 def _summary(run_dir: Path) -> None:
+    from reports.plots import model_order
     from reports.stats import load_results
 
     res = load_results(run_dir / "results.json")
-    prim = res["primary_metrics"]
-    models = sorted({r["model"] for r in res["rows"]}, key=lambda m: (m != "base", m))
+    prim = res.primary_metrics
+    models = model_order(res)
     tasks = list(prim)
     t = Table(title="primary metric (95% CI)")
     t.add_column("model")
     for task in tasks:
         t.add_column(f"{task}\n{prim[task]}", justify="right")
-    rows = {(r["model"], r["task"], r["metric"]): r for r in res["rows"]}
+    rows = {(r.model, r.task, r.metric): r for r in res.rows}
     for m in models:
         cells = []
         for task in tasks:
             r = rows.get((m, task, prim[task]))
-            cells.append("-" if r is None else f"{100 * r['value']:.1f} [{_pct(r['ci_low'])}, {_pct(r['ci_high'])}]")
+            cells.append("-" if r is None else f"{100 * r.value:.1f} [{_pct(r.ci_low)}, {_pct(r.ci_high)}]")
         t.add_row(m, *cells)
     console.print(t)
     console.print(f"report: {run_dir / 'report.html'}")
@@ -221,7 +222,9 @@ def check(run: Annotated[Path, typer.Argument(help="A run folder or its results.
           allow_missing: Annotated[bool, typer.Option("--allow-missing", help="Rows absent from the run do not fail.")] = False,
           write_baseline: Annotated[Optional[Path], typer.Option("--write-baseline", help="Write this run as a baseline file and exit.")] = None) -> None:
     """Regression gate: exit 1 and print the regressed rows when a metric falls below the baseline by more
-    than the tolerance, else exit 0."""
+    than the tolerance, else exit 0. Under the verdict: what differs from the baseline's run (models, data, code)."""
+    from common.artifacts import Manifest, load_artifact
+    from common.files import write_json_atomic
     from reports.check import check_run, format_outcome, load_baseline, make_baseline
     from reports.stats import load_results
 
@@ -231,11 +234,21 @@ def check(run: Annotated[Path, typer.Argument(help="A run folder or its results.
     try:
         results = load_results(path)
     except ValueError as e:
-        raise UserError(f"{path}: {e}")
+        raise UserError(str(e))
+    manifest_path = path.parent / "manifest.json"
+    manifest = None
+    if manifest_path.is_file():
+        try:
+            manifest = load_artifact(Manifest, manifest_path, "manifest.json")
+        except ValueError as e:
+            raise UserError(str(e))
     if write_baseline is not None:
+        if manifest is None:
+            raise UserError(f"no manifest.json beside {path}; a baseline records the run's model identities and "
+                            "fingerprints: pass a run folder written by `harness compare`")
+        base = make_baseline(results, manifest, 0.02 if tolerance is None else tolerance)
         write_baseline.parent.mkdir(parents=True, exist_ok=True)
-        write_baseline.write_text(json.dumps(make_baseline(results, 0.02 if tolerance is None else tolerance),
-                                             indent=2) + "\n")
+        write_json_atomic(write_baseline, base.model_dump(mode="json"))
         console.print(f"baseline written: {write_baseline}")
         return
     if baseline is None:
@@ -245,7 +258,7 @@ def check(run: Annotated[Path, typer.Argument(help="A run folder or its results.
     except ValueError as e:
         raise UserError(str(e))
     outcome = check_run(results, base, tolerance=tolerance, metrics="all" if all_metrics else "primary",
-                        allow_missing=allow_missing)
+                        allow_missing=allow_missing, manifest=manifest)
     typer.echo(format_outcome(outcome))
     raise typer.Exit(1 if outcome.failed else 0)
 
