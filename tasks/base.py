@@ -3,6 +3,13 @@
 One module per benchmark registers a ``Task`` subclass with ``@register_task``. Tasks are either
 ``generate`` (the engine writes a response that is extracted and scored) or ``multiple_choice``
 (the engine scores each choice's log-likelihood; no generation).
+
+Options: each Task declares a nested ``class Options(TaskOptions)`` (pydantic, unknown keys forbidden; no options by
+default; ``GenerationOptions`` adds max_new_tokens/temperature/n/stop). The constructor validates the keyword
+options into ``self.opts`` and raises ``TaskOptionError`` (one line: task, option, valid options) otherwise.
+Metadata for fingerprints: ``grader_version`` (bump when scoring changes), ``grader_packages`` (distributions
+whose version can change scores), ``full_size()`` (the real size when only part of the data was loaded) and
+``fingerprint_parts(docs)``.
 """
 from __future__ import annotations
 
