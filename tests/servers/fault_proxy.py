@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 from .http_util import LoopbackServer
 
-FAULTS = ("429", "500", "stall", "drop", "malformed")
+FAULTS = ("429", "500", "stall", "drop", "malformed")  # also "401-echo": a 401 whose body echoes the key
 _HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host", "proxy-connection", "upgrade",
         "content-encoding"}
 
@@ -106,6 +106,9 @@ class _Handler(BaseHTTPRequestHandler):
                                                    "retry-after": f"{srv.retry_after_s:g}"})
         elif fault == "500":
             self._reply(500, err("internal error"), {"content-type": "application/json"})
+        elif fault == "401-echo":  # a hostile server that echoes the credentials it received
+            auth = self.headers.get("authorization", "") + " " + self.headers.get("x-api-key", "")
+            self._reply(401, err(f"invalid key {auth}"), {"content-type": "application/json"})
         elif fault == "malformed":
             self._reply(200, b'{"id": "cmpl-x", "object": "chat.completion", "choices": [{"index": 0, "mess',
                         {"content-type": "application/json"})
