@@ -149,7 +149,7 @@ class HumanEval(Task):
                 if k <= n:
                     metrics[f"pass@{k}"] = pass_at_k(n, c, k)
         details: dict[str, Any] = {"status": results[0].status, "detail": results[0].detail,
-                                   "seconds": round(results[0].seconds, 3)}
+                                   "seconds": round(results[0].seconds, 3), "isolation": results[0].isolation}
         if n > 1:
             details["statuses"] = [r.status for r in results]
             details["num_correct"] = c

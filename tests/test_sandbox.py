@@ -190,6 +190,12 @@ def test_canonical_solutions_pass_in_the_sandbox():
     results = run_many([build_program(p, p["prompt"] + p["canonical_solution"]) for p in problems])
     assert [r.status for r in results] == ["passed"] * len(problems), [(r.status, r.detail) for r in results]
     assert {r.isolation for r in results} == {isolation_level()}
+    from tasks.humaneval import HumanEval
+
+    task = HumanEval()
+    doc = task.docs()[0]
+    scored = task.score(doc, [problems[0]["canonical_solution"]])
+    assert scored.details["status"] == "passed" and scored.details["isolation"] == isolation_level()
 
 
 def test_fallback_is_loud_and_recorded(monkeypatch, caplog):
