@@ -3,6 +3,7 @@ own status, and leaves the host as it was (no file changed outside the temp dirs
 left). Each program would pass if its attack worked."""
 import hashlib
 import os
+import shutil
 import socket
 import tempfile
 import threading
@@ -75,6 +76,7 @@ def host():
     assert _snapshot(folder) == before
     assert home_secret.read_text() == SECRET
     home_secret.unlink()
+    shutil.rmtree(folder)
     assert accepted == []
     time.sleep(0.3)
     assert _sandbox_pids() == []
