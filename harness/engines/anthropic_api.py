@@ -29,6 +29,10 @@ DEFAULT_HOST = "api.anthropic.com"
 
 class AnthropicOptions(HTTPEngineOptions):
     api_key_env: str = "ANTHROPIC_API_KEY"
+    #: Send temperature (and top_p when not 1) in the request body. The current SDK no longer has these
+    #: parameters (newer models reject them), so by default they are not sent and the model's own sampling
+    #: applies; set true for models that accept them.
+    send_sampling_params: bool = False
 
 
 def split_system(prompt: Prompt) -> tuple[str | None, list[dict[str, str]]]:
@@ -66,7 +70,7 @@ class AnthropicEngine(AsyncHTTPEngine):
                 "served_model": self._served, "host": host_of(o.base_url, DEFAULT_HOST),
                 "model_revision": o.model_revision, "api_key_env": o.api_key_env,
                 "api_key_set": self._secret is not None, "timeout_s": o.timeout_s, "max_retries": o.max_retries,
-                "concurrency": o.concurrency, "rpm": o.rpm, "tpm": o.tpm,
+                "concurrency": o.concurrency, "send_sampling_params": o.send_sampling_params, "rpm": o.rpm, "tpm": o.tpm,
                 "price_per_mtok_in": o.price_per_mtok_in, "price_per_mtok_out": o.price_per_mtok_out,
                 "usage": self.usage.to_dict()}
 
@@ -96,7 +100,7 @@ class AnthropicEngine(AsyncHTTPEngine):
             return Failure("timeout", True, "request timed out")
         if isinstance(e, anthropic.APIConnectionError):
             return Failure("connection", True, f"connection failed: {type(e.__cause__ or e).__name__}")
-        if isinstance(e, (anthropic.APIResponseValidationError, ValueError, KeyError, TypeError, AttributeError)):
+        if isinstance(e, (anthropic.APIResponseValidationError, ValueError)):
             return Failure("malformed", True, f"malformed response: {type(e).__name__}")
         return Failure("other", False, f"{type(e).__name__}: {e}")
 
@@ -119,12 +123,14 @@ class AnthropicEngine(AsyncHTTPEngine):
     async def _call(self, prompt: Prompt, params: SamplingParams) -> Completion:
         client = self._get_client()
         system, messages = split_system(prompt)
-        body: dict[str, Any] = {"model": self._served, "max_tokens": params.max_new_tokens, "messages": messages,
-                                "temperature": params.temperature}
+        body: dict[str, Any] = {"model": self._served, "max_tokens": params.max_new_tokens, "messages": messages}
         if system is not None:
             body["system"] = system
-        if params.top_p != 1.0:
-            body["top_p"] = params.top_p
+        if self.options.send_sampling_params:
+            extra = {"temperature": params.temperature}
+            if params.top_p != 1.0:
+                extra["top_p"] = params.top_p
+            body["extra_body"] = extra
         if params.stop:
             body["stop_sequences"] = list(params.stop)
         est = sum(len(m["content"]) for m in messages) // 4 + params.max_new_tokens

@@ -309,7 +309,10 @@ class LoopThread:
             except Exception:  # noqa: BLE001 - closing is best effort
                 pass
         self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(timeout=10)
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout=10)
+            if not self._thread.is_alive():
+                self.loop.close()
 
 
 async def gather_ordered(jobs: list[Callable[[], Awaitable[T]]], concurrency: int,

@@ -115,8 +115,7 @@ class OpenAIEngine(AsyncHTTPEngine):
             return Failure("timeout", True, "request timed out")
         if isinstance(e, openai.APIConnectionError):
             return Failure("connection", True, f"connection failed: {type(e.__cause__ or e).__name__}")
-        if isinstance(e, (openai.APIResponseValidationError, ValueError, KeyError, TypeError, AttributeError,
-                          MalformedResponse)):
+        if isinstance(e, (openai.APIResponseValidationError, ValueError, MalformedResponse)):
             return Failure("malformed", True, f"malformed response: {type(e).__name__}")
         return Failure("other", False, f"{type(e).__name__}: {e}")
 

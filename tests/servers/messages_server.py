@@ -68,7 +68,7 @@ class _Handler(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(n) or b"{}")
         srv = self.server
         with srv.lock:
-            srv.requests.append({"path": self.path, "body": body, "has_key": bool(self.headers.get("x-api-key")),
+            srv.requests.append({"path": self.path, "body": body, "has_key": bool(self.headers.get("x-api-key") or self.headers.get("authorization")),
                                  "t": time.monotonic()})
             fault = srv.script.popleft() if srv.script else None
             srv.in_flight += 1
