@@ -99,3 +99,36 @@ def test_prefix_reuse_on_tiny_student_matches_plain(tiny_student, monkeypatch):
     for (lp, g), (lp_p, g_p) in zip(shared, plain):
         assert lp == pytest.approx(lp_p, abs=1e-3, rel=1e-5) and g == g_p
     assert shared_tokens < plain_tokens / 3
+
+
+def few_shot_prompts() -> list[object]:
+    shots = "".join(f"Q: {a} + {b}?\nA: Step 1: {a} + {b} = {a + b}. The answer is \\boxed{{{a + b}}}.\n\n"
+                    for a, b in [(12, 7), (3, 4), (10, 9)])
+    prompts: list[object] = [shots + f"Q: {a} + {b}?\nA:" for a, b in [(1, 2), (19, 1), (7, 7), (123, 456), (5, 5)]]
+    prompts += ["hello world", "Step 1: 12 + 7 ="]  # no shared prefix: the plain path, in the same call
+    prompts += [[{"role": "user", "content": shots + "Q: 2 + 2?\nA:"}]]
+    return prompts
+
+
+@pytest.mark.parametrize("batch_size", [2, 16])
+def test_generation_prefix_reuse_gives_plain_outputs(engine, batch_size):
+    """Greedy generation with the shared few-shot prefix run once equals generation without reuse."""
+    from harness.engines.base import SamplingParams
+
+    prompts = few_shot_prompts()
+    engine.batch_size = batch_size
+    ran: list[int] = []
+    extend = type(engine)._extend
+    params = SamplingParams(max_new_tokens=24, temperature=0.0)
+    try:
+        engine.prefix_reuse = False
+        plain = engine.generate(prompts, params)
+        engine.prefix_reuse = True
+        type(engine)._extend = lambda self, *a, **k: ran.append(1) or extend(self, *a, **k)
+        shared = engine.generate(prompts, params)
+    finally:
+        type(engine)._extend = extend
+        engine.prefix_reuse = True
+    assert ran  # the prefix really was run on its own
+    assert [c[0].text for c in shared] == [c[0].text for c in plain]
+    assert [c[0].completion_tokens for c in shared] == [c[0].completion_tokens for c in plain]

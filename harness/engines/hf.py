@@ -24,6 +24,8 @@ hf_logging.disable_progress_bar()  # our own rich bars report progress; transfor
 
 # Below this many parameters a CPU model generates fastest on one thread (see HFEngine.__init__).
 SMALL_MODEL_PARAMS = 50_000_000
+# generate() runs a prefix this long or longer that every prompt of a batch shares once (a few-shot prefix).
+GEN_PREFIX_MIN = 64
 
 
 def pick_device(device: str = "auto") -> str:
@@ -164,20 +166,34 @@ class HFEngine:
     ) -> list[list[Completion]]:
         texts = [self.render(p) for p in prompts]
         encoded = [self._encode(t, chat=not isinstance(p, str)) for p, t in zip(prompts, texts)]
-        # Longest first: similar lengths share a batch (less padding) and memory errors show up early.
-        order = sorted(range(len(texts)), key=lambda i: -len(encoded[i]))
         out: list[list[Completion] | None] = [None] * len(texts)
         pad_id = self.tokenizer.pad_token_id
         eos_ids = self._eos_ids()
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start : start + self.batch_size]
+        for idx in self._generation_batches(encoded, params.n):
             t0 = time.perf_counter()
+            # A few-shot prefix every prompt of the batch shares runs once, on one row; its KV cache, copied to
+            # every row, stands in for it. Rows are then [prefix | padding | rest], so the padding is in the
+            # middle; positions come from the attention mask, so the padding changes nothing.
+            n_common = 0
+            cache = None
+            if self.prefix_reuse and params.n == 1 and len(idx) > 1:
+                n_common = _common_prefix_len([encoded[i] for i in idx], min(len(encoded[i]) for i in idx) - 1)
+                if n_common >= GEN_PREFIX_MIN:
+                    _, cache, _ = self._extend(None, None, [encoded[idx[0]][:n_common]], keep_logits=False)
+                    if _plain_dynamic(cache):
+                        cache, _ = _select_rows(cache, torch.ones((1, n_common), dtype=torch.long), [0] * len(idx))
+                    else:
+                        self.prefix_reuse, cache = False, None
+                if cache is None:
+                    n_common = 0
             width = max(len(encoded[i]) for i in idx)
             ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
             mask = torch.zeros((len(idx), width), dtype=torch.long)
-            for row, i in enumerate(idx):  # left padding so every row's continuation starts at `width`
-                ids[row, width - len(encoded[i]) :] = torch.tensor(encoded[i])
-                mask[row, width - len(encoded[i]) :] = 1
+            for row, i in enumerate(idx):  # left padding (after any shared prefix): every continuation starts at width
+                ids[row, :n_common] = torch.tensor(encoded[i][:n_common])
+                mask[row, :n_common] = 1
+                ids[row, width - len(encoded[i]) + n_common :] = torch.tensor(encoded[i][n_common:])
+                mask[row, width - len(encoded[i]) + n_common :] = 1
             kwargs = dict(
                 max_new_tokens=params.max_new_tokens,
                 pad_token_id=pad_id,
@@ -192,6 +208,8 @@ class HFEngine:
                 kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
             if params.stop:
                 kwargs.update(stop_strings=list(params.stop), tokenizer=self.tokenizer)
+            if cache is not None:
+                kwargs[_CACHE] = cache
             gen = self.model.generate(input_ids=ids.to(self.device), attention_mask=mask.to(self.device), **kwargs)
             new = gen[:, width:].cpu()
             seconds = (time.perf_counter() - t0) / len(idx)
@@ -204,6 +222,22 @@ class HFEngine:
             if progress:
                 progress(len(idx))
         return out  # type: ignore[return-value]
+
+    def _generation_batches(self, encoded: list[list[int]], n: int) -> list[list[int]]:
+        """Batches of prompt indices, longest first (similar lengths share a batch: less padding; memory errors
+        show up early). With prefix reuse, prompts that open with the same GEN_PREFIX_MIN tokens (a few-shot
+        prefix) are batched among themselves so that the batch shares the prefix."""
+        order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
+        chunks = lambda xs: [xs[k : k + self.batch_size] for k in range(0, len(xs), self.batch_size)]  # noqa: E731
+        if not (self.prefix_reuse and n == 1):
+            return chunks(order)
+        heads: dict[tuple[int, ...], list[int]] = {}
+        for i in order:
+            if len(encoded[i]) > GEN_PREFIX_MIN:
+                heads.setdefault(tuple(encoded[i][:GEN_PREFIX_MIN]), []).append(i)
+        grouped = [idx for idx in heads.values() if len(idx) > 1]
+        in_group = {i for idx in grouped for i in idx}
+        return [b for idx in grouped for b in chunks(idx)] + chunks([i for i in order if i not in in_group])
 
     def _eos_ids(self) -> list[int]:
         ids = {self.tokenizer.eos_token_id}
@@ -281,7 +315,7 @@ class HFEngine:
             n_common = _common_prefix_len(ctxs, max(0, min(len(c) for c in ctxs) - 1)) if len(batch) > 1 else 0
             cache, mask = None, None
             if n_common >= 16:
-                _, cache, mask = self._extend(None, None, [ctxs[0][:n_common]])
+                _, cache, mask = self._extend(None, None, [ctxs[0][:n_common]], keep_logits=False)
                 if not _plain_dynamic(cache):
                     self.prefix_reuse = False
                     return [i for _, idx in groups for i in idx]
@@ -316,8 +350,8 @@ class HFEngine:
                     progress(len(chunk))
         return []
 
-    def _extend(self, cache: Any, mask: torch.Tensor | None, rows: list[list[int]], use_cache: bool = True
-                ) -> tuple[torch.Tensor, Any, torch.Tensor]:
+    def _extend(self, cache: Any, mask: torch.Tensor | None, rows: list[list[int]], use_cache: bool = True,
+                keep_logits: bool = True) -> tuple[torch.Tensor, Any, torch.Tensor]:
         """Run ``rows`` (right-padded) after what ``cache`` holds (one cache row per row, ``mask`` marking its
         real tokens; None: from the start). Positions continue from each row's own length, so padding in the
         cache changes nothing. Returns (logits, cache, mask over cache + rows)."""
@@ -327,7 +361,7 @@ class HFEngine:
         for k, r in enumerate(rows):
             ids[k, : len(r)] = torch.tensor(r)
             new_mask[k, : len(r)] = 1
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = {} if keep_logits else {"logits_to_keep": 1}
         if cache is not None:
             kwargs[_CACHE] = cache
             kwargs["position_ids"] = (mask.sum(1, keepdim=True) + torch.arange(width)).to(self.device)
