@@ -45,9 +45,9 @@ def run(engine, reqs, reuse: bool, monkeypatch) -> tuple[list[tuple[float, bool]
     ran = [0]
     extend = type(engine)._extend
 
-    def counting(self, cache, mask, rows, use_cache=True):
+    def counting(self, cache, mask, rows, **kwargs):
         ran[0] += sum(len(r) for r in rows)
-        return extend(self, cache, mask, rows, use_cache)
+        return extend(self, cache, mask, rows, **kwargs)
 
     monkeypatch.setattr(type(engine), "_extend", counting)
     engine.prefix_reuse = reuse
