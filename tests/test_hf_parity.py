@@ -129,6 +129,8 @@ def test_loglikelihood_split_and_scores_match_lm_eval(engines):
             assert ours._encode_pair(ctx, cont) == expected_split, (ctx, cont)
     # merged continuations aside, the scores are lm-eval's, on the plain path and the shared-prefix path
     reqs = [(c, x) for c, x in PAIRS] + [("Q: What is 12 + 7?\nA:", " 20"), ("Q: What is 12 + 7?\nA:", " 19.")]
+    # longer than the model's 512 positions: both keep the last 513 tokens
+    reqs += [("Step 1: 12 + 7 = 19. " * 60 + "The answer is", " 19"), ("Step 1: 12 + 7 = 19. " * 60 + "The", " answer")]
     instances = [Instance(request_type="loglikelihood", doc={}, arguments=r, idx=i) for i, r in enumerate(reqs)]
     expected = theirs.loglikelihood(instances, disable_tqdm=True)
     got = ours.loglikelihood(reqs)

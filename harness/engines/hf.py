@@ -93,6 +93,15 @@ class HFEngine:
             # workers spin and contend with every other busy process (graders, sandboxes), measured 10x slower.
             torch.set_num_threads(1)
 
+    @property
+    def max_length(self) -> int:
+        """The model's context length, found as lm-eval's HFLM finds it (config, then tokenizer, else 2048)."""
+        for attr in ("n_positions", "max_position_embeddings", "n_ctx"):
+            if hasattr(self.model.config, attr):
+                return int(getattr(self.model.config, attr))
+        limit = self.tokenizer.model_max_length
+        return 2048 if limit >= 1e29 else int(limit)
+
     # ---- identity ------------------------------------------------------------------------------------
     @staticmethod
     def _settings(device: str, dtype_name: str) -> dict[str, str]:
@@ -166,6 +175,9 @@ class HFEngine:
     ) -> list[list[Completion]]:
         texts = [self.render(p) for p in prompts]
         encoded = [self._encode(t, chat=not isinstance(p, str)) for p, t in zip(prompts, texts)]
+        room = self.max_length - params.max_new_tokens
+        if room > 0:  # as lm-eval: a prompt longer than the room the budget leaves loses its start
+            encoded = [e[-room:] if len(e) > room else e for e in encoded]
         out: list[list[Completion] | None] = [None] * len(texts)
         pad_id = self.tokenizer.pad_token_id
         eos_ids = self._eos_ids()
@@ -281,7 +293,12 @@ class HFEngine:
         groups: dict[tuple[int, ...], list[int]] = {}
         for i, (prompt, cont) in enumerate(requests):
             ctx_ids, cont_ids = self._encode_pair(prompt, cont)
-            seqs.append((ctx_ids + cont_ids, len(ctx_ids)))
+            toks = ctx_ids + cont_ids
+            if len(toks) > self.max_length + 1:  # as lm-eval: keep the last max_length + 1 tokens
+                toks = toks[-(self.max_length + 1):]
+                seqs.append((toks, max(1, len(toks) - len(cont_ids))))
+                continue
+            seqs.append((toks, len(ctx_ids)))
             groups.setdefault(tuple(ctx_ids), []).append(i)
         shared = [(list(ctx), idx) for ctx, idx in groups.items() if len(idx) > 1] if self.prefix_reuse else []
         in_shared = {i for _, idx in shared for i in idx}
@@ -296,7 +313,8 @@ class HFEngine:
         order = sorted(todo, key=lambda i: -len(seqs[i][0]))
         for start in range(0, len(order), self.batch_size):
             idx = order[start : start + self.batch_size]
-            logits, _, _ = self._extend(None, None, [seqs[i][0] for i in idx], use_cache=False)
+            # The last token is only scored, never input (as lm-eval: a max_length + 1 sequence still fits).
+            logits, _, _ = self._extend(None, None, [seqs[i][0][:-1] for i in idx], use_cache=False)
             for row, i in enumerate(idx):
                 toks, n_ctx = seqs[i]
                 out[i] = _score(logits[row, n_ctx - 1 : len(toks) - 1], toks[n_ctx:])
