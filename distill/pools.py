@@ -3,13 +3,24 @@
 - synthetic: the embedded arithmetic word problems (tasks.synthetic), for the tiny default.
 - math_train: the 7,500-problem MATH train split (local mirror math_train/train.jsonl); gold = last \\boxed{}.
 - gsm8k_train: GSM8K train (7,473); gold after '####', calculator annotations removed from the solution.
-Evaluation sets are never pools (BBH etc. carry canary strings; MATH-500 is a test set).
+- ``hf:<dataset id>``: any dataset through ``datasets.load_dataset`` (the paper's pool is
+  ``hf:TIGER-Lab/WebInstructSub``); ``hf:<local folder>`` loads a local copy the same way.
+- a JSONL file path: loaded with ``datasets.load_dataset("json", data_files=path)``.
+For hf and JSONL pools ``PoolSpec`` names the question / solution / answer / id fields; the gold answer is the
+answer field, else the solution's last \\boxed{}, else none (then no correctness check is possible).
+
+Decontamination: a candidate question is dropped when, after normalisation (lower case, punctuation removed),
+it shares one word n-gram (13 by default) with an evaluation prompt of the run, or, when shorter than n words,
+appears whole inside one. Candidates are walked in the pool's shuffled order until n clean ones are found, so an
+uncontaminated pool is exactly the sample it was before. Evaluation sets are never pools.
 """
 from __future__ import annotations
 
 import random
 import re
-from typing import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from common.files import read_jsonl
 from distill.items import TrainItem
@@ -17,14 +28,121 @@ from tasks.data import missing, local_path
 from tasks.scorers.extract import last_boxed
 from tasks.synthetic import ID_STEPS, pool_problems
 
-
-def _sample(items: list[TrainItem], n: int, seed: int) -> list[TrainItem]:
-    rng = random.Random(seed)
-    picked = list(items)
-    rng.shuffle(picked)
-    return picked[:n]
+BUILTIN_POOLS = ("synthetic", "math_train", "gsm8k_train")
+#: The paper's training pool (CGD and CFT both sample WebInstruct questions).
+WEBINSTRUCT = "hf:TIGER-Lab/WebInstructSub"
 
 
+class PoolError(ValueError):
+    """A pool that cannot be loaded as configured; the message is one line with the fix."""
+
+
+def check_source(source: str) -> None:
+    if source in BUILTIN_POOLS:
+        return
+    if source.startswith("hf:") and len(source) > 3:
+        return
+    if source.endswith((".jsonl", ".json", ".jsonl.gz", ".json.gz")):
+        return
+    raise ValueError(f"unknown pool source {source!r}; use {', '.join(BUILTIN_POOLS)}, hf:<dataset id or local "
+                     "dataset folder> or a .jsonl file path")
+
+
+@dataclass
+class PoolSpec:
+    source: str = "synthetic"
+    n: int = 400
+    seed: int = 0
+    split: str = "train"
+    subset: str | None = None
+    question_field: str = "question"
+    solution_field: str | None = "answer"
+    answer_field: str | None = None
+    id_field: str | None = None
+
+    @classmethod
+    def of(cls, cfg: Any) -> "PoolSpec":
+        """From the config's pool section (any object with the same attribute names)."""
+        return cls(**{k: getattr(cfg, k) for k in cls.__dataclass_fields__})
+
+
+@dataclass
+class PoolReport:
+    """What loading the pool did: candidates examined, how many decontamination removed and why."""
+
+    source: str
+    candidates: int = 0
+    examined: int = 0
+    kept: int = 0
+    removed: int = 0
+    removed_by_task: dict[str, int] = field(default_factory=dict)
+    removed_by_rule: dict[str, int] = field(default_factory=dict)
+    removed_examples: list[dict] = field(default_factory=list)  # a few (id, task, rule), for the report
+    decontamination: str = "off"  # off | on (n-gram and containment) | not needed (synthetic)
+    ngram: int = 13
+    against: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+# ---- decontamination -------------------------------------------------------------------------------------
+_NON_WORD = re.compile(r"[^0-9a-z]+")
+
+
+def normalise(text: str) -> list[str]:
+    """Lower-case words with punctuation and LaTeX markup characters removed."""
+    return _NON_WORD.sub(" ", text.lower()).split()
+
+
+def prompt_text(prompt: Any) -> str:
+    """The text a model is shown for a Doc prompt: the user turns of a chat, or the string itself."""
+    if isinstance(prompt, str):
+        return prompt
+    return "\n\n".join(m.get("content", "") for m in prompt if m.get("role") != "system")
+
+
+class Decontaminator:
+    """Word n-gram index over evaluation texts. Texts are split at blank lines and deduplicated first, so the
+    few-shot exemplars every prompt of a task repeats are indexed once."""
+
+    def __init__(self, texts_by_task: Mapping[str, Iterable[str]], n: int = 13) -> None:
+        self.n = n
+        self.tasks = list(texts_by_task)
+        self._grams: dict[int, str] = {}
+        self._chunks: list[tuple[str, str]] = []  # (" normalised chunk ", task) for short-question containment
+        seen: set[str] = set()
+        for task, texts in texts_by_task.items():
+            for text in texts:
+                for chunk in re.split(r"\n\s*\n", text):
+                    words = normalise(chunk)
+                    key = " ".join(words)
+                    if not key or key in seen:
+                        continue
+                    seen.add(key)
+                    self._chunks.append((f" {key} ", task))
+                    for i in range(len(words) - n + 1):
+                        self._grams.setdefault(hash(" ".join(words[i : i + n])), task)
+
+    def match(self, question: str) -> tuple[str, str] | None:
+        """(task, rule) of the first overlap, rule = 'ngram' or 'exact'; None when clean."""
+        words = normalise(question)
+        if not words:
+            return None
+        if len(words) >= self.n:
+            for i in range(len(words) - self.n + 1):
+                task = self._grams.get(hash(" ".join(words[i : i + self.n])))
+                if task is not None:
+                    return task, "ngram"
+            return None
+        q = f" {' '.join(words)} "
+        for chunk, task in self._chunks:
+            if q in chunk:
+                return task, "exact"
+        return None
+
+
+# ---- sources ------------------------------------------------------------------------------------------
 def synthetic_pool(n: int, seed: int = 0, steps: Sequence[int] = ID_STEPS) -> list[TrainItem]:
     """Training questions (never an evaluation question) with gold solutions and the structured problem."""
     return [
@@ -34,7 +152,7 @@ def synthetic_pool(n: int, seed: int = 0, steps: Sequence[int] = ID_STEPS) -> li
     ]
 
 
-def math_train_pool(n: int, seed: int) -> list[TrainItem]:
+def math_train_candidates() -> list[TrainItem]:
     path = local_path("math_train", "train.jsonl")
     if path is None:
         raise missing("math_train (pool)", "math_train/train.jsonl", None)
@@ -45,10 +163,10 @@ def math_train_pool(n: int, seed: int) -> list[TrainItem]:
             continue
         items.append(TrainItem(id=row["unique_id"], question=row["problem"], gold_solution=row["solution"],
                                gold_answer=gold, meta={"level": row["level"], "type": row["type"]}))
-    return _sample(items, n, seed)
+    return items
 
 
-def gsm8k_train_pool(n: int, seed: int) -> list[TrainItem]:
+def gsm8k_train_candidates() -> list[TrainItem]:
     path = local_path("gsm8k", "train.jsonl")
     if path is None:
         raise missing("gsm8k_train (pool)", "gsm8k/train.jsonl", None)
@@ -59,17 +177,123 @@ def gsm8k_train_pool(n: int, seed: int) -> list[TrainItem]:
         body = re.sub(r"<<[^>]*>>", "", body).strip()  # drop the <<48/2=24>> calculator annotations
         items.append(TrainItem(id=f"gsm8k_train/{i}", question=row["question"],
                                gold_solution=f"{body}\nThe answer is \\boxed{{{gold}}}.", gold_answer=gold))
-    return _sample(items, n, seed)
+    return items
+
+
+def load_rows(spec: PoolSpec):
+    """The pool's rows as a ``datasets.Dataset`` (hf: ids, local dataset folders, JSONL files)."""
+    import datasets
+
+    src = spec.source
+    target = src[3:] if src.startswith("hf:") else src
+    local = Path(target).expanduser()
+    try:
+        if local.is_file():
+            return datasets.load_dataset("json", data_files=str(local), split="train")
+        if local.is_dir():
+            if (local / "state.json").exists() or (local / "dataset_dict.json").exists():
+                ds = datasets.load_from_disk(str(local))
+                return ds[spec.split] if isinstance(ds, datasets.DatasetDict) else ds
+            return datasets.load_dataset(str(local), name=spec.subset, split=spec.split)
+        if not src.startswith("hf:"):
+            raise PoolError(f"pool file {src} not found; pass an existing JSONL file or hf:<dataset id>")
+        return datasets.load_dataset(target, name=spec.subset, split=spec.split)
+    except PoolError:
+        raise
+    except Exception as e:  # offline, unknown id, bad split: one line with the fix
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        raise PoolError(f"pool {src} (split {spec.split!r}) could not be loaded: {first}; fix: allow hub access, "
+                        "or download it and pass hf:<local folder> or a JSONL file") from None
+
+
+def _row_item(spec: PoolSpec, row: Mapping[str, Any], index: int) -> TrainItem:
+    question = row[spec.question_field]
+    solution = str(row[spec.solution_field] or "") if spec.solution_field else ""
+    if spec.answer_field:
+        gold = str(row[spec.answer_field] or "").strip()
+    else:
+        gold = (last_boxed(solution) or "").strip()
+    rid = str(row[spec.id_field]) if spec.id_field else f"{spec.source}/{spec.split}/{index}"
+    return TrainItem(id=rid, question=str(question), gold_solution=solution, gold_answer=gold,
+                     meta={"row": index})
+
+
+def _check_fields(spec: PoolSpec, columns: Sequence[str]) -> None:
+    for key in ("question_field", "solution_field", "answer_field", "id_field"):
+        name = getattr(spec, key)
+        if name is not None and name not in columns:
+            raise PoolError(f"pool {spec.source}: pool.{key}={name!r} is not a column; its columns are "
+                            f"{', '.join(columns)}")
+
+
+def candidates(spec: PoolSpec) -> tuple[int, Callable[[int], TrainItem]]:
+    """(number of candidate rows, row index -> TrainItem) for non-synthetic sources; rows are read lazily."""
+    if spec.source == "math_train":
+        items = math_train_candidates()
+        return len(items), items.__getitem__
+    if spec.source == "gsm8k_train":
+        items = gsm8k_train_candidates()
+        return len(items), items.__getitem__
+    ds = load_rows(spec)
+    _check_fields(spec, ds.column_names)
+    return len(ds), lambda i: _row_item(spec, ds[i], i)
+
+
+def _walk(order: Iterator[int], get: Callable[[int], TrainItem], n: int, report: PoolReport,
+          check: Callable[[str], tuple[str, str] | None] | None) -> list[TrainItem]:
+    out: list[TrainItem] = []
+    for i in order:
+        if len(out) >= n:
+            break
+        it = get(i)
+        report.examined += 1
+        if not it.question.strip():
+            continue
+        hit = check(it.question) if check else None
+        if hit:
+            task, rule = hit
+            report.removed += 1
+            report.removed_by_task[task] = report.removed_by_task.get(task, 0) + 1
+            report.removed_by_rule[rule] = report.removed_by_rule.get(rule, 0) + 1
+            if len(report.removed_examples) < 20:
+                report.removed_examples.append({"id": it.id, "task": task, "rule": rule})
+            continue
+        out.append(it)
+    report.kept = len(out)
+    return out
+
+
+def load_pool_spec(spec: PoolSpec, decontaminator: Decontaminator | None = None) -> tuple[list[TrainItem],
+                                                                                         PoolReport]:
+    """n training questions, shuffled by the seed, with those overlapping an evaluation set removed."""
+    report = PoolReport(source=spec.source)
+    if spec.source == "synthetic":
+        items = synthetic_pool(spec.n, seed=spec.seed)
+        report.candidates = report.examined = report.kept = len(items)
+        report.decontamination = "not needed (synthetic questions are disjoint from the evaluation sets)"
+        return items, report
+    total, get = candidates(spec)
+    report.candidates = total
+    if decontaminator is not None:
+        report.decontamination, report.ngram, report.against = "on", decontaminator.n, decontaminator.tasks
+    order = list(range(total))
+    random.Random(spec.seed).shuffle(order)  # the same order the pools always had
+    items = _walk(iter(order), get, spec.n, report, decontaminator.match if decontaminator else None)
+    return items, report
 
 
 def load_pool(source: str, n: int, seed: int) -> list[TrainItem]:
-    if source == "synthetic":
-        return synthetic_pool(n, seed=seed)
-    if source == "math_train":
-        return math_train_pool(n, seed)
-    if source == "gsm8k_train":
-        return gsm8k_train_pool(n, seed)
-    raise ValueError(f"unknown pool source {source!r}; use synthetic, math_train or gsm8k_train")
+    """A builtin or hf/JSONL pool with default fields and no decontamination (kept for callers and tests)."""
+    check_source(source)
+    return load_pool_spec(PoolSpec(source=source, n=n, seed=seed))[0]
+
+
+def math_train_pool(n: int, seed: int) -> list[TrainItem]:
+    return load_pool("math_train", n, seed)
+
+
+def gsm8k_train_pool(n: int, seed: int) -> list[TrainItem]:
+    return load_pool("gsm8k_train", n, seed)
 
 
 def split_validation(items: list[TrainItem], validation_n: int) -> tuple[list[TrainItem], list[TrainItem]]:

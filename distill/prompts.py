@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import string
+from pathlib import Path
 from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, model_validator
@@ -72,6 +73,11 @@ _DIRECT_REQUEST = (
     "Solve the following problem. Reason step by step and put the final answer in \\boxed{{}}.\n\n{question}"
 )
 
+_GENERIC_CRITIQUE = (
+    "Read the solution again carefully. Check that each step follows from the previous one, that the "
+    "arithmetic and algebra are right, and that the final answer answers the question that was asked."
+)
+
 _CONCLUSION_REMINDER = (
     "Your review did not end with the required verdict line. Reply with exactly one line: "
     "\"Conclusion: right\" or \"Conclusion: wrong\"."
@@ -101,6 +107,8 @@ class PromptTemplates(BaseModel):
     refine_request: str = _REFINE_REQUEST
     direct_request: str = _DIRECT_REQUEST
     conclusion_reminder: str = _CONCLUSION_REMINDER
+    #: The one critique every item gets under teacher.critique_mode=generic (used verbatim, no placeholders).
+    generic_critique: str = _GENERIC_CRITIQUE
 
     #: kind -> (required placeholders, optional placeholders, system-message field)
     KINDS: ClassVar[dict[str, tuple[frozenset[str], frozenset[str], str]]] = {
@@ -162,6 +170,39 @@ class PromptTemplates(BaseModel):
         """Short hash of all templates (for cache keys and the manifest)."""
         blob = json.dumps(self.model_dump(), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def load_prompt_set(path: str | Path) -> dict[str, str]:
+    """A prompt set from files: a folder holding ``<field>.txt`` for any PromptTemplates fields (others keep the
+    default wording). A relative path is looked up from the working directory, then from the repository root
+    (``prompts/default`` ships the defaults as files to copy). An unknown file name is a one-line error."""
+    p = Path(path).expanduser()
+    if not p.is_absolute() and not p.exists():
+        p = Path(__file__).resolve().parents[1] / p
+    if not p.is_dir():
+        raise PromptTemplateError(f"prompt set {path} is not a folder; pass a folder of <field>.txt files, "
+                                  "e.g. prompts/default")
+    fields = set(PromptTemplates.model_fields)
+    out: dict[str, str] = {}
+    for f in sorted(p.iterdir()):
+        if f.suffix != ".txt":
+            continue
+        if f.stem not in fields:
+            raise PromptTemplateError(f"prompt set {p}: {f.name} names no prompt field; valid names: "
+                                      f"{', '.join(sorted(x + '.txt' for x in fields))}")
+        text = f.read_text(encoding="utf-8")
+        out[f.stem] = text[:-1] if text.endswith("\n") else text  # an editor's final newline is not wording
+    if not out:
+        raise PromptTemplateError(f"prompt set {p} holds no <field>.txt file")
+    return out
+
+
+def write_prompt_set(templates: PromptTemplates, folder: str | Path) -> None:
+    """Write every field as <field>.txt (the inverse of load_prompt_set)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in templates.model_dump().items():
+        (folder / f"{name}.txt").write_text(text + "\n", encoding="utf-8")
 
 
 def _placeholders(kind: str, template: str) -> set[str]:

@@ -68,16 +68,71 @@ class TeacherConfig(Strict):
     engine: EngineConfig = Field(default_factory=EngineConfig)
     max_new_tokens: int = 1024
     temperature: float = 0.0
+    #: The paper's critique-content ablation (its T7): specific = each item's own critique (default);
+    #: irrelevant = the critique of ANOTHER pool question (a derangement fixed by the run seed);
+    #: generic = one fixed critique for every item (prompts.generic_critique). Refinements are always written
+    #: from the specific critique; only what the student trains on (cft's target, cgd's input) changes.
+    critique_mode: Literal["specific", "irrelevant", "generic"] = "specific"
+    #: Follow-up turns asking for the missing `Conclusion: right|wrong` line before a critique is kept flagged.
+    conclusion_retries: int = Field(1, ge=0, le=5)
+    #: Keep only items whose teacher targets (refined / direct answers) reach the gold answer (math-verify);
+    #: items without a gold answer are kept. Off in the released pipeline.
+    correctness_filter: bool = False
+    #: Teacher requests between two budget checks and two saves of data/items.jsonl.
+    batch_size: int = Field(32, ge=1)
+    #: USD per million input / output tokens; None = the engine's own price options (engine.options), else 0.
+    price_per_mtok_in: float | None = Field(None, ge=0)
+    price_per_mtok_out: float | None = Field(None, ge=0)
+    #: Spending caps over this run's training data (teacher input + output tokens, USD), counted across resumes
+    #: (a call answered by the cache counts at its original size). Reaching one stops the run cleanly (exit code
+    #: 2) with everything so far kept; raise it to resume. Not part of the run id: a raised cap resumes the run.
+    max_tokens: int | None = Field(None, ge=1)
+    max_cost_usd: float | None = Field(None, gt=0)
+
+    def prices(self) -> tuple[float, float]:
+        """(USD per Mtok in, out): the teacher's own, else the engine's price options, else 0."""
+        opts = self.engine.options
+        pin = self.price_per_mtok_in if self.price_per_mtok_in is not None else opts.get("price_per_mtok_in")
+        pout = self.price_per_mtok_out if self.price_per_mtok_out is not None else opts.get("price_per_mtok_out")
+        return float(pin or 0.0), float(pout or 0.0)
+
+
+class DecontaminationConfig(Strict):
+    """Pool questions that overlap any evaluation set of the run are removed before sampling."""
+
+    enabled: bool = True
+    #: Word n-gram length: a pool question sharing one n-gram with an evaluation prompt is removed (13, as in
+    #: GPT-3's and Tulu's decontamination). Questions shorter than n words are checked by exact containment.
+    ngram: int = Field(13, ge=4)
 
 
 class PoolConfig(Strict):
     """The training questions."""
 
-    source: Literal["synthetic", "math_train", "gsm8k_train"] = "synthetic"
+    #: synthetic | math_train | gsm8k_train (local mirror) | hf:<dataset id or local dataset folder> |
+    #: a JSONL file path (*.jsonl / *.json).
+    source: str = "synthetic"
     n: int = Field(400, ge=1)
     seed: int = 0
     #: Held out from training, evaluated as the task `pool_validation` (checkpoint selection never uses a test set).
     validation_n: int = Field(0, ge=0)
+    #: hf: and JSONL pools: the split and subset (hf only), and which fields hold what.
+    split: str = "train"
+    subset: str | None = None
+    question_field: str = "question"
+    #: The reference solution y* (sft's target); its last \boxed{} is the gold answer unless answer_field is set.
+    solution_field: str | None = "answer"
+    answer_field: str | None = None
+    id_field: str | None = None
+    decontaminate: DecontaminationConfig = Field(default_factory=DecontaminationConfig)
+
+    @field_validator("source")
+    @classmethod
+    def _known_source(cls, v: str) -> str:
+        from distill.pools import check_source
+
+        check_source(v)
+        return v
 
 
 class ProbeConfig(Strict):
@@ -101,6 +156,39 @@ class EvalConfig(Strict):
         return [t.strip() for t in v.split(",") if t.strip()] if isinstance(v, str) else v
 
 
+class ExperimentColumn(Strict):
+    """One column of a paper table: the paper's benchmark name and where our number comes from."""
+
+    paper: str
+    #: Our task; ``tasks`` instead averages the primary metric over several (a paper "Avg" column).
+    task: str | None = None
+    tasks: list[str] = Field(default_factory=list)
+    metric: str | None = None  # None = the task's primary metric; "words"/"steps" = reasoning length
+    #: The sweep cell the number comes from (dotted sweep keys -> value), e.g. {train.learning_rate: 1e-6}.
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class ExperimentRow(Strict):
+    """One row of a paper table: the paper's method label and which of our models (and cell) fills it."""
+
+    paper: str
+    model: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class ExperimentConfig(Strict):
+    """How a sweep's results are laid out as one of the paper's tables (reports/paper.py reads the csv)."""
+
+    table: str  # T1, T5, T7, T8 ...
+    title: str = ""
+    #: The config this experiment becomes at full scale (the paper's student, teacher and data).
+    full_scale: str = ""
+    #: What differs in kind from the paper (student, teacher, scale), shown beside the table.
+    differences: list[str] = Field(default_factory=list)
+    rows: list[ExperimentRow] = Field(default_factory=list)
+    columns: list[ExperimentColumn] = Field(default_factory=list)
+
+
 class RunConfig(Strict):
     name: str = "tiny"
     seed: int = 0
@@ -116,11 +204,46 @@ class RunConfig(Strict):
     #: The paper's optional correctness filter: fraction of training examples whose critique concluded
     #: "right" (1.0, 0.75, 0.5, 0.25, 0.0); None = no filter (the released default).
     right_fraction: float | None = Field(None, ge=0.0, le=1.0)
+    #: An experiment grid: dotted config keys -> the values to try (e.g. {"train.learning_rate": [1e-4, 5e-4]}).
+    #: `harness compare` runs every cell (the product of the lists) under results/<run-id>/cells/<cell-id>/.
+    sweep: dict[str, list[Any]] = Field(default_factory=dict)
+    #: Training seeds: each method is trained once per seed (train.seed); the report gives mean ± sd over them.
+    seeds: list[int] | None = None
+    #: The paper table this experiment reproduces (layout of the report's experiment table).
+    experiment: ExperimentConfig | None = None
 
     @field_validator("methods", mode="before")
     @classmethod
     def _split(cls, v: Any) -> Any:
         return [m.strip() for m in v.split(",") if m.strip()] if isinstance(v, str) else v
+
+    @field_validator("prompts", mode="before")
+    @classmethod
+    def _prompt_set(cls, v: Any) -> Any:
+        """`prompts: path/to/set` (a folder of <field>.txt files) or `prompts: {set: path, <field>: ...}`."""
+        from distill.prompts import load_prompt_set
+
+        if isinstance(v, (str, Path)):
+            return load_prompt_set(v)
+        if isinstance(v, dict) and "set" in v:
+            rest = {k: x for k, x in v.items() if k != "set"}
+            return {**load_prompt_set(v["set"]), **rest}
+        return v
+
+    @field_validator("seeds", mode="before")
+    @classmethod
+    def _split_seeds(cls, v: Any) -> Any:
+        return [int(x) for x in str(v).split(",") if x.strip()] if isinstance(v, (str, int)) else v
+
+    @field_validator("sweep")
+    @classmethod
+    def _sweep_lists(cls, v: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        for key, values in v.items():
+            if not values:
+                raise ValueError(f"sweep.{key} is an empty list; give at least one value")
+            if key in ("sweep", "seeds", "experiment", "name", "output_dir"):
+                raise ValueError(f"sweep.{key}: {key} cannot be swept")
+        return v
 
 
 def deep_merge(base: dict, over: dict) -> dict:

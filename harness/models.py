@@ -72,4 +72,5 @@ def make_teacher(cfg: RunConfig, cache: CallCache | None):
     assert cache is not None
     engine = serve(cfg.teacher.engine, cfg.teacher.model, None, cache)
     return LLMTeacher(engine, cfg.prompts, teacher_params(cfg),
-                      identity=f"llm:{stable_hash(teacher_fingerprint(cfg))[:16]}")
+                      identity=f"llm:{stable_hash(teacher_fingerprint(cfg))[:16]}",
+                      batch_size=cfg.teacher.batch_size, conclusion_retries=cfg.teacher.conclusion_retries)

@@ -1,20 +1,21 @@
 """The LLM teacher: critiques, refinements and direct answers from any Engine (HF, vLLM, API), in batches.
 
 Critiques must end with one line ``Conclusion: right`` or ``Conclusion: wrong``. When one does not (the model
-forgot, or hit the token limit), the teacher asks once more in a follow-up turn for just that line
-(``PromptTemplates.conclusion_reminder``) and appends the line it gets back. If the follow-up has no valid line
-either, the critique is kept as it is and stays flagged: ``TrainItem.conclusion`` returns None for it (the mix filter
+forgot, or hit the token limit), the teacher asks in a follow-up turn for just that line
+(``PromptTemplates.conclusion_reminder``, up to ``conclusion_retries`` turns) and appends the line it gets back. If
+no follow-up has a valid line, the critique is kept as it is and stays flagged: ``TrainItem.conclusion`` returns None for it (the mix filter
 drops such items; the unfiltered methods still train on them, as the released pipeline does).
 """
 from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import asdict, dataclass
 from typing import Sequence
 
 from distill.items import TrainItem
 from distill.prompts import PromptTemplates
-from common.types import Prompt, ProgressFn, SamplingParams
+from common.types import Completion, Prompt, ProgressFn, SamplingParams
 from distill.teachers.base import TextModel
 
 
@@ -32,9 +33,40 @@ def conclusion_line(text: str) -> str | None:
     return None
 
 
+@dataclass
+class CallUsage:
+    """What one item's teacher call(s) of a stage used: tokens as the engine reported them (a cached answer
+    counts at its original size and is marked cached), follow-up requests, and whether the verdict is missing."""
+
+    tokens_in: int = 0
+    tokens_out: int = 0
+    requests: int = 0
+    cached: int = 0  # requests answered by the call cache
+    retries: int = 0  # follow-up turns asking for the Conclusion line
+    flagged: bool = False  # a critique still without a valid Conclusion line after the retries
+
+    def add(self, c: Completion) -> None:
+        self.tokens_in += c.prompt_tokens
+        self.tokens_out += c.completion_tokens
+        self.requests += 1
+        self.cached += bool(c.cached)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def specific_critique(item: TrainItem) -> str | None:
+    """The teacher's own critique of this item's answer (under the irrelevant/generic critique modes
+    ``item.critique`` holds what the student trains on, and ``meta['specific_critique']`` the teacher's own)."""
+    return item.meta.get("specific_critique") or item.critique
+
+
 class LLMTeacher:
     """Teacher protocol over an Engine. ``batch_size`` prompts go to ``engine.generate`` per call, so a long
-    stage shows steady progress and a crash loses at most one batch (the engine's cache keeps the rest)."""
+    stage shows steady progress and a crash loses at most one batch (the engine's cache keeps the rest).
+
+    After each call ``last_usage`` holds one CallUsage per item (tokens, requests, retries, flag) and
+    ``last_stats`` the critique stage's counts."""
 
     def __init__(
         self,
@@ -45,6 +77,7 @@ class LLMTeacher:
         *,
         batch_size: int = 256,
         retry_missing_conclusion: bool = True,
+        conclusion_retries: int = 1,
         progress: ProgressFn | None = None,
     ) -> None:
         self.engine = engine
@@ -53,47 +86,72 @@ class LLMTeacher:
         if self.params.n != 1:
             raise ValueError(f"LLMTeacher needs one completion per prompt (params.n={self.params.n}); set n=1")
         self.batch_size = batch_size
-        self.retry_missing_conclusion = retry_missing_conclusion
+        self.conclusion_retries = conclusion_retries if retry_missing_conclusion else 0
         self.progress = progress
         # Teacher outputs depend on the weights, the wording and the sampling: all three go into the identity.
         blob = json.dumps({"prompts": self.prompts.model_dump(), "params": self.params.to_dict()}, sort_keys=True)
         self.identity = identity or f"llm:{engine.identity}#{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
         #: How many critiques needed the follow-up, and how many stayed without a valid conclusion (last call).
         self.last_stats: dict[str, int] = {}
+        self.last_usage: list[CallUsage] = []
 
     # ---- Teacher protocol --------------------------------------------------------------------------------
     def critique(self, items: Sequence[TrainItem]) -> list[str]:
+        """Each critique must end with ``Conclusion: right|wrong``; one without gets up to
+        ``conclusion_retries`` follow-up turns (each continues the conversation, so a greedy model is not asked
+        the same thing twice) and is kept flagged when none yields the line."""
         _require(items, "probe", "probe")
         prompts = [self._critique_prompt(it) for it in items]
-        texts = self._generate(prompts)
+        usage = [CallUsage() for _ in items]
+        texts = self._generate(prompts, usage=usage)
         bad = [i for i, t in enumerate(texts) if conclusion_of(t) is None]
-        fixed = 0
-        if bad and self.retry_missing_conclusion:
-            follow_ups = [
-                prompts[i] + [{"role": "assistant", "content": texts[i]},
-                              {"role": "user", "content": self.prompts.conclusion_reminder}]
-                for i in bad
-            ]
-            for i, reply in zip(bad, self._generate(follow_ups, report_progress=False)):
+        missing = len(bad)
+        convo = {i: prompts[i] + [{"role": "assistant", "content": texts[i]}] for i in bad}
+        for _ in range(self.conclusion_retries):
+            if not bad:
+                break
+            follow_ups = [convo[i] + [{"role": "user", "content": self.prompts.conclusion_reminder}] for i in bad]
+            sub = [CallUsage() for _ in bad]
+            replies = self._generate(follow_ups, report_progress=False, usage=sub)
+            still = []
+            for i, reply, u in zip(bad, replies, sub):
+                usage[i].tokens_in += u.tokens_in
+                usage[i].tokens_out += u.tokens_out
+                usage[i].requests += u.requests
+                usage[i].cached += u.cached
+                usage[i].retries += 1
                 line = conclusion_line(reply)
                 if line:
                     texts[i] = f"{texts[i].rstrip()}\n{line}"
-                    fixed += 1
-        self.last_stats = {"critiques": len(texts), "missing_conclusion": len(bad),
-                           "fixed_by_retry": fixed, "flagged": len(bad) - fixed}
+                else:
+                    convo[i] = follow_ups[bad.index(i)] + [{"role": "assistant", "content": reply}]
+                    still.append(i)
+            bad = still
+        for i in bad:
+            usage[i].flagged = True
+        self.last_usage = usage
+        self.last_stats = {"critiques": len(texts), "missing_conclusion": missing,
+                           "fixed_by_retry": missing - len(bad), "flagged": len(bad)}
         return texts
 
     def refine(self, items: Sequence[TrainItem]) -> list[str]:
         _require(items, "probe", "probe")
         _require(items, "critique", "critique")
-        return self._generate([
+        usage = [CallUsage() for _ in items]
+        out = self._generate([
             self.prompts.messages_for("refine_request", question=it.question, answer=it.probe,
-                                      critique=it.critique, reference=it.gold_solution)
+                                      critique=specific_critique(it), reference=it.gold_solution)
             for it in items
-        ])
+        ], usage=usage)
+        self.last_usage = usage
+        return out
 
     def answer(self, items: Sequence[TrainItem]) -> list[str]:
-        return self._generate([self.prompts.messages_for("direct_request", question=it.question) for it in items])
+        usage = [CallUsage() for _ in items]
+        out = self._generate([self.prompts.messages_for("direct_request", question=it.question) for it in items],
+                             usage=usage)
+        self.last_usage = usage
+        return out
 
     # ---- helpers --------------------------------------------------------------------------------------
     def _critique_prompt(self, item: TrainItem) -> list[dict[str, str]]:
@@ -101,7 +159,8 @@ class LLMTeacher:
         return self.prompts.messages_for("critique_request", question=item.question, answer=item.probe,
                                          reference=item.gold_solution)
 
-    def _generate(self, prompts: Sequence[Prompt], report_progress: bool = True) -> list[str]:
+    def _generate(self, prompts: Sequence[Prompt], report_progress: bool = True,
+                  usage: list[CallUsage] | None = None) -> list[str]:
         # Follow-ups are not reported: the caller's progress total counts items, not requests.
         progress = self.progress if report_progress else None
         out: list[str] = []
@@ -111,7 +170,10 @@ class LLMTeacher:
             if len(completions) != len(batch):
                 raise RuntimeError(f"engine {self.engine.identity} returned {len(completions)} results for "
                                    f"{len(batch)} prompts")
-            out.extend(c[0].text.strip() for c in completions)
+            for j, c in enumerate(completions):
+                if usage is not None:
+                    usage[start + j].add(c[0])
+                out.append(c[0].text.strip())
         return out
 
 

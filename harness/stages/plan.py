@@ -41,8 +41,10 @@ class Plan:
 
 
 def config_hash(cfg: RunConfig) -> str:
-    # The output folder is where the run goes, not what it computes.
-    return stable_hash(cfg.model_dump(mode="json", exclude={"output_dir"}))[:10]
+    # The output folder is where the run goes, not what it computes; the teacher's spending caps and request
+    # batch decide how far a run gets, not what it computes (a raised cap resumes the same run folder).
+    return stable_hash(cfg.model_dump(mode="json", exclude={"output_dir": True, "teacher": {
+        "max_tokens", "max_cost_usd", "batch_size"}}))[:10]
 
 
 def make_task(cfg: RunConfig, name: str) -> Task:
@@ -74,6 +76,10 @@ def plan_run(cfg: RunConfig, run_id: str | None = None, *, train: bool = True) -
         task = make_task(cfg, name)
         try:
             ds = task.docs()
+            if not ds:  # an empty (or truncated to nothing) data file: no score can be computed from it
+                where = f" under {task.local_dir}/ of HARNESS_DATA_DIR" if getattr(task, "local_dir", None) else ""
+                raise DataMissing(f"data for task {name!r} is empty (0 items{where}); fix: restore the file "
+                                  "or point HARNESS_DATA_DIR at a complete mirror")
         except DataMissing as e:
             if name in explicit:
                 missing_explicit.append(str(e))
@@ -118,6 +124,11 @@ def check_combinations(cfg: RunConfig, stages: list[str]) -> None:
                               f"{cfg.pool.source}; use --teacher reference or an LLM teacher")
         if kind == "llm" and not cfg.teacher.model:
             raise ConfigError("teacher.kind=llm needs teacher.model (a local folder, hub id or API model name)")
+        if kind == "llm" and cfg.teacher.engine.backend in ("hf", "vllm"):  # API names are not folders
+            try:
+                local_identity(cfg.teacher.model)
+            except ModelNotFound as e:
+                raise ConfigError(f"teacher: {e}") from None
         if kind != "llm" and cfg.teacher.model:
             raise ConfigError(f"teacher.model is set but teacher.kind={kind}; set teacher.kind=llm to use it")
     if cfg.pool.validation_n >= cfg.pool.n:
@@ -126,29 +137,93 @@ def check_combinations(cfg: RunConfig, stages: list[str]) -> None:
     if cfg.right_fraction is not None and "critique" not in stages:
         raise ConfigError("right_fraction filters by the critique's conclusion, but no chosen method needs a "
                           "critique; add cft or cgd to --methods or unset right_fraction")
+    t = cfg.teacher
+    if t.critique_mode != "specific":
+        if "critique" not in stages:
+            raise ConfigError(f"teacher.critique_mode={t.critique_mode} changes the critiques, but no chosen method "
+                              "uses one; add cft or cgd to --methods or unset it")
+        if cfg.right_fraction is not None:
+            raise ConfigError(f"right_fraction mixes by the critique's verdict, which teacher.critique_mode="
+                              f"{t.critique_mode} replaces; use one of the two at a time")
+    if t.correctness_filter and not any(s in stages for s in ("refine", "direct")):
+        raise ConfigError("teacher.correctness_filter checks teacher answers (refine / direct), but no chosen "
+                          "method needs one; add cgd, refine_only or distilled_sft, or unset it")
+    if t.max_cost_usd is not None and t.prices() == (0.0, 0.0):
+        raise ConfigError("teacher.max_cost_usd needs prices: set teacher.price_per_mtok_in and "
+                          "teacher.price_per_mtok_out (USD per million tokens)")
     if stages and cfg.train.max_length < cfg.probe.max_new_tokens:
         raise ConfigError(f"train.max_length={cfg.train.max_length} is shorter than probe.max_new_tokens="
                           f"{cfg.probe.max_new_tokens}: cft/cgd inputs hold the probe answer and would be cut; "
                           "raise train.max_length")
 
 
-def estimate_cost(plan: Plan) -> dict[str, int]:
-    """Rough token counts for --dry-run: characters / 4 for prompts, budgets for completions."""
+#: Assumptions of the GPU-hour estimate: one H100-class GPU at 989 dense bf16 TFLOP/s, 40% model FLOP
+#: utilisation, 6 FLOPs per parameter per trained token for full fine-tuning (4 for LoRA: no weight gradients).
+PEAK_TFLOPS = 989
+MFU = 0.40
+TEACHER_STAGES = ("critique", "refine", "direct")
+
+
+def student_params_b(name: str) -> float | None:
+    """Billions of parameters read from a model name ('Llama-3.1-8B-Instruct' -> 8); None when it names none."""
+    import re
+
+    found = re.findall(r"(?<![\d.])(\d+(?:\.\d+)?)[bB](?![a-zA-Z])", str(name).rsplit("/", 1)[-1])
+    return float(found[-1]) if found else None
+
+
+def _template_tokens(cfg: RunConfig, kind: str) -> int:
+    t = cfg.prompts
+    _, _, system_field = t.KINDS[kind]
+    return (len(getattr(t, kind)) + len(getattr(t, system_field) if system_field else "")) // 4
+
+
+def estimate_cost(plan: Plan) -> dict[str, float]:
+    """Token counts, teacher money and training GPU-hours for --dry-run, from the config alone (no model, no
+    data): prompts are template characters / 4 plus a typical 120-token question; every completion is counted
+    at its full budget (an upper bound: real ones stop earlier), retries for missing verdicts are not counted."""
     cfg = plan.config
     n_pool = cfg.pool.n - cfg.pool.validation_n
-    q_tokens = 120  # a typical math question and instruction
-    teacher_calls = sum(n_pool for s in plan.stages if s in ("critique", "refine", "direct"))
-    teacher_tokens = teacher_calls * (q_tokens + 2 * cfg.probe.max_new_tokens + cfg.teacher.max_new_tokens)
-    probe_tokens = (n_pool * (q_tokens + cfg.probe.max_new_tokens)) if "probe" in plan.stages else 0
-    steps = cfg.train.max_steps or 0
-    train_tokens = len(plan.methods) * (
-        steps * cfg.train.per_device_batch_size * cfg.train.gradient_accumulation_steps * cfg.train.max_length
-        if steps else n_pool * cfg.train.num_epochs * (q_tokens + 2 * cfg.probe.max_new_tokens))
+    q_tokens = 120  # a typical math question
+    probe_out = cfg.probe.max_new_tokens
+    t_out = cfg.teacher.max_new_tokens
+    per_item_in = {"critique": _template_tokens(cfg, "critique_request") + q_tokens + probe_out,
+                   "refine": _template_tokens(cfg, "refine_request") + q_tokens + probe_out + t_out,
+                   "direct": _template_tokens(cfg, "direct_request") + q_tokens}
+    out: dict[str, float] = {}
+    t_in = t_o = 0
+    for s in TEACHER_STAGES:
+        if s in plan.stages:
+            t_in += n_pool * per_item_in[s]
+            t_o += n_pool * t_out
+    teacher_calls = sum(n_pool for s in plan.stages if s in TEACHER_STAGES)
+    pin, pout = cfg.teacher.prices()
+    probe_tokens = (n_pool * (q_tokens + probe_out)) if "probe" in plan.stages else 0
+    # training: one example per pool item and method, each capped at train.max_length
+    per_example = {"sft": q_tokens + 400, "distilled_sft": q_tokens + t_out, "cft": q_tokens + probe_out + t_out,
+                   "cgd": q_tokens + probe_out + 2 * t_out, "refine_only": q_tokens + probe_out + t_out}
+    tc = cfg.train
+    if tc.max_steps:
+        train_tokens = len(plan.methods) * tc.max_steps * tc.per_device_batch_size * tc.gradient_accumulation_steps \
+            * tc.max_length
+    else:
+        train_tokens = sum(n_pool * tc.num_epochs * min(tc.max_length, per_example.get(m, q_tokens + t_out))
+                           for m in plan.methods)
+    params_b = student_params_b(cfg.student.model) if cfg.student.model != "tiny" else None
     n_models = 1 + len(plan.methods)
     eval_tokens = 0
     for t in plan.tasks:
         task = plan.task_objs[t]
         budget = generation_params(cfg, task).max_new_tokens if task.output_type == "generate" else 0
         eval_tokens += n_models * plan.task_counts[t] * (q_tokens + budget * task.generation.n)
-    return {"probe_tokens": probe_tokens, "teacher_calls": teacher_calls, "teacher_tokens": teacher_tokens,
-            "train_tokens_max": train_tokens, "eval_tokens_max": eval_tokens, "models_to_evaluate": n_models}
+    out.update(probe_tokens=probe_tokens, teacher_calls=teacher_calls, teacher_tokens_in=t_in,
+               teacher_tokens_out_max=t_o, teacher_tokens=t_in + t_o,
+               teacher_cost_usd_max=round((t_in * pin + t_o * pout) / 1e6, 2),
+               train_tokens_max=train_tokens)
+    if params_b is not None:
+        flops_per_token = (6 if not tc.use_lora else 4) * params_b * 1e9
+        tokens_per_s = PEAK_TFLOPS * 1e12 * MFU / flops_per_token
+        out.update(student_params_b=params_b, assumed_train_tokens_per_gpu_s=round(tokens_per_s),
+                   train_gpu_hours=round(train_tokens / tokens_per_s / 3600, 2))
+    out.update(eval_tokens_max=eval_tokens, models_to_evaluate=n_models)
+    return out

@@ -1,18 +1,31 @@
 """Training data: the pool's questions, then the stages the chosen methods need, in order: probe (the student's
 own answers), critique, refine and direct (the teacher). Each stage carries a fingerprint of what made it; a
 stored stage is kept only when its fingerprint matches, otherwise it (and every stage built on it) is computed
-again through the call cache, and the run says so."""
+again through the call cache, and the run says so.
+
+Costs: every teacher call's tokens (as the engine reports them; a call the cache answers counts at its original
+size) are kept per item in ``meta['usage'][stage]``, so the totals of the data survive resumes. The caps
+``teacher.max_tokens`` / ``teacher.max_cost_usd`` are checked before each batch of ``teacher.batch_size``
+requests: reaching one saves data/items.jsonl (the cache has every answer already) and raises BudgetExceeded
+(exit code 2) with how to resume. The overshoot is at most one batch.
+
+The critique-content ablation (``teacher.critique_mode``) is applied once the critique stage is complete: the
+teacher's own critique stays in ``meta['specific_critique']`` (the refine stage always reads it) and
+``critique`` holds what the student trains on.
+"""
 from __future__ import annotations
 
 import json
+import random
+import time
 from pathlib import Path
 from typing import Any
 
 from common.files import read_jsonl, stable_hash, write_json_atomic, write_jsonl_atomic
 from common.types import SamplingParams
 from distill.items import TrainItem
-from distill.pools import load_pool, split_validation
-from harness.config import RunConfig
+from distill.pools import Decontaminator, PoolError, PoolSpec, load_pool_spec, prompt_text, split_validation
+from harness.config import ConfigError, RunConfig
 from harness.models import identity_of, make_teacher, serve, teacher_fingerprint
 from harness.progress import console, progress_bar
 from harness.stages.plan import Plan
@@ -21,7 +34,14 @@ from harness.store import CallCache
 #: stage -> (TrainItem field it fills, the stage it builds on)
 STAGE_FIELDS = {"probe": ("probe", "pool"), "critique": ("critique", "probe"), "refine": ("refined", "critique"),
                 "direct": ("direct", "pool")}
-TEACHER_BATCH = 32
+TEACHER_STAGES = ("critique", "refine", "direct")
+#: meta keys a stage writes; cleared when the stage is computed again
+_STAGE_META = {"critique": ("specific_critique", "critique_from")}
+
+
+class BudgetExceeded(ConfigError):
+    """The teacher's spending cap was reached; everything so far is stored. A ConfigError, so the CLI prints the
+    one-line message and exits with code 2."""
 
 
 def probe_params(cfg: RunConfig) -> SamplingParams:
@@ -35,7 +55,7 @@ def stage_fingerprints(cfg: RunConfig, student: Path | str, pool: list[TrainItem
     keys = {"pool": stable_hash({"source": cfg.pool.source, "n": cfg.pool.n, "seed": cfg.pool.seed,
                                  "validation_n": cfg.pool.validation_n,
                                  "items": [[it.id, it.question, it.gold_solution, it.gold_answer] for it in pool]})}
-    teacher = teacher_fingerprint(cfg) if any(s in stages for s in ("critique", "refine", "direct")) else None
+    teacher = teacher_fingerprint(cfg) if any(s in stages for s in TEACHER_STAGES) else None
     for stage in ("probe", "critique", "refine", "direct"):
         _, parent = STAGE_FIELDS[stage]
         if parent not in keys:
@@ -45,19 +65,199 @@ def stage_fingerprints(cfg: RunConfig, student: Path | str, pool: list[TrainItem
                                      "prompt": cfg.prompts.digest(), "params": probe_params(cfg).to_dict()}
         else:
             parts = {"teacher": teacher}
+        if stage == "critique":
+            parts.update(mode=cfg.teacher.critique_mode, retries=cfg.teacher.conclusion_retries)
+            if cfg.teacher.critique_mode == "irrelevant":
+                parts["derangement_seed"] = cfg.seed
         keys[stage] = stable_hash({"stage": stage, "parent": keys[parent], **parts})
     return {s: keys[s] for s in ("pool", *stages) if s in keys}
 
 
+# ---- pool ---------------------------------------------------------------------------------------------
+def eval_texts(plan: Plan) -> dict[str, list[str]]:
+    """Every evaluation prompt of the run, in full (not cut by --limit), task -> texts."""
+    out = {}
+    for name in plan.tasks:
+        task = plan.task_objs.get(name)
+        if task is None or name == "pool_validation":
+            continue
+        out[name] = [prompt_text(d.prompt) for d in task.docs()]
+    return out
+
+
+def load_run_pool(plan: Plan) -> tuple[list[TrainItem], dict]:
+    cfg = plan.config
+    spec = PoolSpec.of(cfg.pool)
+    dec = None
+    if cfg.pool.decontaminate.enabled and cfg.pool.source != "synthetic":
+        dec = Decontaminator(eval_texts(plan), cfg.pool.decontaminate.ngram)
+    try:
+        pool, report = load_pool_spec(spec, dec)
+    except PoolError as e:
+        raise ConfigError(str(e)) from None
+    if len(pool) < cfg.pool.n:
+        console.print(f"[yellow]pool[/] {cfg.pool.source}: {len(pool)} clean questions, fewer than pool.n="
+                      f"{cfg.pool.n}")
+    if report.removed:
+        console.print(f"pool {cfg.pool.source}: decontamination removed {report.removed} of {report.examined} "
+                      f"questions examined ({', '.join(f'{t}: {c}' for t, c in report.removed_by_task.items())})")
+    return pool, report.to_dict()
+
+
+# ---- costs --------------------------------------------------------------------------------------------
+def item_usage(it: TrainItem, stage: str) -> dict:
+    return it.meta.get("usage", {}).get(stage) or {}
+
+
+def stage_totals(items: list[TrainItem], stage: str, prices: tuple[float, float]) -> dict[str, Any]:
+    tin = sum(item_usage(it, stage).get("tokens_in", 0) for it in items)
+    tout = sum(item_usage(it, stage).get("tokens_out", 0) for it in items)
+    return {"tokens_in": tin, "tokens_out": tout, "cost_usd": round((tin * prices[0] + tout * prices[1]) / 1e6, 6)}
+
+
+class Budget:
+    """The caps of the teacher section against the data's running totals."""
+
+    def __init__(self, cfg: RunConfig, items: list[TrainItem]) -> None:
+        self.cfg = cfg
+        self.items = items
+        self.prices = cfg.teacher.prices()
+
+    def totals(self) -> tuple[int, float]:
+        tok, cost = 0, 0.0
+        for s in TEACHER_STAGES:
+            t = stage_totals(self.items, s, self.prices)
+            tok += t["tokens_in"] + t["tokens_out"]
+            cost += t["cost_usd"]
+        return tok, cost
+
+    def reached(self) -> str | None:
+        t = self.cfg.teacher
+        if t.max_tokens is None and t.max_cost_usd is None:
+            return None
+        tok, cost = self.totals()
+        if t.max_tokens is not None and tok >= t.max_tokens:
+            return f"teacher.max_tokens={t.max_tokens:,} reached ({tok:,} teacher tokens, ${cost:.4f})"
+        if t.max_cost_usd is not None and cost >= t.max_cost_usd:
+            return f"teacher.max_cost_usd={t.max_cost_usd} reached (${cost:.4f}, {tok:,} teacher tokens)"
+        return None
+
+
+# ---- critique modes -------------------------------------------------------------------------------------
+def derangement(n: int, seed: int) -> list[int]:
+    """A permutation with no fixed point (Sattolo's algorithm: a random n-cycle), fixed by the seed."""
+    perm = list(range(n))
+    rng = random.Random(f"critique-derangement/{seed}")
+    for i in range(n - 1, 0, -1):
+        j = rng.randrange(i)
+        perm[i], perm[j] = perm[j], perm[i]
+    return perm
+
+
+def apply_critique_mode(cfg: RunConfig, items: list[TrainItem]) -> None:
+    """Idempotent: the critique the student trains on, from each item's specific critique."""
+    mode = cfg.teacher.critique_mode
+    if mode == "specific":
+        return
+    own = [it.meta.get("specific_critique") or it.critique for it in items]
+    if mode == "irrelevant":
+        if len(items) < 2:
+            raise ConfigError("teacher.critique_mode=irrelevant needs at least 2 training questions")
+        perm = derangement(len(items), cfg.seed)
+        for it, c in zip(items, own):
+            it.meta["specific_critique"] = c
+        for it, j in zip(items, perm):
+            it.critique = own[j]
+            it.meta["critique_from"] = items[j].id
+    else:
+        for it, c in zip(items, own):
+            it.meta["specific_critique"] = c
+            it.critique = cfg.prompts.generic_critique
+            it.meta["critique_from"] = "generic"
+
+
+# ---- checks against gold answers ------------------------------------------------------------------------
+def _correct(text: str | None, gold: str) -> bool | None:
+    if text is None or not gold:
+        return None
+    from distill.teachers.reference import answers_match
+    from tasks.scorers.extract import extract_answer
+
+    pred, _ = extract_answer(text)
+    return bool(pred is not None and answers_match(gold, pred))
+
+
+def gold_checks(items: list[TrainItem]) -> None:
+    """meta['checks']: draft / refined / direct answer right by math-verify against the gold answer, and
+    whether the critique's own verdict agrees; computed once per text (keyed by its hash)."""
+    from distill.teachers.llm import conclusion_of
+
+    for it in items:
+        if not it.gold_answer:
+            continue
+        checks = it.meta.setdefault("checks", {})
+        for name, text in (("probe", it.probe), ("refined", it.refined), ("direct", it.direct)):
+            if text is None:
+                checks.pop(name, None)
+                continue
+            key = stable_hash(text)[:12]
+            if checks.get(name, {}).get("text") != key:
+                checks[name] = {"text": key, "correct": _correct(text, it.gold_answer)}
+        verdict = conclusion_of(it.meta.get("specific_critique") or it.critique or "")
+        probe_ok = checks.get("probe", {}).get("correct")
+        checks["verdict"] = verdict
+        checks["verdict_agrees"] = None if verdict is None or probe_ok is None else (verdict == "right") == probe_ok
+
+
+def correctness_filter(items: list[TrainItem], stages: list[str]) -> list[TrainItem]:
+    """Items whose teacher targets reach the gold answer (items without gold kept)."""
+    keep = []
+    for it in items:
+        c = it.meta.get("checks", {})
+        bad = any(c.get(f, {}).get("correct") is False for f, s in (("refined", "refine"), ("direct", "direct"))
+                  if s in stages)
+        if not bad:
+            keep.append(it)
+    return keep
+
+
+def stage_stats(items: list[TrainItem], stage: str) -> dict[str, Any]:
+    """Counts for the manifest and the report: lengths, flags, retries, verdicts, gold agreement."""
+    attr = STAGE_FIELDS[stage][0]
+    texts = [getattr(it, attr) for it in items if getattr(it, attr) is not None]
+    out: dict[str, Any] = {"items": len(texts),
+                           "mean_chars": round(sum(map(len, texts)) / len(texts), 1) if texts else 0}
+    if stage == "critique":
+        from distill.teachers.llm import conclusion_of
+
+        verdicts = [conclusion_of(it.meta.get("specific_critique") or it.critique or "") for it in items]
+        out.update(right=verdicts.count("right"), wrong=verdicts.count("wrong"), no_verdict=verdicts.count(None),
+                   flagged=sum(bool(item_usage(it, stage).get("flagged")) for it in items),
+                   retries=sum(item_usage(it, stage).get("retries", 0) for it in items))
+        agree = [it.meta.get("checks", {}).get("verdict_agrees") for it in items]
+        if any(a is not None for a in agree):
+            out["verdict_agrees_with_gold"] = sum(a is True for a in agree)
+            out["verdict_checked"] = sum(a is not None for a in agree)
+    else:
+        name = {"probe": "probe", "refine": "refined", "direct": "direct"}[stage]
+        marks = [it.meta.get("checks", {}).get(name, {}).get("correct") for it in items]
+        if any(m is not None for m in marks):
+            out["correct_vs_gold"] = sum(m is True for m in marks)
+            out["checked_vs_gold"] = sum(m is not None for m in marks)
+    return out
+
+
+# ---- the stage ------------------------------------------------------------------------------------------
 def build_items(plan: Plan, student: Path | str, cache: CallCache) -> tuple[list[TrainItem], list[TrainItem], dict]:
     """(training items, held-out validation items, per-stage record for the manifest)."""
     cfg = plan.config
-    pool = load_pool(cfg.pool.source, cfg.pool.n, cfg.pool.seed)
+    clock = time.perf_counter()
+    pool, pool_report = load_run_pool(plan)
     train_items, validation = split_validation(pool, cfg.pool.validation_n)
     stages = plan.stages
     keys = stage_fingerprints(cfg, student, pool, stages)
     path, meta_path = plan.run_dir.items, plan.run_dir.items_meta
-    record: dict[str, Any] = {}
+    record: dict[str, Any] = {"pool": {**pool_report, "seconds": round(time.perf_counter() - clock, 2)}}
     stored_keys: dict[str, str] = {}
     if path.exists() and meta_path.exists():
         stored_keys = json.loads(meta_path.read_text(encoding="utf-8")).get("stages", {})
@@ -69,11 +269,15 @@ def build_items(plan: Plan, student: Path | str, cache: CallCache) -> tuple[list
         if stored_keys.get(stage) != keys[stage]:
             if stored_keys.get(stage) is not None:
                 console.print(f"[yellow]training data[/] {stage}: stored outputs were made differently "
-                              "(student, teacher, prompts or sampling changed); computing again")
+                              "(student, teacher, prompts, critique mode or sampling changed); computing again")
             for it in train_items:
                 setattr(it, attr, None)
+                it.meta.get("usage", {}).pop(stage, None)
+                for k in _STAGE_META.get(stage, ()):
+                    it.meta.pop(k, None)
         record[stage] = {"fingerprint": keys[stage],
-                         "reused": sum(getattr(it, attr) is not None for it in train_items)}
+                         "reused": sum(getattr(it, attr) is not None for it in train_items), "computed": 0,
+                         "seconds": 0.0}
 
     def done_keys() -> dict[str, str]:
         return {s: keys[s] for s in ("pool", *stages)
@@ -84,6 +288,7 @@ def build_items(plan: Plan, student: Path | str, cache: CallCache) -> tuple[list
         write_json_atomic(meta_path, {"stages": done_keys()})
 
     if "probe" in stages and any(it.probe is None for it in train_items):
+        t0 = time.perf_counter()
         engine = serve(cfg.eval.engine, student, None, cache)
         todo = [it for it in train_items if it.probe is None]
         prompts = [cfg.prompts.messages_for("question", question=it.question) for it in todo]
@@ -91,9 +296,11 @@ def build_items(plan: Plan, student: Path | str, cache: CallCache) -> tuple[list
             outs = engine.generate(prompts, probe_params(cfg), advance)
         for it, comps in zip(todo, outs):
             it.probe = comps[0].text
-        record["probe"].update(computed=len(todo), cache_hits=engine.hits, cache_misses=engine.misses)
+        record["probe"].update(computed=len(todo), cache_hits=engine.hits, cache_misses=engine.misses,
+                               seconds=round(time.perf_counter() - t0, 2))
         save()
-    teacher_stages = [s for s in ("critique", "refine", "direct") if s in stages]
+    budget = Budget(cfg, train_items)
+    teacher_stages = [s for s in TEACHER_STAGES if s in stages]
     if any(getattr(it, STAGE_FIELDS[s][0]) is None for s in teacher_stages for it in train_items):
         teacher = make_teacher(cfg, cache)
         for stage, fn in (("critique", teacher.critique), ("refine", teacher.refine), ("direct", teacher.answer)):
@@ -101,14 +308,60 @@ def build_items(plan: Plan, student: Path | str, cache: CallCache) -> tuple[list
             todo = [it for it in train_items if getattr(it, attr) is None] if stage in stages else []
             if not todo:
                 continue
+            t0 = time.perf_counter()
+            fresh = {"tokens_in": 0, "tokens_out": 0, "requests": 0, "cache_hits": 0}
+            done = 0
             with progress_bar(f"{stage} (teacher)", len(todo)) as advance:
-                for i in range(0, len(todo), TEACHER_BATCH):
-                    chunk = todo[i : i + TEACHER_BATCH]
-                    for it, text in zip(chunk, fn(chunk)):
+                for i in range(0, len(todo), cfg.teacher.batch_size):
+                    why = budget.reached()
+                    if why:
+                        record[stage].update(computed=done, seconds=round(time.perf_counter() - t0, 2))
+                        save()
+                        raise BudgetExceeded(
+                            f"stopped by the spending cap: {why}; {stage} {done + record[stage]['reused']}/"
+                            f"{len(train_items)} done, everything kept in {path} and the call cache; to resume, "
+                            "run the same command with a higher cap (e.g. --set teacher.max_tokens=N or "
+                            "teacher.max_cost_usd=X)")
+                    chunk = todo[i : i + cfg.teacher.batch_size]
+                    texts = fn(chunk)
+                    usage = getattr(teacher, "last_usage", None) or []
+                    for j, (it, text) in enumerate(zip(chunk, texts)):
                         setattr(it, attr, text)
+                        if j < len(usage):
+                            u = usage[j].to_dict()
+                            it.meta.setdefault("usage", {})[stage] = u
+                            fresh["requests"] += u["requests"]
+                            fresh["cache_hits"] += u["cached"]
+                            if u["cached"] < u["requests"]:  # not (only) from the cache: paid in this run
+                                fresh["tokens_in"] += u["tokens_in"]
+                                fresh["tokens_out"] += u["tokens_out"]
+                    done += len(chunk)
                     advance(len(chunk))
-            record[stage]["computed"] = len(todo)
-            save()
-    if not path.exists() or stored_keys != done_keys():
-        save()
+                    if stage == "critique" and all(it.critique is not None for it in train_items):
+                        apply_critique_mode(cfg, train_items)
+                    save()
+            pin, pout = budget.prices
+            record[stage].update(computed=done, seconds=round(time.perf_counter() - t0, 2),
+                                 this_run={**fresh, "cost_usd": round((fresh["tokens_in"] * pin +
+                                                                       fresh["tokens_out"] * pout) / 1e6, 6)})
+    if "critique" in stages:
+        apply_critique_mode(cfg, train_items)
+    if any(s in stages for s in ("probe", *TEACHER_STAGES)):
+        gold_checks(train_items)
+    for stage in stages:
+        record[stage].update(stage_stats(train_items, stage))
+        if stage in TEACHER_STAGES:
+            record[stage].update(stage_totals(train_items, stage, budget.prices))
+    if teacher_stages:
+        tok, cost = budget.totals()
+        record["teacher_total"] = {"tokens": tok, "cost_usd": round(cost, 6),
+                                   "price_per_mtok_in": budget.prices[0], "price_per_mtok_out": budget.prices[1],
+                                   "critique_mode": cfg.teacher.critique_mode}
+    save()
+    if cfg.teacher.correctness_filter and teacher_stages:
+        kept = correctness_filter(train_items, stages)
+        record["correctness_filter"] = {"kept": len(kept), "removed": len(train_items) - len(kept)}
+        console.print(f"correctness filter: kept {len(kept)} of {len(train_items)} items whose teacher targets "
+                      "reach the gold answer")
+        train_items = kept
     return train_items, validation, record
