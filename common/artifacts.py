@@ -90,6 +90,10 @@ class ResultRow(Artifact):
     #: The experiment cell's parameters (sweeps) and seed; empty / None for a plain run.
     params: dict[str, Any] = Field(default_factory=dict)
     seed: Optional[int] = None
+    #: Rows aggregated over training seeds (seed None, params["aggregate"] == "mean_over_seeds"): the sd of the
+    #: per-seed values and the seeds; None on per-seed rows and in older files.
+    sd: Optional[float] = None
+    seeds: Optional[list[int]] = None
     #: The task ran on part of its benchmark (e.g. MuSR's 30-question viewer subset): full_n is the real size.
     partial: bool = False
     full_n: Optional[int] = None
@@ -176,6 +180,8 @@ class Manifest(Artifact):
     cache: dict[str, Any] = Field(default_factory=dict)
     warnings: list[str] = Field(default_factory=list)
     rescored: Optional[dict[str, Any]] = None
+    #: A sweep/seed experiment: in a cell's folder {"cell", "params", "seed"}; at the top {"cells": [...], ...}.
+    experiment: Optional[dict[str, Any]] = None
 
 
 # ---- baseline ---------------------------------------------------------------------------------------------

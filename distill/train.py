@@ -4,6 +4,8 @@ Every method trains the same way; they differ only in their examples. The loss i
 (TRL's ``completion_only_loss``, set explicitly). Output layout under ``out_dir``::
 
     checkpoints/checkpoint-N/   the latest Trainer checkpoint (save_total_limit=1), resumed after a crash
+    steps/step-N/               with ``select_checkpoint``: the weights (no optimiser state) every ``every_steps``
+                                steps, for selection on held-out questions; the last step is final/
     request.json                what was asked for (config, base model, examples digest); a resume must match it
     final/                      adapter (or full model) + tokenizer + train_metrics.json, written atomically
 
@@ -34,6 +36,19 @@ class TrainError(RuntimeError):
 
 LR_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
                  "inverse_sqrt", "cosine_with_min_lr", "cosine_warmup_with_min_lr", "warmup_stable_decay")
+
+
+class CheckpointSelection(BaseModel):
+    """Keep the weights every ``every_steps`` optimiser steps; the pipeline scores each on the pool's held-out
+    validation split (task ``pool_validation``, never a test benchmark) and evaluates the best by ``metric``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    every_steps: int = Field(ge=1)
+    #: A metric of the pool_validation task (accuracy).
+    metric: str = "accuracy"
+    #: On a tie the later checkpoint wins (closer to "the last checkpoint", the paper's choice) unless "first".
+    ties: Literal["last", "first"] = "last"
 
 
 class TrainConfig(BaseModel):
@@ -70,6 +85,8 @@ class TrainConfig(BaseModel):
     save_steps: int = Field(200, ge=1)
     #: Keep checkpoints/ (with optimizer state) after final/ is written; off by default to save disk.
     keep_checkpoints: bool = False
+    #: None: the last checkpoint is the model (as the paper did). Else keep one every N steps for selection.
+    select_checkpoint: CheckpointSelection | None = None
 
     @model_validator(mode="after")
     def _check(self) -> "TrainConfig":
@@ -140,10 +157,42 @@ def train_student(
         shutil.rmtree(tmp, ignore_errors=True)
         if not final.exists():
             raise
+    if cfg.select_checkpoint is not None:
+        export_steps(ckpt_root, out_dir / "steps", final)
     if not cfg.keep_checkpoints:
         shutil.rmtree(ckpt_root, ignore_errors=True)
     _release(trainer)  # the pipeline trains methods one after another in one process
     return _result_from(final)
+
+
+_CHECKPOINT_STATE = ("optimizer.pt", "scheduler.pt", "rng_state.pth", "trainer_state.json", "training_args.bin",
+                     "scaler.pt")
+
+
+def export_steps(ckpt_root: Path, steps_root: Path, final: Path) -> list[Path]:
+    """Copy each Trainer checkpoint's weights and tokenizer (no optimiser state) to steps/step-N/; the last step
+    is final/ itself, so it is not copied. Returns the step folders in step order (final last)."""
+    out = []
+    last_step = json.loads((final / "train_metrics.json").read_text())["steps"]
+    for ck in sorted(ckpt_root.glob("checkpoint-*"), key=lambda p: int(p.name.rsplit("-", 1)[1])):
+        step = int(ck.name.rsplit("-", 1)[1])
+        if step >= last_step:
+            continue
+        dst = steps_root / f"step-{step}"
+        if not dst.exists():
+            tmp = steps_root / f".step-{step}.tmp-{os.getpid()}"
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+            for f in ck.iterdir():
+                if f.is_file() and f.name not in _CHECKPOINT_STATE:
+                    shutil.copy2(f, tmp / f.name)
+            for f in final.iterdir():  # the tokenizer files (Trainer checkpoints hold them too; final/ surely)
+                if f.is_file() and not (tmp / f.name).exists() and not _is_weight_file(f.name) \
+                        and f.name not in (*_WEIGHT_CONFIGS, "train_metrics.json"):
+                    shutil.copy2(f, tmp / f.name)
+            os.replace(tmp, dst)
+        out.append(dst)
+    return out
 
 
 def _checkpointing_kwarg(config_cls) -> str:
@@ -221,8 +270,8 @@ def build_trainer(base_model: str | Path, examples: list[dict], out_dir: Path, c
         logging_steps=cfg.logging_steps,
         logging_first_step=True,
         save_strategy="steps",
-        save_steps=cfg.save_steps,
-        save_total_limit=1,
+        save_steps=cfg.select_checkpoint.every_steps if cfg.select_checkpoint else cfg.save_steps,
+        save_total_limit=None if cfg.select_checkpoint else 1,
         report_to="none",
         disable_tqdm=True,
         include_num_input_tokens_seen="non_padding",  # kept in trainer_state.json, so it survives a resume

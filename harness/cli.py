@@ -34,6 +34,8 @@ TeacherOpt = Annotated[Optional[str], typer.Option("--teacher",
 RunIdOpt = Annotated[Optional[str], typer.Option("--run-id", help="Run folder name (default: <name>-<config hash>).")]
 OutputOpt = Annotated[Optional[Path], typer.Option("--output-dir", "-o", help="Where run folders go (default: results).")]
 SetOpt = Annotated[Optional[list[str]], typer.Option("--set", "-s", help="Override any config key: train.learning_rate=1e-4.")]
+SeedsOpt = Annotated[Optional[str], typer.Option("--seeds", help="Train each method once per seed, e.g. 0,1,2 "
+                     "(cells under results/<run-id>/cells/; the report gives mean ± sd and a seed-aware test).")]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Print the plan and a cost estimate, then stop.")]
 RunArg = Annotated[Path, typer.Argument(help="A run folder (results/<run-id>).")]
 
@@ -112,6 +114,30 @@ def _print_plan(plan, dry_run: bool) -> None:
     console.print(f"run folder: {plan.run_dir.root}")
 
 
+def _experiment(cfg, run_id, dry_run: bool) -> None:
+    """A sweep/seed experiment: print the grid with each cell's cost, then run every cell."""
+    from harness.stages import sweep
+
+    rid, planned = sweep.plan_cells(cfg, run_id)
+    costs = sweep.grid_cost(planned)
+    t = Table(title=f"experiment: {rid} ({len(planned)} cells)")
+    for col in ("cell", "seed", "teacher_calls", "train_tokens_max", "eval_tokens_max", "models"):
+        t.add_column(col, justify="left" if col == "cell" else "right")
+    for c in costs:
+        t.add_row(c["cell"], "-" if c["seed"] is None else str(c["seed"]), f"{c['teacher_calls']:,}",
+                  f"{c['train_tokens_max']:,}", f"{c['eval_tokens_max']:,}", str(c["models_to_evaluate"]))
+    console.print(t)
+    total = {k: sum(c[k] for c in costs) for k in ("teacher_calls", "teacher_tokens", "probe_tokens",
+                                                    "train_tokens_max", "eval_tokens_max")}
+    console.print("total (before sharing: the first cell's items, models and samples are linked into later "
+                  "cells where their fingerprints match): " + ", ".join(f"{k}={v:,}" for k, v in total.items()))
+    _print_plan(planned[0][1], False)
+    if dry_run:
+        return
+    top = sweep.run_experiment(cfg, rid, command=" ".join(shlex.quote(a) for a in ["harness", *sys.argv[1:]]))
+    console.print(f"report: {top.report}")
+
+
 def _summary(run_dir: Path) -> None:
     # The typed model alone (no scipy/matplotlib import): a re-run that computed nothing stays fast.
     from common.artifacts import Results, load_artifact
@@ -145,13 +171,24 @@ def _pct(v) -> str:
 def compare(config: ConfigOpt = None, preset: PresetOpt = None, methods: MethodsOpt = None, tasks: TasksOpt = None,
             limit: LimitOpt = None, student: StudentOpt = None, teacher: TeacherOpt = None,
             run_id: RunIdOpt = None, output_dir: OutputOpt = None, set_: SetOpt = None,
-            dry_run: DryRunOpt = False) -> None:
+            seeds: SeedsOpt = None, dry_run: DryRunOpt = False) -> None:
     """Build each method's data with the teacher, train one student per method, evaluate base + every
-    method on the same tasks, and write results.json, report.html and manifest.json."""
+    method on the same tasks, and write results.json, report.html and manifest.json. A config with `sweep:`
+    (or --seeds) runs every cell of the grid and writes one combined report."""
     from harness import pipeline
 
     cfg = _load(config, preset, set_, methods=methods, tasks=tasks, limit=limit, student=student,
                 teacher=teacher, output_dir=output_dir)
+    if seeds is not None:
+        try:
+            cfg = cfg.model_copy(update={"seeds": [int(x) for x in seeds.split(",") if x.strip()]})
+        except ValueError:
+            raise UserError(f"--seeds {seeds!r} is not a comma-separated list of integers; write e.g. --seeds 0,1,2")
+    from harness.stages import sweep
+
+    if sweep.is_experiment(cfg):
+        _experiment(cfg, run_id, dry_run)
+        return
     plan = pipeline.plan_run(cfg, run_id)
     _print_plan(plan, dry_run)
     if dry_run:

@@ -7,6 +7,8 @@ its folder.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import time
 from pathlib import Path
 
@@ -33,8 +35,13 @@ def add_validation_task(plan: Plan, validation: list[TrainItem]) -> None:
 
 
 def run(plan: Plan, *, command: str = "", extra_models: dict[str, tuple[str, str | None]] | None = None,
-        evaluate: bool = True) -> RunDir:
-    """The whole flow of `harness compare` (and `train`, `eval` as subsets)."""
+        evaluate: bool = True, cell: dict | None = None, donor: RunDir | None = None) -> RunDir:
+    """The whole flow of `harness compare` (and `train`, `eval` as subsets).
+
+    ``cell`` ({"cell", "params", "seed"}): this run is one cell of a sweep (harness/stages/sweep.py); its rows
+    carry the cell's params and seed. ``donor``: a sibling cell whose stored training data, trained models and
+    sample files are linked in wherever their fingerprints equal this cell's (the base model's evaluation, a
+    method the swept key does not touch), so shared work is done once."""
     rd = plan.run_dir
     rd.root.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
@@ -52,11 +59,13 @@ def run(plan: Plan, *, command: str = "", extra_models: dict[str, tuple[str, str
     trained: dict[str, dict] = {}
     training_data: dict = {}
     if plan.methods:
+        if donor is not None:
+            share_training_data(donor, rd)
         items, validation, training_data = build_items(plan, student, cache)
         lap("training_data")
         if validation:
             add_validation_task(plan, validation)
-        trained = train_methods(plan, student, items)
+        trained = train_methods(plan, student, items, cache, donor=donor)
         lap("train")
     eval_stats: dict = {}
     if evaluate:
@@ -66,7 +75,10 @@ def run(plan: Plan, *, command: str = "", extra_models: dict[str, tuple[str, str
                           else ModelToEvaluate(m, Path(info["model_dir"])))
         for name, (path, adapter) in (extra_models or {}).items():
             models.append(ModelToEvaluate(name, path, Path(adapter) if adapter else None))
+        shared = share_samples(plan, models, donor) if donor is not None else []
         eval_stats = evaluate_models(plan, models, cache)
+        for name, task in shared:
+            eval_stats[name]["tasks"][task]["shared_from"] = str(donor.root)
         for m in models:
             eval_stats[m.name].update(path=str(m.path), adapter=str(m.adapter) if m.adapter else None)
         lap("evaluate")
@@ -80,12 +92,62 @@ def run(plan: Plan, *, command: str = "", extra_models: dict[str, tuple[str, str
     manifest = build_manifest(plan, student=student, trained=trained, eval_stats=eval_stats,
                               training_data=training_data, timings=timings, command=command,
                               cache={"path": str(cache.path), "corrupt_entries": cache.corrupt})
+    if cell is not None:
+        manifest.experiment = dict(cell)
     save_artifact(rd.manifest, manifest)
     if evaluate:
         aggregate(rd, manifest, inputs=inputs)
         render(rd)
     cache.close()
     return rd
+
+
+def _link(src: Path, dst: Path) -> None:
+    """dst as a hard link of src (a copy across file systems); every writer replaces files atomically, so a
+    shared file is never changed in place."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def link_tree(src: Path, dst: Path) -> None:
+    tmp = dst.with_name(f".{dst.name}.link-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    for f in src.rglob("*"):
+        if f.is_file():
+            _link(f, tmp / f.relative_to(src))
+    os.replace(tmp, dst)
+
+
+def share_training_data(donor: RunDir, rd: RunDir) -> None:
+    """The donor's training items: build_items keeps each stage only where its fingerprint matches."""
+    if not rd.items.exists() and donor.items.exists() and donor.items_meta.exists():
+        _link(donor.items, rd.items)
+        _link(donor.items_meta, rd.items_meta)
+
+
+def share_samples(plan: Plan, models: list[ModelToEvaluate], donor: RunDir) -> list[tuple[str, str]]:
+    """Link the donor's sample files of every (model, task) whose generation fingerprint equals this cell's."""
+    from harness.models import identity_of
+    from harness.stages.evaluate import fingerprints, stored_meta
+
+    rd = plan.run_dir
+    shared = []
+    tasks = [*plan.tasks, *(["pool_validation"] if "pool_validation" in plan.docs else [])]
+    for m in models:
+        identity = identity_of(plan.config.eval.engine, m.path, m.adapter)
+        for task in tasks:
+            if rd.samples(m.name, task).exists():
+                continue
+            gen, _ = fingerprints(plan, identity, task)
+            meta = stored_meta(donor.samples_meta(m.name, task))
+            if meta is not None and meta.generation.key == gen.key and donor.samples(m.name, task).exists():
+                _link(donor.samples(m.name, task), rd.samples(m.name, task))
+                _link(donor.samples_meta(m.name, task), rd.samples_meta(m.name, task))
+                shared.append((m.name, task))
+    return shared
 
 
 def results_inputs(plan: Plan, trained: dict, eval_stats: dict) -> str:

@@ -518,12 +518,126 @@ def _kv(section: Any) -> list[tuple[str, str]]:
     return [(str(k), short(v, 500)) for k, v in section.items()]
 
 
+# ---- experiments: sweeps, seeds, checkpoint selection ----------------------------------------------------------
+_AGGREGATE = "mean_over_seeds"
+
+
+def _label(model: str, params: Mapping[str, Any]) -> str:
+    from harness.stages.sweep import model_label
+
+    return model_label(model, {k: v for k, v in params.items() if k not in ("aggregate", "across")})
+
+
+def display_results(results: Results) -> Results:
+    """An experiment's results as the generic sections show them: only the rows aggregated over seeds, one model
+    label per (model, cell params), and the seed-aware comparisons. A plain run is returned as it is."""
+    if not results.stats.get("experiment"):
+        return results
+    rows = [r.model_copy(update={"model": _label(r.model, r.params)}) for r in results.rows
+            if r.params.get("aggregate") == _AGGREGATE]
+    comps = []
+    for c in results.comparisons:
+        if c.params.get("aggregate") != _AGGREGATE:
+            continue
+        if "across" in c.params:
+            comps.append(c)
+        else:
+            comps.append(c.model_copy(update={"model": _label(c.model, c.params),
+                                              "baseline": _label(c.baseline, c.params)}))
+    order = []
+    for m in results.model_order:
+        order += [r.model for r in rows if r.model.split(" [")[0] == m and r.model not in order]
+    return results.model_copy(update={"rows": rows, "comparisons": comps, "model_order": order})
+
+
+def _seed_table(results: Results) -> dict | None:
+    """Per (model, cell) and task: mean ± sd over seeds of the primary metric, beside each seed's value."""
+    exp = results.stats.get("experiment") or {}
+    if not exp.get("seeds"):
+        return None
+    tasks = list(results.primary_metrics)
+    per_seed: dict[tuple[str, str], dict] = {}
+    for r in results.rows:
+        if r.metric == results.primary_metrics.get(r.task) and r.seed is not None and "aggregate" not in r.params:
+            per_seed.setdefault((_label(r.model, r.params), r.task), {})[r.seed] = r.value
+    table = []
+    for r in display_results(results).rows:
+        if r.metric != results.primary_metrics.get(r.task):
+            continue
+        row = next((x for x in table if x["model"] == r.model), None)
+        if row is None:
+            row = {"model": r.model, "cells": {}}
+            table.append(row)
+        seeds = per_seed.get((r.model, r.task), {})
+        row["cells"][r.task] = {"mean": pct(r.value), "sd": pct(r.sd), "ci": ci_text(r.ci_low, r.ci_high),
+                                "seeds": ", ".join(f"s{s}: {pct(v)}" for s, v in sorted(seeds.items()))}
+    for row in table:
+        row["cells"] = [row["cells"].get(t) for t in tasks]
+    return {"tasks": tasks, "rows": table, "seeds": exp.get("seeds"), "test": results.stats.get("seed_test", "")}
+
+
+def _experiment_tables(results: Results) -> list[dict]:
+    spec = (results.stats.get("experiment") or {}).get("table")
+    if not spec:
+        return []
+    t = paper.experiment_table(results, spec)
+
+    def fmt(v, unit):
+        if v is None:
+            return "–"
+        return f"{v:.0f}" if unit == "words" else f"{v:.1f}"
+
+    for row in t["rows"]:
+        for c in row["cells"]:
+            c["paper_text"] = "–" if c["paper"] is None else _paper_number(c["paper"])
+            c["ours_text"] = fmt(c["ours"], c["unit"]) + ("" if c["sd"] is None else f" ± {fmt(c['sd'], c['unit'])}")
+            c["seeds_text"] = ", ".join(f"s{k}: {fmt(v, c['unit'])}" for k, v in c["per_seed"].items()
+                                        if k not in ("None",))
+    return [t]
+
+
+def _selection(manifest: Optional[Manifest]) -> tuple[list[dict], bytes | None]:
+    """Checkpoint-selection curves (pool_validation score per kept step) and which step each method uses."""
+    if manifest is None:
+        return [], None
+    out = []
+    for name, rec in manifest.models.items():
+        sel = (rec.train or {}).get("selection") or {}
+        if not sel.get("curve"):
+            continue
+        out.append({"model": name, "metric": sel.get("metric"), "on": sel.get("on"), "n": sel.get("n"),
+                    "selected": sel.get("selected_step"), "last": sel.get("last_step"),
+                    "curve": [(c["step"], c["value"]) for c in sel["curve"]],
+                    "curve_text": ", ".join(f"{c['step']}: {pct(c['value'])}" for c in sel["curve"])})
+    if not out:
+        return out, None
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 3.2))
+    ax = fig.subplots()
+    for s in out:
+        xs, ys = zip(*s["curve"])
+        line, = ax.plot(xs, [100 * (y or 0) for y in ys], marker="o", label=s["model"])
+        sel_y = dict(s["curve"]).get(s["selected"])
+        if sel_y is not None:
+            ax.plot([s["selected"]], [100 * sel_y], marker="*", markersize=14, color=line.get_color())
+    ax.set_xlabel("optimiser step")
+    ax.set_ylabel(f"{out[0]['metric']} on pool_validation (%)")
+    ax.legend(fontsize=7)
+    ax.set_title("checkpoint selection (★ = chosen)", fontsize=9)
+    fig.tight_layout()
+    return out, plots._png(fig)
+
+
 def build_context(run_dir: Path, samples_per_task: int = 3, baseline_model: str = "base",
                   results: Results | None = None) -> dict:
     """Everything the template shows, computed from a run folder (tolerates missing models, tasks and files)."""
     run_dir = Path(run_dir)
     results = results if results is not None else load_results(run_dir / "results.json")
+    full_results = results
+    results = display_results(results)
     manifest = load_manifest(run_dir)
+    selection, selection_png = _selection(manifest)
     models = [m for m in plots.model_order(results, baseline_model) if any(r.model == m for r in results.rows)]
     tasks = plots.ordered(list(results.primary_metrics) + [r.task for r in results.rows])
     tasks = [t for t in tasks if any(r.task == t for r in results.rows)]
@@ -581,8 +695,13 @@ def build_context(run_dir: Path, samples_per_task: int = 3, baseline_model: str 
                               for name in ("versions", "git", "hardware", "seeds", "training_data", "cache",
                                            "timings_seconds")],
         "plots": {name: base64.b64encode(png).decode("ascii")
-                  for name, png in (("primary", primary_png), ("deltas", deltas_png)) if png is not None},
-        "plot_bytes": {"primary": primary_png, "deltas": deltas_png},
+                  for name, png in (("primary", primary_png), ("deltas", deltas_png), ("selection", selection_png))
+                  if png is not None},
+        "plot_bytes": {"primary": primary_png, "deltas": deltas_png, "selection": selection_png},
+        "experiment_tables": _experiment_tables(full_results),
+        "seed_table": _seed_table(full_results),
+        "selection": selection,
+        "experiment_cells": ((m.experiment or {}).get("cells") or []) if m else [],
         "stats": results.stats,
     }
 

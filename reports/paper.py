@@ -145,3 +145,70 @@ def flagged_averages(path: str | Path | None = None) -> pd.DataFrame:
     """Only the printed averages that differ from the mean of their cells."""
     checks = average_checks(path)
     return checks[checks["differs"]].reset_index(drop=True)
+
+
+# ---- experiments (configs/experiments/*.yaml) laid out as the paper's tables --------------------------------
+def _matches(params: dict, want: dict) -> bool:
+    """Whether a row's cell params hold every wanted key with an equal value (numbers compared as floats)."""
+    for k, v in want.items():
+        if k not in params:
+            return False
+        got = params[k]
+        if isinstance(v, (int, float)) and isinstance(got, (int, float)) and not isinstance(v, bool):
+            if abs(float(v) - float(got)) > 1e-12 * max(1.0, abs(float(v))):
+                return False
+        elif got != v:
+            return False
+    return True
+
+
+def _our_per_seed(results, model: str, column: dict, row_params: dict) -> dict:
+    """{seed: value} of one experiment cell (percent for rates; words/steps as counts) from the per-cell rows."""
+    want = {**row_params, **(column.get("params") or {})}
+    metric = column.get("metric")
+    tasks = column.get("tasks") or ([column["task"]] if column.get("task") else [])
+    per_seed: dict = {}
+    if metric in ("words", "steps"):
+        for e in results.stats.get("reasoning_length", []):
+            p = e.get("params") or {}
+            if e["model"] == model and e["task"] in tasks and "aggregate" not in p and _matches(p, want):
+                per_seed.setdefault(e.get("seed"), []).append(float(e[metric]))
+        return {s: sum(v) / len(v) for s, v in per_seed.items() if len(v) == len(tasks)}
+    for r in results.rows:
+        if r.model != model or r.task not in tasks or "aggregate" in r.params or not _matches(r.params, want):
+            continue
+        if r.metric != (metric or results.primary_metrics.get(r.task)):
+            continue
+        per_seed.setdefault(r.seed, {})[r.task] = 100 * r.value
+    return {s: sum(v.values()) / len(v) for s, v in per_seed.items() if len(v) == len(tasks)}
+
+
+def experiment_table(results, spec: dict, path: str | Path | None = None) -> dict:
+    """One experiment as its paper table: per row the paper's values (as printed, with their ± note) and ours
+    (mean ± sd over seeds, the number of seeds), column by column. ``spec`` = RunConfig.experiment as a dict."""
+    import statistics
+
+    rows = load_paper_rows(path)
+    sub = rows[rows["table"] == spec["table"]]
+    caption = sub["caption"].iloc[0] if len(sub) else ""
+    student = sub["student"].iloc[0] if len(sub) else ""
+    body = []
+    for row in spec.get("rows", []):
+        cells = []
+        for col in spec.get("columns", []):
+            hit = sub[(sub["method"] == row["paper"]) & (sub["benchmark"] == col["paper"])]
+            paper_v = float(hit["value"].iloc[0]) if len(hit) else None
+            note = str(hit["note"].iloc[0]) if len(hit) else ""
+            per_seed = _our_per_seed(results, row["model"], col, row.get("params") or {})
+            vals = [per_seed[s] for s in sorted(per_seed, key=lambda x: (x is None, x))]
+            mean = sum(vals) / len(vals) if vals else None
+            sd = statistics.stdev(vals) if len(vals) > 1 else None
+            cells.append({"paper": paper_v, "paper_note": note, "ours": mean, "sd": sd, "n_seeds": len(vals),
+                          "per_seed": {str(k): v for k, v in per_seed.items()},
+                          "unit": col.get("metric") if col.get("metric") in ("words", "steps") else "%"})
+        body.append({"paper": row["paper"], "model": row["model"], "params": row.get("params") or {},
+                     "cells": cells})
+    return {"table": spec["table"], "title": spec.get("title") or caption, "caption": caption,
+            "paper_student": student, "full_scale": spec.get("full_scale", ""),
+            "differences": list(spec.get("differences") or []),
+            "columns": [c["paper"] for c in spec.get("columns", [])], "rows": body}

