@@ -230,23 +230,68 @@ def eval_(model: Annotated[Optional[str], typer.Option("--model", help="Model to
         raise UserError(f"adapter folder {adapter} not found; pass a folder written by `harness train`")
     cfg = _load(config, preset, set_, tasks=tasks, limit=limit, output_dir=output_dir)
     plan = pipeline.plan_run(cfg, run_id or None, train=False)
+    if (model is not None or adapter is not None) and name == "base":
+        raise UserError("--name base is the config's student; pick another name for --model/--adapter")
+    from harness.engines.identity import local_identity
+
+    if model is not None:
+        local_identity(model, adapter)  # a missing folder or adapter is one line, before any work (dry run too)
+    if adapter is not None and (model is not None or cfg.student.model != "tiny"):
+        check_adapter_fits(model or cfg.student.model, adapter)
     _print_plan(plan, dry_run)
     if dry_run:
         return
     extra = {}
     if model is not None or adapter is not None:
-        if name == "base":
-            raise UserError("--name base is the config's student; pick another name for --model/--adapter")
-        from harness.engines.identity import local_identity
-
-        if model is not None:
-            local_identity(model, adapter)  # a missing folder or adapter is one line, before any work
         student = model or str(pipeline.resolve_student(cfg))
         if adapter is not None:
             local_identity(student, adapter)
+            check_adapter_fits(student, adapter)
         extra[name] = (student, str(adapter) if adapter else None)
     rd = pipeline.run(plan, command=" ".join(["harness", *sys.argv[1:]]), extra_models=extra)
     _summary(rd.root)
+
+
+def _tensor_shapes(folder: Path) -> dict[str, tuple[int, ...]]:
+    """name -> shape of every tensor in a folder's safetensors files (headers only, no weights read)."""
+    from safetensors import safe_open
+
+    shapes: dict[str, tuple[int, ...]] = {}
+    for f in sorted(folder.glob("*.safetensors")):
+        with safe_open(str(f), framework="np") as fh:
+            for k in fh.keys():
+                shapes[k] = tuple(fh.get_slice(k).get_shape())
+    return shapes
+
+
+def check_adapter_fits(model: str | Path, adapter: Path) -> None:
+    """A LoRA adapter made for another base model (other layer sizes or names) is one line before any work,
+    not a size-mismatch traceback from peft when the engine loads it."""
+    base, ad = Path(model).expanduser(), Path(adapter).expanduser()
+    if not base.is_dir():
+        return  # a hub id: its weights are not here to compare with
+    try:
+        model_shapes, adapter_shapes = _tensor_shapes(base), _tensor_shapes(ad)
+    except Exception as e:  # a torn or foreign file: name it
+        raise UserError(f"cannot read the weights of {base} or adapter {ad} ({type(e).__name__}: {e}); "
+                        "pass a model folder and a LoRA folder written by `harness train`") from None
+    if not model_shapes:
+        return  # .bin weights only: nothing cheap to compare with
+    for key, shape in sorted(adapter_shapes.items()):
+        for part, dim in ((".lora_A.", 1), (".lora_B.", 0)):
+            if part not in key or len(shape) != 2:
+                continue
+            target = key.split(part)[0].removeprefix("base_model.model.")
+            weight = model_shapes.get(f"{target}.weight")
+            if weight is None:
+                raise UserError(f"adapter {ad} was trained on another base model: it adapts {target}, which "
+                                f"{base.name} does not have; pass the base model it was trained on with --model")
+            want = weight[1] if dim == 1 else weight[0]
+            if len(weight) == 2 and shape[dim] != want:
+                side = "inputs" if dim == 1 else "outputs"
+                raise UserError(f"adapter {ad} was trained on another base model: its {target} has {shape[dim]} "
+                                f"{side}, {base.name}'s has {want}; pass the base model it was trained on with "
+                                "--model")
 
 
 @app.command()
