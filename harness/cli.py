@@ -51,13 +51,15 @@ def user_errors(fn: Callable) -> Callable:
         from distill.prompts import PromptTemplateError
         from harness.config import ConfigError
         from harness.engines import EngineUnavailable
+        from harness.engines.http_limits import APIRequestError
         from harness.engines.identity import ModelNotFound
         from harness.scoring import ScoreInputError
         from tasks.data import DataMissing
         from tasks.registry import TaskOptionError, UnknownTask
 
         known = (ConfigError, UnknownTask, UnknownMethod, DataMissing, EngineUnavailable, UserError, ScoreInputError,
-                 SchemaMismatch, CorruptFile, ModelNotFound, PromptTemplateError, TaskOptionError)
+                 SchemaMismatch, CorruptFile, ModelNotFound, PromptTemplateError, TaskOptionError,
+                 APIRequestError)  # an API that refuses for good (bad key, unknown model): its one line, no key
         try:
             return fn(*args, **kwargs)
         except known as e:
