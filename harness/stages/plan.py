@@ -2,6 +2,7 @@
 any model call (data present, options valid, models found, teacher/pool/prompt combinations); estimate cost."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -111,6 +112,11 @@ def check_combinations(cfg: RunConfig, stages: list[str]) -> None:
             parse_options(e.backend, e.options)
         except Exception as err:
             raise ConfigError(f"{where}: {err}") from None
+        name = e.options.get("api_key_env")
+        if name is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", str(name)):
+            # never echo it: a value that is not a variable name is most likely the key itself
+            raise ConfigError(f"{where}.options.api_key_env must name an environment variable (letters, digits, _), "
+                              "not hold the key; export the key and set e.g. api_key_env: OPENAI_API_KEY")
     if cfg.student.model != "tiny":
         try:
             local_identity(cfg.student.model)
