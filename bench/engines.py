@@ -11,7 +11,7 @@ on both. Prints figures; it is not a timed test.
 
     python bench/engines.py                       # all three on the default tiny student, one torch thread
     python bench/engines.py --parts mc2 --threads 2 --repeats 3
-    python bench/engines.py --threads-sweep       # ours only: 1 vs 2 threads for each part
+    python bench/engines.py --threads 1,2 --no-lm-eval   # ours only: 1 vs 2 torch threads, alternately
 
 The machine (cpu count, load average before and after each run) is printed with every figure: on a shared
 machine the load from other processes moves these numbers more than anything measured here.
@@ -106,14 +106,17 @@ def bench_mc2(model: Path, args) -> None:
     docs = task.docs()[: args.mc2_docs]
     reqs = [(d.prompt, c) for d in docs for c in d.choices]
     print(f"(a) TruthfulQA MC2: {len(docs)} questions, {len(reqs)} log-likelihood requests, batch {args.batch_size}")
-    ours, lm = our_engine(model, args.batch_size), lm_eval_engine(model, args.batch_size)
-    _threads(args)
-    runs = {"ours": lambda: ours.loglikelihood(reqs), "lm-eval": lambda: lm_eval_loglikelihood(lm, reqs)}
+    ours = our_engine(model, args.batch_size)
+    lm = None if args.no_lm_eval else lm_eval_engine(model, args.batch_size)
+    runs = runners(lambda: ours.loglikelihood(reqs), lm and (lambda: lm_eval_loglikelihood(lm, reqs)), args)
     if args.plain:
         plain = our_engine(model, args.batch_size, prefix_reuse=False)
-        runs["plain"] = lambda: plain.loglikelihood(reqs)
+        runs["plain"] = with_threads(int(str(args.threads).split(",")[0]), lambda: plain.loglikelihood(reqs))
     res = alternate("mc2", runs, args.repeats)
-    a, b = res["ours"][1], res["lm-eval"][1]
+    summary("mc2", {k: v[0] for k, v in res.items()}, {k: len(reqs) for k in res}, "requests")
+    if "lm-eval" not in res:
+        return
+    a, b = res[next(iter(res))][1], res["lm-eval"][1]
     diff = max(abs(x[0] - y[0]) for x, y in zip(a, b))
     greedy_same = sum(x[1] == y[1] for x, y in zip(a, b))
     pos, mine, theirs = 0, [], []
@@ -124,34 +127,42 @@ def bench_mc2(model: Path, args) -> None:
         pos += k
     print(f"  mc2 scores: max |ours - lm-eval| log-likelihood {diff:.2e}; greedy flags equal {greedy_same}/{len(a)}; "
           f"mc2 ours {sum(mine) / len(mine):.6f} lm-eval {sum(theirs) / len(theirs):.6f}")
-    summary("mc2", {k: v[0] for k, v in res.items()}, {k: len(reqs) for k in res}, "requests")
 
 
 def bench_generation(label: str, model: Path, prompts: list, max_new: int, stop: list[str], args,
                      prefill_share: bool) -> None:
     from harness.engines.base import SamplingParams
 
-    ours, lm = our_engine(model, args.batch_size), lm_eval_engine(model, args.batch_size)
-    _threads(args)
+    ours = our_engine(model, args.batch_size)
+    lm = None if args.no_lm_eval else lm_eval_engine(model, args.batch_size)
     texts = [ours.render(p) for p in prompts]
     n_prompt = sum(len(ours._encode(t, chat=not isinstance(p, str))) for p, t in zip(prompts, texts))
     params = SamplingParams(max_new_tokens=max_new, temperature=0.0, stop=tuple(stop))
     print(f"  {label}: {len(prompts)} prompts, {n_prompt / len(prompts):.0f} prompt tokens each on average, "
           f"{max_new} new tokens at most, stop {stop}, batch {args.batch_size}")
-    runs = {"ours": lambda: ours.generate(prompts, params),
-            "lm-eval": lambda: lm_eval_generate(lm, texts, max_new, stop)}
+    runs = runners(lambda: ours.generate(prompts, params),
+                   lm and (lambda: lm_eval_generate(lm, texts, max_new, stop)), args)
+    if args.plain:
+        plain = our_engine(model, args.batch_size, prefix_reuse=False)
+        runs["plain"] = with_threads(int(str(args.threads).split(",")[0]), lambda: plain.generate(prompts, params))
     res = alternate(label, runs, args.repeats)
-    comps = res["ours"][1]
+    first = next(iter(res))
+    comps = res[first][1]
     new_tokens = sum(c[0].completion_tokens for c in comps)
-    same = sum(c[0].text == t for c, t in zip(comps, res["lm-eval"][1]))
-    print(f"  {label}: {new_tokens} new tokens ({new_tokens / len(prompts):.0f} per prompt); "
-          f"texts equal to lm-eval's {same}/{len(prompts)}")
+    line = f"  {label}: {new_tokens} new tokens ({new_tokens / len(prompts):.0f} per prompt)"
+    if "lm-eval" in res:
+        line += f"; texts equal to lm-eval's {sum(c[0].text == t for c, t in zip(comps, res['lm-eval'][1]))}"
+    if "plain" in res:
+        line += f"; equal to no-reuse's {sum(c[0].text == p[0].text for c, p in zip(comps, res['plain'][1]))}"
+    print(line + f" /{len(prompts)}")
     summary(label, {k: v[0] for k, v in res.items()}, {k: new_tokens for k in res}, "new tokens")
     if prefill_share:
         one = SamplingParams(max_new_tokens=1, temperature=0.0)
-        t1 = [timed(lambda: ours.generate(prompts, one))[0] for _ in range(args.repeats)]
-        print(f"  {label}: prefill (1-token budget) {min(t1):.2f}s = {100 * min(t1) / min(res['ours'][0]):.0f}% "
-              f"of our full-budget time")
+        for name, eng in [("ours", ours)] + ([("plain", plain)] if args.plain else []):
+            t1 = [timed(with_threads(int(str(args.threads).split(",")[0]), lambda: eng.generate(prompts, one)))[0]
+                  for _ in range(args.repeats)]
+            print(f"  {label}: {name} prefill (1-token budget) {min(t1):.2f}s = "
+                  f"{100 * min(t1) / min(res[name if name in res else first][0]):.0f}% of its full-budget time")
 
 
 def bench_bbh(model: Path, args) -> None:
@@ -176,12 +187,24 @@ def bench_synthetic(model: Path, args) -> None:
     bench_generation("synthetic", model, [d.prompt for d in docs], 160, [], args, prefill_share=True)
 
 
-def _threads(args) -> None:
-    import torch
+def with_threads(n: int, fn: Callable[[], Any]) -> Callable[[], Any]:
+    def run() -> Any:
+        import torch
 
-    if args.threads:  # after the engines are built: HFEngine picks its own, this overrides it for both
-        torch.set_num_threads(args.threads)
-    print(f"  torch threads: {torch.get_num_threads()}  [{machine()}]")
+        torch.set_num_threads(n)
+        return fn()
+
+    return run
+
+
+def runners(ours_fn: Callable[[], Any], lm_fn: Callable[[], Any] | None, args) -> dict[str, Callable[[], Any]]:
+    """ours (at each thread count of --threads) and lm-eval (at the first), interleaved."""
+    threads = [int(t) for t in str(args.threads).split(",")]
+    runs = {("ours" if len(threads) == 1 else f"ours/{t}t"): with_threads(t, ours_fn) for t in threads}
+    if lm_fn is not None and not args.no_lm_eval:
+        runs["lm-eval"] = with_threads(threads[0], lm_fn)
+    print(f"  torch threads: {threads}  [{machine()}]")
+    return runs
 
 
 def main() -> None:
@@ -189,13 +212,14 @@ def main() -> None:
     ap.add_argument("--model", type=Path, help="local model folder (default: the default tiny student)")
     ap.add_argument("--parts", default="mc2,bbh,synthetic")
     ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--threads", type=int, default=1, help="torch threads for both engines (0: the engine's choice)")
+    ap.add_argument("--threads", default="1", help="torch threads; a comma list times ours at each (lm-eval: first)")
+    ap.add_argument("--no-lm-eval", action="store_true", help="time only our engine")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--mc2-docs", type=int, default=817)
     ap.add_argument("--bbh-subtasks", type=int, default=3)
     ap.add_argument("--bbh-docs", type=int, default=16)
     ap.add_argument("--bbh-new-tokens", type=int, default=128)
-    ap.add_argument("--plain", action="store_true", help="mc2: also time our engine without prefix reuse")
+    ap.add_argument("--plain", action="store_true", help="also time our engine without prefix reuse")
     args = ap.parse_args()
     model = args.model
     if model is None:

@@ -146,7 +146,7 @@ class HFEngine:
         tok = self.tokenizer
         return tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
 
-    def _encode_pair(self, prompt: Prompt, cont: str) -> tuple[list[int], list[int]]:
+    def _encode_pair(self, prompt: Prompt, cont: str, memo: dict | None = None) -> tuple[list[int], list[int]]:
         """(context ids, continuation ids) split exactly as lm-eval's ``LM.loglikelihood`` / ``_encode_pair``:
         trailing whitespace of the context moves to the continuation, the whole string is encoded and the
         continuation is what follows the context's own encoding; an empty context becomes the prefix token."""
@@ -161,7 +161,12 @@ class HFEngine:
         if n_space:
             ctx, cont = ctx[:-n_space], ctx[-n_space:] + cont
         whole = self._encode(ctx + cont, chat)
-        ctx_ids = self._encode(ctx, chat)
+        if memo is None:
+            ctx_ids = self._encode(ctx, chat)
+        else:  # every choice of a question encodes the same context
+            if (ctx, chat) not in memo:
+                memo[(ctx, chat)] = self._encode(ctx, chat)
+            ctx_ids = memo[(ctx, chat)]
         if len(whole) <= len(ctx_ids):
             # The continuation merged wholly into the context's last token, so lm-eval's split leaves it nothing
             # to score (it returns 0.0): score the whole string's last token given the rest instead.
@@ -291,8 +296,9 @@ class HFEngine:
         out: list[tuple[float, bool] | None] = [None] * len(requests)
         seqs: list[tuple[list[int], int]] = []  # (tokens, n_ctx): score tokens[n_ctx:] given tokens[:n_ctx]
         groups: dict[tuple[int, ...], list[int]] = {}
+        memo: dict[tuple[str, bool], list[int]] = {}
         for i, (prompt, cont) in enumerate(requests):
-            ctx_ids, cont_ids = self._encode_pair(prompt, cont)
+            ctx_ids, cont_ids = self._encode_pair(prompt, cont, memo)
             toks = ctx_ids + cont_ids
             if len(toks) > self.max_length + 1:  # as lm-eval: keep the last max_length + 1 tokens
                 toks = toks[-(self.max_length + 1):]
