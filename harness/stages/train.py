@@ -84,6 +84,19 @@ def selection_docs(plan: Plan):
     return plan.task_objs[SELECTION_TASK], plan.docs[SELECTION_TASK]
 
 
+def sort_target_modules(model_dir: Path) -> None:
+    """peft writes adapter_config.json's target_modules from a Python set, in an order that changes with each
+    process's string-hash seed: the same training would get another adapter digest, hence another engine
+    identity, cache keys and results inputs key. Sorted, equal training gives byte-equal adapter folders."""
+    from common.files import write_text_atomic
+
+    for p in sorted(model_dir.rglob("adapter_config.json")):
+        cfg = json.loads(p.read_text(encoding="utf-8"))
+        if isinstance(cfg.get("target_modules"), list) and cfg["target_modules"] != sorted(cfg["target_modules"]):
+            cfg["target_modules"] = sorted(cfg["target_modules"])
+            write_text_atomic(p, json.dumps(cfg, indent=2, sort_keys=True))
+
+
 def step_dirs(model_dir: Path) -> list[tuple[int, Path]]:
     """(step, folder) of every kept checkpoint, final/ (the last step) included, in step order."""
     final = model_dir / "final"
@@ -180,6 +193,7 @@ def train_methods(plan: Plan, student: Path | str, items: list[TrainItem], cache
 
             quiet_hf_progress()
             res = train_student(student, rows, rd.model_dir(m), tcfg, progress=True)
+            sort_target_modules(rd.model_dir(m))
             stored = {"fingerprint": fingerprint, "truncation": truncation, "adapter": res.adapter}
             write_json_atomic(fp_path, stored)
         truncation = stored["truncation"]
