@@ -629,6 +629,73 @@ def _selection(manifest: Optional[Manifest]) -> tuple[list[dict], bytes | None]:
     return out, plots._png(fig)
 
 
+# ---- training data (data/items.jsonl): what each method learned from, side by side ---------------------------
+_STAGE_COLUMNS = ("probe", "critique", "refine", "direct")
+
+
+def training_data_section(run_dir: Path, manifest: Optional[Manifest], k: int = 6) -> Optional[dict]:
+    """Per-stage statistics from the manifest (tokens, cost, seconds, flags, retries, right/wrong, lengths) and,
+    for a few pool questions (wrong drafts first), the draft, critique, refinement and direct answer with the
+    critique's verdict and its agreement with the gold answer. Every text is untrusted model output: the template
+    escapes it."""
+    path = run_dir / "data" / "items.jsonl"
+    td = (manifest.training_data if manifest is not None else None) or {}
+    if not path.exists() and not td:
+        return None
+    from distill.teachers.llm import conclusion_of
+
+    stats = []
+    for stage in _STAGE_COLUMNS:
+        rec = td.get(stage)
+        if isinstance(rec, Mapping):
+            stats.append({"stage": stage, "values": [(key, short(v, 200)) for key, v in rec.items()
+                                                     if key not in ("fingerprint",)]})
+    pool = td.get("pool") if isinstance(td.get("pool"), Mapping) else {}
+    decon = None
+    if pool:
+        decon = {"source": pool.get("source"), "mode": pool.get("decontamination"), "ngram": pool.get("ngram"),
+                 "examined": pool.get("examined"), "removed": pool.get("removed", 0),
+                 "by_task": short(pool.get("removed_by_task") or {}, 300),
+                 "by_rule": short(pool.get("removed_by_rule") or {}, 200),
+                 "against": ", ".join(pool.get("against") or [])}
+    examples = []
+    if path.exists():
+        rows = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                rows.append(json.loads(line))
+            except ValueError:
+                continue
+        def order(r: dict) -> tuple:
+            probe_ok = ((r.get("meta") or {}).get("checks") or {}).get("probe", {}).get("correct")
+            return (probe_ok is not False, r.get("id", ""))
+        for r in sorted(rows, key=order)[:k]:
+            meta = r.get("meta") or {}
+            checks = meta.get("checks") or {}
+            specific = meta.get("specific_critique") or r.get("critique")
+            verdict = conclusion_of(specific) if specific else None
+            agrees = checks.get("verdict_agrees")
+            usage = meta.get("usage") or {}
+            examples.append({
+                "id": r.get("id", ""), "question": _clip(r.get("question") or ""),
+                "gold": short(r.get("gold_answer") or "–", 200),
+                "probe": _clip(r.get("probe") or ""), "critique": _clip(specific or ""),
+                "trained_critique": _clip(r.get("critique") or "") if r.get("critique") != specific else None,
+                "critique_from": meta.get("critique_from"),
+                "refined": _clip(r.get("refined") or ""), "direct": _clip(r.get("direct") or ""),
+                "verdict": verdict or "none (flagged)",
+                "agrees": "–" if agrees is None else ("yes" if agrees else "no"),
+                "probe_correct": {True: "right", False: "wrong", None: "–"}[(checks.get("probe") or {}).get("correct")],
+                "refined_correct": {True: "right", False: "wrong", None: "–"}[
+                    (checks.get("refined") or {}).get("correct")],
+                "flagged": bool((usage.get("critique") or {}).get("flagged")),
+                "retries": (usage.get("critique") or {}).get("retries", 0)})
+    total = td.get("teacher_total") if isinstance(td.get("teacher_total"), Mapping) else None
+    return {"stats": stats, "decontamination": decon, "examples": examples,
+            "total": [(key, short(v, 100)) for key, v in total.items()] if total else [],
+            "filter": short(td.get("correctness_filter"), 200) if td.get("correctness_filter") else None}
+
+
 def build_context(run_dir: Path, samples_per_task: int = 3, baseline_model: str = "base",
                   results: Results | None = None) -> dict:
     """Everything the template shows, computed from a run folder (tolerates missing models, tasks and files)."""
@@ -690,6 +757,7 @@ def build_context(run_dir: Path, samples_per_task: int = 3, baseline_model: str 
         "metric_tables": _metric_tables(results, models, tasks, labels),
         "paper_tables": _paper_section(results, models, partial),
         "training": training,
+        "training_data": training_data_section(run_dir, m),
         "samples": samples,
         "manifest_sections": [(name, _kv(redact(getattr(m, name)))) if m else (name, [])
                               for name in ("versions", "git", "hardware", "seeds", "training_data", "cache",

@@ -180,3 +180,45 @@ def test_llm_teacher_with_real_generation(tmp_path_factory):
     crits = teacher.critique(_items(6))  # two questions it was not trained on
     assert [conclusion_of(c) for c in crits] == ["right"] * 6
     assert teacher.last_stats["flagged"] == 0
+
+
+def test_llm_teacher_bounded_retries_continue_the_conversation_and_count_usage():
+    """Up to conclusion_retries follow-ups, each one turn further (a greedy model is never asked the same thing
+    twice, so the call cache cannot answer a retry with the previous reply); tokens and flags per item."""
+    reminder = PromptTemplates().conclusion_reminder
+
+    def reply(msgs):
+        turns = sum(m["content"] == reminder for m in msgs)
+        q = msgs[1]["content"]
+        if turns == 0:
+            return "Hmm."
+        if "1 + 1" in q and turns == 2:
+            return "Conclusion: right"
+        return f"still thinking ({turns})"
+
+    class Counting(ScriptedEngine):
+        def generate(self, prompts, params, progress=None):
+            out = super().generate(prompts, params, progress)
+            return [[Completion(text=c[0].text, prompt_tokens=10, completion_tokens=3, cached=False)] for c in out]
+
+    engine = Counting(reply)
+    t = LLMTeacher(engine, PromptTemplates(), SamplingParams(max_new_tokens=64), batch_size=8, conclusion_retries=3)
+    crits = t.critique(_items(3))
+    assert [conclusion_of(c) for c in crits] == [None, "right", None]
+    second_retry = [p for p in engine.calls[2] if "1 + 1" in p[1]["content"]][0]
+    assert [m["content"] for m in second_retry[2:]] == ["Hmm.", reminder, "still thinking (1)", reminder]
+    u = [x.to_dict() for x in t.last_usage]
+    assert [x["retries"] for x in u] == [3, 2, 3] and [x["flagged"] for x in u] == [True, False, True]
+    assert u[0]["requests"] == 4 and u[0]["tokens_in"] == 40 and u[0]["tokens_out"] == 12
+    assert t.last_stats == {"critiques": 3, "missing_conclusion": 3, "fixed_by_retry": 1, "flagged": 2}
+    none = LLMTeacher(Counting(reply), conclusion_retries=0).critique(_items(2))
+    assert [conclusion_of(c) for c in none] == [None, None]
+
+
+def test_refine_reads_the_specific_critique():
+    engine = ScriptedEngine(lambda msgs: "ok")
+    it = _items(1)[0]
+    it.critique, it.meta = "GENERIC", {"specific_critique": "the teacher's own words"}
+    LLMTeacher(engine).refine([it])
+    sent = engine.calls[0][0][-1]["content"]
+    assert "the teacher's own words" in sent and "GENERIC" not in sent
