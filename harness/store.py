@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from common.files import read_jsonl, stable_hash, write_json_atomic, write_jsonl_atomic  # noqa: F401
+from common.files import CorruptFile, read_jsonl, stable_hash, write_json_atomic, write_jsonl_atomic  # noqa: F401
 from harness.engines.base import Completion, Engine, Prompt, ProgressFn, SamplingParams
 
 
@@ -41,13 +41,19 @@ class CallCache:
         self.path = path
         self._lock = threading.Lock()
         self._db = sqlite3.connect(str(path), check_same_thread=False, timeout=60)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a crash loses at most the last commit
-        # calls_v2: keys on the rendered prompt and full engine identity, values carry a checksum. Entries of the
-        # older `calls` table were keyed differently and are never read.
-        self._db.execute("CREATE TABLE IF NOT EXISTS calls_v2 (key TEXT PRIMARY KEY, kind TEXT, identity TEXT, "
-                         "value TEXT, checksum TEXT, created REAL)")
-        self._db.commit()
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a crash loses at most the last commit
+            # calls_v2: keys on the rendered prompt and full engine identity, values carry a checksum. Entries of
+            # the older `calls` table were keyed differently and are never read.
+            self._db.execute("CREATE TABLE IF NOT EXISTS calls_v2 (key TEXT PRIMARY KEY, kind TEXT, identity TEXT, "
+                             "value TEXT, checksum TEXT, created REAL)")
+            self._db.commit()
+        except sqlite3.DatabaseError as e:  # overwritten or truncated by something else: not ours to repair
+            self._db.close()
+            raise CorruptFile(f"call cache {path} is not a readable SQLite database ({e}); fix: delete it (it "
+                              "only holds model calls, made again on the next run) or set HARNESS_CACHE_DIR "
+                              "elsewhere") from None
         #: Entries whose checksum failed on read (recomputed by the caller as misses).
         self.corrupt = 0
 
