@@ -221,3 +221,18 @@ def test_corrupted_cache_entry_is_recomputed_not_trusted(tmp_path, random_chat_m
         json.loads((tmp_path / "b" / "r" / "results.json").read_text())["rows"]
     third = run("c")  # the recomputed entries replaced the bad ones
     assert third["cache"]["corrupt_entries"] == 0 and third["models"]["base"]["eval"]["cache_hits"] == 3
+
+
+def test_cache_file_that_is_not_a_database(tmp_path, random_chat_model):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "calls.sqlite").write_bytes(b"this was overwritten by something else\n" * 200)
+    out = tmp_path / "out"
+    res = harness("eval", "--set", f"student.model={random_chat_model}", "--tasks", "synthetic_id", "--limit", "1",
+                  "--output-dir", str(out), env={"HARNESS_CACHE_DIR": str(cache)})
+    # The plan is printed before the cache is opened: the error is the one last line.
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr[-3000:]
+    lines = [l for l in res.stderr.strip().splitlines() if l.strip()]
+    assert [l for l in lines if l.startswith("error:")] == lines[-1:], lines
+    assert all(n in lines[-1] for n in ("calls.sqlite", "not a readable SQLite database", "delete it")), lines[-1]
+    assert not [p for p in out.rglob("*") if p.is_file()]  # (pipeline.run makes the empty run folder first)
