@@ -648,7 +648,7 @@ def training_data_section(run_dir: Path, manifest: Optional[Manifest], k: int = 
     for stage in _STAGE_COLUMNS:
         rec = td.get(stage)
         if isinstance(rec, Mapping):
-            stats.append({"stage": stage, "values": [(key, short(v, 200)) for key, v in rec.items()
+            stats.append({"stage": stage, "rows": [(key, short(v, 200)) for key, v in rec.items()
                                                      if key not in ("fingerprint",)]})
     pool = td.get("pool") if isinstance(td.get("pool"), Mapping) else {}
     decon = None

@@ -178,7 +178,7 @@ class LLMTeacher:
 
 
 def _require(items: Sequence[TrainItem], attr: str, stage: str) -> None:
-    missing = [it.id for it in items if not getattr(it, attr)]
+    missing = [it.id for it in items if getattr(it, attr) is None]
     if missing:
         raise ValueError(f"{len(missing)} item(s) have no {attr} (e.g. {missing[0]!r}); "
                          f"fix: run the {stage} stage first")
