@@ -37,6 +37,15 @@ def write_jsonl_atomic(path: Path, rows: Iterable[dict]) -> None:
     write_text_atomic(path, "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rows))
 
 
+def read_json_or_none(path: Path | str) -> Any:
+    """A fingerprint sidecar's JSON, or None when it is absent or damaged: what it describes is then made again
+    (through the call cache) instead of trusted or crashing."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError):
+        return None
+
+
 class CorruptFile(ValueError):
     """A stored file that cannot be read back (truncated or edited); the message names the file and line."""
 

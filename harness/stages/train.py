@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from common.files import stable_hash, write_json_atomic, write_jsonl_atomic
+from common.files import read_json_or_none, stable_hash, write_json_atomic, write_jsonl_atomic
 from distill.items import TrainItem
 from distill.methods import build_dataset, get_method
 from distill.mix import mix_by_conclusion
@@ -174,7 +174,7 @@ def train_methods(plan: Plan, student: Path | str, items: list[TrainItem], cache
                 rd.model_dir(m).parent.mkdir(parents=True, exist_ok=True)
                 link_tree(donor.model_dir(m), rd.model_dir(m))
                 console.print(f"[dim]train {m}: same data, student and settings as {donor.root.name}; shared[/]")
-        stored = json.loads(fp_path.read_text()) if fp_path.exists() else None
+        stored = read_json_or_none(fp_path)  # absent or damaged: train (or take final/ when its request matches)
         if stored is not None and stored.get("fingerprint") != fingerprint:
             console.print(f"[yellow]train[/] {m}: the stored model was trained from other data, student or "
                           "settings; training again")

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common.files import read_jsonl, stable_hash, write_json_atomic, write_jsonl_atomic
+from common.files import read_json_or_none, read_jsonl, stable_hash, write_json_atomic, write_jsonl_atomic
 from common.types import SamplingParams
 from distill.items import TrainItem
 from distill.pools import Decontaminator, PoolError, PoolSpec, load_pool_spec, prompt_text, split_validation
@@ -260,7 +260,7 @@ def build_items(plan: Plan, student: Path | str, cache: CallCache) -> tuple[list
     record: dict[str, Any] = {"pool": {**pool_report, "seconds": round(time.perf_counter() - clock, 2)}}
     stored_keys: dict[str, str] = {}
     if path.exists() and meta_path.exists():
-        stored_keys = json.loads(meta_path.read_text(encoding="utf-8")).get("stages", {})
+        stored_keys = (read_json_or_none(meta_path) or {}).get("stages", {})  # damaged: every stage again
         stored = {d["id"]: TrainItem.from_dict(d) for d in read_jsonl(path)}
         if stored_keys.get("pool") == keys["pool"]:
             train_items = [stored.get(it.id, it) for it in train_items]
