@@ -118,6 +118,17 @@ def _what_differs(old: Fingerprint, new: Fingerprint) -> str:
     return ", ".join(diff) or "fingerprint"
 
 
+def intact_samples(path: Path, n: int) -> list[SampleRecord] | None:
+    """The stored records when the file reads back whole (as many records as its sidecar says), else None."""
+    if not path.exists():
+        return None
+    try:
+        records = read_samples(path)
+    except SchemaMismatch:
+        return None
+    return records if len(records) == n else None
+
+
 def stored_meta(path: Path) -> SampleFileMeta | None:
     if not path.exists():
         return None
@@ -143,15 +154,19 @@ def evaluate_models(plan: Plan, models: list[ModelToEvaluate], cache: CallCache)
             old = stored_meta(meta_path)
             t0 = time.perf_counter()
             entry: dict[str, Any] = {"fingerprint": gen_fp.key, "scoring": score_fp.key}
-            if old is not None and old.generation.key == gen_fp.key and out.exists():
+            stored = intact_samples(out, old.n) if old is not None and old.generation.key == gen_fp.key else None
+            if stored is not None:
                 if old.scoring.key == score_fp.key:
                     entry["reused"] = "samples"
                     info["tasks"][name] = entry
                     continue
-                records = score_records(task, docs, read_samples(out))
+                records = score_records(task, docs, stored)
                 entry["reused"] = "responses (re-scored: grader changed)"
             else:
-                if old is not None:
+                if old is not None and old.generation.key == gen_fp.key:
+                    console.print(f"[yellow]evaluate[/] {m.name}/{name}: the stored samples file is missing or "
+                                  "damaged; evaluating again (through the call cache)", highlight=False)
+                elif old is not None:
                     console.print(f"[yellow]evaluate[/] {m.name}/{name}: stored samples were made with a different "
                                   f"{_what_differs(old.generation, gen_fp)}; evaluating again", highlight=False)
                 if engine is None:
