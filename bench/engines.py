@@ -92,7 +92,9 @@ def lm_eval_loglikelihood(lm, requests: list[tuple[str, str]]) -> list[tuple[flo
 def lm_eval_generate(lm, texts: list[str], max_new: int, stop: list[str]) -> list[str]:
     from lm_eval.api.instance import Instance
 
-    kw = {"until": stop or [lm.tok_decode(lm.eot_token_id)], "max_gen_toks": max_new, "do_sample": False}
+    kw: dict[str, Any] = {"max_gen_toks": max_new, "do_sample": False}
+    if stop:  # without ``until`` lm-eval stops at the end-of-sequence token, as we do
+        kw["until"] = list(stop)
     inst = [Instance(request_type="generate_until", doc={}, arguments=(t, dict(kw)), idx=i)
             for i, t in enumerate(texts)]
     return lm.generate_until(inst, disable_tqdm=True)

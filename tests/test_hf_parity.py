@@ -139,3 +139,35 @@ def test_loglikelihood_split_and_scores_match_lm_eval(engines):
             continue  # lm-eval scores nothing there (0.0); we score the merged last token (test_hf_prefix)
         assert lp == pytest.approx(lp_e, abs=1e-4), (ctx, cont)
         assert greedy == greedy_e
+
+
+@pytest.mark.parametrize("stop", [(), ("\n\n", "Q"), ("19",)])
+def test_greedy_generation_matches_lm_eval(engines, stop):
+    """Same input ids, same greedy text, and stop strings searched in the generated text only (a prompt ending in
+    "\\n" with a "\\n\\n" stop must not stop at the first generated "\\n")."""
+    from lm_eval.api.instance import Instance
+
+    from harness.engines.base import SamplingParams
+
+    _, ours, theirs = engines
+    for prompt in ["Step 1: 12 + 7 = 19.\n", "Q: What is 12 + 7?\nA:", CHATS[0]]:
+        text = ours.render(prompt)
+        got = ours.generate([prompt], SamplingParams(max_new_tokens=12, temperature=0.0, stop=stop))[0][0]
+        kw = {"max_gen_toks": 12, "do_sample": False} | ({"until": list(stop)} if stop else {})
+        expected = theirs.generate_until([Instance(request_type="generate_until", doc={}, arguments=(text, kw),
+                                                   idx=0)], disable_tqdm=True)[0]
+        assert got.text == expected, (prompt, stop)
+
+
+def test_stop_strings_look_at_generated_text_only(engines):
+    import torch
+
+    from harness.engines.hf import StopInGenerated
+
+    _, ours, _ = engines
+    tok = ours.tokenizer
+    prompt = tok("Step 1: 12 + 7 = 19.\n", add_special_tokens=False)["input_ids"]
+    nl = tok("\n", add_special_tokens=False)["input_ids"]
+    crit = StopInGenerated(tok, ["\n\n"], len(prompt))
+    assert not crit(torch.tensor([prompt + nl]), None).item()  # "\n" + "\n" across the prompt boundary: go on
+    assert crit(torch.tensor([prompt + nl + nl]), None).item()  # "\n\n" generated: stop

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer, StoppingCriteria, StoppingCriteriaList
 from transformers.cache_utils import DynamicCache, DynamicLayer
 from transformers.modeling_outputs import CausalLMOutputWithPast
 from transformers.utils import logging as hf_logging
@@ -224,7 +224,9 @@ class HFEngine:
             else:
                 kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
             if params.stop:
-                kwargs.update(stop_strings=list(params.stop), tokenizer=self.tokenizer)
+                # Only the generated text is searched, as lm-eval does: transformers' own ``stop_strings`` also
+                # looks into the prompt, and stops at once when a prompt ending in "\n" meets a "\n\n" stop.
+                kwargs["stopping_criteria"] = StoppingCriteriaList([StopInGenerated(self.tokenizer, params.stop, width)])
             if cache is not None:
                 kwargs[_CACHE] = cache
             gen = self.model.generate(input_ids=ids.to(self.device), attention_mask=mask.to(self.device), **kwargs)
@@ -393,6 +395,22 @@ class HFEngine:
         res = self.model(input_ids=ids.to(self.device), attention_mask=new_mask.to(self.device),
                          use_cache=use_cache, **kwargs)
         return res.logits, getattr(res, _CACHE) if use_cache else None, new_mask
+
+
+class StopInGenerated(StoppingCriteria):
+    """Stops a row once its generated text (never the prompt) holds a stop string; the text is cut there later."""
+
+    def __init__(self, tokenizer: Any, stop: Sequence[str], prompt_width: int) -> None:
+        self.tokenizer, self.stop, self.width = tokenizer, list(stop), prompt_width
+        # A stop string of c characters lies within the last c + 2 tokens (a token holds at least one character
+        # once decoded; 2 more for byte-level pieces), as lm-eval's MultiTokenEOSCriteria looks back.
+        self.lookback = max(len(x) for x in self.stop) + 2
+
+    def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
+        tails = input_ids[:, max(self.width, input_ids.shape[1] - self.lookback) :].tolist()
+        texts = self.tokenizer.batch_decode(tails, skip_special_tokens=True)
+        return torch.tensor([any(x in t for x in self.stop) for t in texts], dtype=torch.bool,
+                            device=input_ids.device)
 
 
 def _score(logits: torch.Tensor, target: list[int]) -> tuple[float, bool]:
