@@ -7,7 +7,8 @@ One chain of runs on one run folder and one cache, each killed later than the on
   3. during evaluation (the base model's first task is stored, its second is being generated),
   4. during scoring (a HumanEval sandbox process of the base model is running),
   5. to the end.
-After every kill the store must be sound (SQLite integrity_check, every samples file readable by
+Last, files damaged after the fact (a torn samples file, sidecars that are not JSON) are made again through the
+cache. After every kill the store must be sound (SQLite integrity_check, every samples file readable by
 common.artifacts.read_samples, every JSON file parseable) and no cache entry written by an earlier run may be
 written again (its `created` time is unchanged: a finished model call is never made twice). The final
 results.json rows and per-sample responses must equal an uninterrupted run's (same config and seed, its own
@@ -207,13 +208,27 @@ def test_killed_runs_resume_to_the_uninterrupted_result(random_chat_model, tmp_p
     assert samples(run) == samples(ref_out / RUN_ID)
     manifest = json.loads((run / "manifest.json").read_text())
     for stage, rec in manifest["training_data"].items():
-        assert "computed" not in rec, f"training-data stage {stage} was computed again"
+        assert not rec.get("computed"), f"training-data stage {stage} was computed again"
     for m in ("sft", "cgd"):
         assert manifest["models"][m]["train"]["reused"] is True, m
     base = manifest["models"]["base"]["eval"]
     assert base["synthetic_id"]["reused"] == "samples"
     assert base["humaneval"]["reused"] is None  # scored in this run ...
     assert base["cache_misses"] == 0 and base["cache_hits"] == 4  # ... from responses generated before the kill
+
+    # 6. Files damaged after the fact (not by a kill: writes are atomic) are made again, never trusted: a torn
+    # samples file, a fingerprint sidecar and the training-data sidecar that are not JSON.
+    samples_file = run / "samples" / "base" / "synthetic_id.jsonl"
+    samples_file.write_bytes(samples_file.read_bytes()[:150])
+    (run / "models" / "sft" / "fingerprint.json").write_text("{torn")
+    (run / "data" / "items.meta.json").write_text('{"stages": {')
+    run_to_end(args, cache)
+    assert_store_sound(run, cache)
+    assert rows(run) == rows(ref_out / RUN_ID) and samples(run) == samples(ref_out / RUN_ID)
+    manifest = json.loads((run / "manifest.json").read_text())
+    base = manifest["models"]["base"]["eval"]
+    assert base["synthetic_id"]["reused"] is None and base["humaneval"]["reused"] == "samples"
+    assert base["cache_misses"] == 0 and manifest["training_data"]["probe"]["cache_misses"] == 0
     print(f"\nuninterrupted run {t_ref:.1f}s; final resume {t_last:.1f}s")
 
 
