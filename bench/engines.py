@@ -184,7 +184,7 @@ def bench_bbh(model: Path, args) -> None:
 def bench_synthetic(model: Path, args) -> None:
     from tasks.registry import get_task
 
-    docs = get_task("synthetic_id").docs()[:200]
+    docs = get_task("synthetic_id").docs()[: args.synthetic_n]
     print("(c) synthetic_id: greedy generation")
     bench_generation("synthetic", model, [d.prompt for d in docs], 160, [], args, prefill_share=True)
 
@@ -221,6 +221,7 @@ def main() -> None:
     ap.add_argument("--bbh-subtasks", type=int, default=3)
     ap.add_argument("--bbh-docs", type=int, default=16)
     ap.add_argument("--bbh-new-tokens", type=int, default=128)
+    ap.add_argument("--synthetic-n", type=int, default=200)
     ap.add_argument("--plain", action="store_true", help="also time our engine without prefix reuse")
     args = ap.parse_args()
     model = args.model

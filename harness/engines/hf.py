@@ -85,12 +85,15 @@ class HFEngine:
             if merge_adapter:  # merged LoRA weights generate faster and give the same outputs
                 self.model = self.model.merge_and_unload()
         self.model.eval()
-        #: Share a context's KV cache among the continuations scored on it (loglikelihood); switched off for a
-        #: model whose cache cannot be copied row by row.
+        #: Run a shared context once and reuse its KV cache: the continuations of one context (loglikelihood)
+        #: and a few-shot prefix every prompt of a batch shares (generate). Switched off by itself for a model
+        #: whose cache cannot be copied row by row (sliding-window or recurrent layers).
         self.prefix_reuse = True
         if self.device == "cpu" and sum(p.numel() for p in self.model.parameters()) < SMALL_MODEL_PARAMS:
             # A small model's matrices are too small to split across threads: with more than one thread, OpenMP
-            # workers spin and contend with every other busy process (graders, sandboxes), measured 10x slower.
+            # workers spin and contend with every other busy process (graders, sandboxes). Measured on 2 cores at
+            # load 5-10 (bench/engines.py --threads 1,2), a 0.55M-parameter Llama: log-likelihood 7-11x and
+            # greedy generation 5-10x slower on 2 threads than on 1.
             torch.set_num_threads(1)
 
     @property
