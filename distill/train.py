@@ -434,12 +434,13 @@ def _check_request(out_dir: Path, request: dict, found: Path) -> None:
 
 
 def _last_checkpoint(ckpt_root: Path) -> Path | None:
+    """The newest complete checkpoint: a kill while saving leaves a checkpoint-N without trainer_state.json
+    (written last), which must not be resumed from."""
     if not ckpt_root.is_dir():
         return None
-    from transformers.trainer_utils import get_last_checkpoint
-
-    last = get_last_checkpoint(str(ckpt_root))
-    return Path(last) if last else None
+    done = [p for p in ckpt_root.glob("checkpoint-*")
+            if p.name.rsplit("-", 1)[1].isdigit() and (p / "trainer_state.json").exists()]
+    return max(done, key=lambda p: int(p.name.rsplit("-", 1)[1]), default=None)
 
 
 def _result_from(final: Path) -> TrainResult:

@@ -43,9 +43,9 @@ def run(plan: Plan, *, command: str = "", extra_models: dict[str, tuple[str, str
     sample files are linked in wherever their fingerprints equal this cell's (the base model's evaluation, a
     method the swept key does not touch), so shared work is done once."""
     rd = plan.run_dir
-    rd.root.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
-    cache = CallCache(default_cache_dir() / "calls.sqlite")
+    cache = CallCache(default_cache_dir() / "calls.sqlite")  # first: a bad cache file must leave no run folder
+    rd.root.mkdir(parents=True, exist_ok=True)
     clock = time.perf_counter()
 
     def lap(stage: str) -> None:
@@ -153,7 +153,7 @@ def share_samples(plan: Plan, models: list[ModelToEvaluate], donor: RunDir) -> l
 def results_inputs(plan: Plan, trained: dict, eval_stats: dict) -> str:
     """A key over everything results.json and the report are computed from."""
     return stable_hash({
-        "config": plan.config.model_dump(mode="json"), "model_order": plan.model_order,
+        "config": plan.config.model_dump(mode="json", exclude={"output_dir"}), "model_order": plan.model_order,
         "scores": {m: {t: e["scoring"] for t, e in st["tasks"].items()} for m, st in eval_stats.items()},
         "models": {m: info["fingerprint"] for m, info in trained.items()}})[:24]
 

@@ -232,9 +232,6 @@ def test_killed_runs_resume_to_the_uninterrupted_result(random_chat_model, tmp_p
     print(f"\nuninterrupted run {t_ref:.1f}s; final resume {t_last:.1f}s")
 
 
-@pytest.mark.xfail(strict=True, reason="distill/train.py _last_checkpoint resumes from the newest checkpoint-N even "
-                   "when a kill tore it (no trainer_state.json yet): FileNotFoundError on every later run. Fix: take "
-                   "the newest checkpoint holding trainer_state.json; then remove this marker")
 def test_a_checkpoint_torn_by_a_kill_is_not_resumed_from(random_chat_model, tmp_path):
     """A SIGKILL while the Trainer writes checkpoint-N leaves the folder without trainer_state.json (written
     last); the resume must fall back to the last complete checkpoint (or start over), not fail."""
