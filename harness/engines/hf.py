@@ -395,8 +395,14 @@ class HFEngine:
             kwargs[_CACHE] = cache
             kwargs["position_ids"] = (mask.sum(1, keepdim=True) + torch.arange(width)).to(self.device)
             new_mask = torch.cat([mask, new_mask], 1)
-        res = self.model(input_ids=ids.to(self.device), attention_mask=new_mask.to(self.device),
-                         use_cache=use_cache, **kwargs)
+        try:
+            res = self.model(input_ids=ids.to(self.device), attention_mask=new_mask.to(self.device),
+                             use_cache=use_cache, **kwargs)
+        except TypeError:  # a model without ``logits_to_keep``: all logits, the same cache
+            if kwargs.pop("logits_to_keep", None) is None:
+                raise
+            res = self.model(input_ids=ids.to(self.device), attention_mask=new_mask.to(self.device),
+                             use_cache=use_cache, **kwargs)
         return res.logits, getattr(res, _CACHE) if use_cache else None, new_mask
 
 
