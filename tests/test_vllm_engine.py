@@ -47,7 +47,7 @@ def adapter(tiny_student, tmp_path_factory):
     turning the model into noise."""
     import torch
     from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     out = tmp_path_factory.mktemp("adapter")
     torch.manual_seed(0)
@@ -59,6 +59,7 @@ def adapter(tiny_student, tmp_path_factory):
             if "lora_B" in name:
                 p.mul_(0.3)
     peft_model.save_pretrained(out)
+    AutoTokenizer.from_pretrained(tiny_student).save_pretrained(out)  # as `harness train` writes adapters
     return out
 
 

@@ -121,7 +121,9 @@ class VLLMEngine:
         self.parts = local_identity(model, adapter)
         self.identity = identity_string("vllm", self.parts, self._settings(self.device, self.dtype_name))
         # The adapter's own tokenizer when it has one, as the hf engine: same chat template, same token ids.
-        self.tokenizer = AutoTokenizer.from_pretrained(self.adapter or self.model_path)
+        has_own = self.adapter and any((Path(self.adapter) / n).exists() for n in ("tokenizer.json",
+                                                                                 "tokenizer_config.json"))
+        self.tokenizer = AutoTokenizer.from_pretrained(self.adapter if has_own else self.model_path)
         self.hf_config = AutoConfig.from_pretrained(self.model_path)
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
@@ -303,12 +305,18 @@ class VLLMEngine:
         out: list[list[Completion]] = []
         for ids, res in zip(encoded, results):
             comps = [Completion(text=o.text, finish_reason="length" if o.finish_reason == "length" else "stop",
-                                prompt_tokens=len(ids), completion_tokens=len(o.token_ids), seconds=seconds)
+                                prompt_tokens=len(ids), completion_tokens=self._n_tokens(o), seconds=seconds)
                      for o in res.outputs]
             if greedy:
                 comps = [Completion(**c.to_dict()) for c in comps * params.n]
             out.append(comps)
         return out
+
+    @staticmethod
+    def _n_tokens(o) -> int:
+        # vLLM's token_ids end with the end-of-sequence token when that stopped it; the hf engine does not count it.
+        eos_stop = o.finish_reason == "stop" and o.stop_reason is None
+        return len(o.token_ids) - 1 if eos_stop and o.token_ids else len(o.token_ids)
 
     # ---- log-likelihood ----------------------------------------------------------------------------------
     def loglikelihood(
