@@ -18,7 +18,7 @@ overrides="$(mktemp)"
 trap 'rm -f "$overrides"' EXIT
 echo "torch==${torch_version}" >"$overrides"
 # pip's find-links / extra indexes (local wheels such as the CPU torch) are honoured by uv through these.
-export UV_FIND_LINKS="${PIP_FIND_LINKS:-}"
+if [ -n "${PIP_FIND_LINKS:-}" ]; then export UV_FIND_LINKS="$PIP_FIND_LINKS"; fi
 "$VENV/bin/python" -m uv pip install --python "$VENV/bin/python" --resolution lowest-direct \
   --override "$overrides" --index-strategy unsafe-best-match -e '.[test]'
 "$VENV/bin/python" -m pip list 2>/dev/null | grep -iE '^(torch|transformers|tokenizers|trl|peft|accelerate|datasets|lm.eval|pydantic|numpy|pandas) '
