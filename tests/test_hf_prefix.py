@@ -119,7 +119,7 @@ def test_generation_prefix_reuse_gives_plain_outputs(engine, batch_size):
     engine.batch_size = batch_size
     ran: list[int] = []
     extend = type(engine)._extend
-    params = SamplingParams(max_new_tokens=24, temperature=0.0)
+    params = SamplingParams(max_new_tokens=12, temperature=0.0)  # the shared prefix is over 4x the budget
     try:
         engine.prefix_reuse = False
         plain = engine.generate(prompts, params)
