@@ -265,4 +265,5 @@ def read_samples(path: str | Path) -> list[SampleRecord]:
 
 
 def write_samples(path: str | Path, records: list[SampleRecord]) -> None:
-    write_jsonl_atomic(Path(path), (r.model_dump(mode="json") for r in records))
+    # Absent rather than null: a sensitive task's records hold no "prompt" or "gold" key at all.
+    write_jsonl_atomic(Path(path), (r.model_dump(mode="json", exclude_none=True) for r in records))

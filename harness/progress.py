@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn)
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # one message, one line: logs stay greppable
 
 
 def quiet_hf_progress() -> None:

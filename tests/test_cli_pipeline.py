@@ -103,7 +103,8 @@ def test_rerun_is_idempotent_and_resumes(compare_run):
     assert sft_eval["format_probe"]["reused"] is None and sft_eval["synthetic_id"]["reused"] == "samples"
     assert sft_eval["cache_misses"] == 0 and sft_eval["cache_hits"] == 6  # only the missing pair ran, from cache
     assert (compare_run / "samples" / "sft" / "format_probe.jsonl").exists()
-    assert all(v["reused"] for k, v in manifest["training_data"].items())  # nothing recomputed
+    stages = manifest["training_data"]
+    assert all(stages[s]["reused"] == 48 and not stages[s].get("computed") for s in ("probe", "critique", "refine"))
 
 
 def test_check_passes_on_own_baseline_and_fails_on_doctored(compare_run, tmp_path):
@@ -232,25 +233,29 @@ def test_second_model_under_same_name_is_evaluated_not_reused(compare_run, tmp_p
     out = _eval(tmp_path, "--adapter", adapter, "--name", "m")  # now an adapter under the same name
     same_name = _responses(tmp_path / "ev", "m")
     assert "different model or engine" in out
+    results = json.loads((tmp_path / "ev" / "results.json").read_text())
+    row = lambda m: next(r["value"] for r in results["rows"] if r["model"] == m and r["metric"] == "accuracy")
+    m_accuracy = row("m")
     _eval(tmp_path, "--adapter", adapter, "--name", "fresh")
     assert same_name == _responses(tmp_path / "ev", "fresh") != base
     results = json.loads((tmp_path / "ev" / "results.json").read_text())
-    row = lambda m: next(r["value"] for r in results["rows"] if r["model"] == m and r["metric"] == "accuracy")
-    assert row("m") == row("fresh")
+    assert row("fresh") == m_accuracy and "m" not in {r["model"] for r in results["rows"]}  # this run's models only
 
 
 def test_changed_chat_template_gives_fresh_model_calls(compare_run, tmp_path):
     import shutil
+    import uuid
 
+    line = f"Answer with care ({uuid.uuid4().hex[:8]})."  # unique: no earlier session's cache can hold these calls
     student = Path(json.loads((compare_run / "manifest.json").read_text())["models"]["base"]["path"])
     copy = tmp_path / "student-copy"
     shutil.copytree(student, copy)
     cfg = json.loads((copy / "tokenizer_config.json").read_text())
     tpl_file = copy / "chat_template.jinja"
     if tpl_file.exists():
-        tpl_file.write_text("{{ 'Answer with care.\n' }}" + tpl_file.read_text())
+        tpl_file.write_text("{{ '" + line + "\n' }}" + tpl_file.read_text())
     else:
-        cfg["chat_template"] = "{{ 'Answer with care.\n' }}" + cfg["chat_template"]
+        cfg["chat_template"] = "{{ '" + line + "\n' }}" + cfg["chat_template"]
         (copy / "tokenizer_config.json").write_text(json.dumps(cfg))
     _eval(tmp_path, "--model", str(student), "--name", "orig")
     _eval(tmp_path, "--model", str(copy), "--name", "edited")

@@ -41,7 +41,9 @@ def package_version(name: str) -> str | None:
 
 
 def task_fingerprint(task: Task, docs: Sequence[Doc]) -> dict[str, Any]:
-    return task.fingerprint_parts(docs)
+    """What the model is asked (data, prompts, few-shot set, options); the grader belongs to the scoring
+    fingerprint, so a new grader re-scores stored responses instead of generating again."""
+    return {k: v for k, v in task.fingerprint_parts(docs).items() if k != "grader_version"}
 
 
 def fingerprints(plan: Plan, identity: str, task_name: str) -> tuple[Fingerprint, Fingerprint]:
