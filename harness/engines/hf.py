@@ -191,7 +191,7 @@ class HFEngine:
         out: list[list[Completion] | None] = [None] * len(texts)
         pad_id = self.tokenizer.pad_token_id
         eos_ids = self._eos_ids()
-        for idx in self._generation_batches(encoded, params.n):
+        for idx in self._generation_batches(encoded, params.n, params.max_new_tokens):
             t0 = time.perf_counter()
             # A few-shot prefix every prompt of the batch shares runs once, on one row; its KV cache, copied to
             # every row, stands in for it. Rows are then [prefix | padding | rest], so the padding is in the
@@ -200,8 +200,9 @@ class HFEngine:
             cache = None
             if self.prefix_reuse and params.n == 1 and len(idx) > 1:
                 n_common = _common_prefix_len([encoded[i] for i in idx], min(len(encoded[i]) for i in idx) - 1)
-                # Only where prefill dominates: decoding on a reused cache measured 2x slower (synthetic_id, 100
-                # shared of 174 prompt tokens, 160 new: 15.3 s against 6.3-8.2 s without reuse), cause not found.
+                # Only where prefill dominates (the prefix at least 4x the budget): a precaution, since a first
+                # version that grouped prompts on any shared 64 tokens split synthetic_id into small batches and
+                # ran 2x slower; reuse with full batches on decode-bound work is not measured yet.
                 if n_common >= max(GEN_PREFIX_MIN, GEN_PREFIX_PER_NEW_TOKEN * params.max_new_tokens):
                     _, cache, _ = self._extend(None, None, [encoded[idx[0]][:n_common]], keep_logits=False)
                     if _plain_dynamic(cache):
@@ -249,19 +250,23 @@ class HFEngine:
                 progress(len(idx))
         return out  # type: ignore[return-value]
 
-    def _generation_batches(self, encoded: list[list[int]], n: int) -> list[list[int]]:
+    def _generation_batches(self, encoded: list[list[int]], n: int, max_new_tokens: int) -> list[list[int]]:
         """Batches of prompt indices, longest first (similar lengths share a batch: less padding; memory errors
-        show up early). With prefix reuse, prompts that open with the same GEN_PREFIX_MIN tokens (a few-shot
-        prefix) are batched among themselves so that the batch shares the prefix."""
+        show up early). With prefix reuse, prompts that open with the same few-shot prefix (long enough to be
+        reused, see generate) are batched among themselves so that the batch shares it."""
         order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
         chunks = lambda xs: [xs[k : k + self.batch_size] for k in range(0, len(xs), self.batch_size)]  # noqa: E731
+        min_prefix = max(GEN_PREFIX_MIN, GEN_PREFIX_PER_NEW_TOKEN * max_new_tokens)
         if not (self.prefix_reuse and n == 1):
             return chunks(order)
         heads: dict[tuple[int, ...], list[int]] = {}
         for i in order:
-            if len(encoded[i]) > GEN_PREFIX_MIN:
-                heads.setdefault(tuple(encoded[i][:GEN_PREFIX_MIN]), []).append(i)
-        grouped = [idx for idx in heads.values() if len(idx) > 1]
+            if len(encoded[i]) > min_prefix:
+                heads.setdefault(tuple(encoded[i][:min_prefix]), []).append(i)
+        # A group is batched apart only when its members share enough to be worth it: small groups mean small
+        # batches (measured: synthetic_id split into 5 batches of 32 ran 2x slower).
+        grouped = [idx for idx in heads.values() if len(idx) > 1
+                   and _common_prefix_len([encoded[i] for i in idx], min_prefix) >= min_prefix]
         in_group = {i for idx in grouped for i in idx}
         return [b for idx in grouped for b in chunks(idx)] + chunks([i for i in order if i not in in_group])
 
