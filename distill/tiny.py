@@ -13,7 +13,12 @@ What gets built (and cached under ``$HARNESS_CACHE_DIR/tiny-<spec hash>``):
 - a share of format-probe prompts (tasks.format_probe) on which the student follows one wording of each
   instruction and mostly ignores the other, so fine-tuning can show format drift either way.
 
-``ensure_tiny_student(spec)`` returns the folder (loadable with AutoModelForCausalLM / AutoTokenizer).
+``ensure_tiny_student(spec)`` returns the folder (loadable with AutoModelForCausalLM / AutoTokenizer). The built
+default and smoke students ship with the project (``distill/tiny_students/tiny-<spec hash>/`` with a SHA256SUMS
+file): a fresh clone copies them into the cache after checking every file's digest, instead of pretraining for
+minutes, and every machine evaluates the same weights. Any other spec, or a shipped folder whose digests do not
+match, is built here. ``python -m distill.tiny verify`` rebuilds the shipped specs and compares weight digests;
+``python -m distill.tiny ship`` refreshes the shipped folders after a recipe change.
 """
 from __future__ import annotations
 
@@ -387,7 +392,8 @@ def ensure_tiny_student(spec: TinySpec | None = None, cache_dir: Path | None = N
             return target
         tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-", dir=root))
         try:
-            build_tiny_student(spec, tmp, progress=progress)
+            if not copy_shipped(target.name, tmp):
+                build_tiny_student(spec, tmp, progress=progress)
             if target.exists():  # a leftover without build metrics is not a finished build
                 shutil.rmtree(target)
             os.rename(tmp, target)
@@ -395,3 +401,69 @@ def ensure_tiny_student(spec: TinySpec | None = None, cache_dir: Path | None = N
             shutil.rmtree(tmp, ignore_errors=True)
             raise
     return target
+
+
+# ---- shipped students ------------------------------------------------------------------------------------
+SHIPPED_DIR = Path(__file__).resolve().parent / "tiny_students"
+_SHIPPED_FILES = ("build_metrics.json", "chat_template.jinja", "config.json", "generation_config.json",
+                  "model.safetensors", "tiny_spec.json", "tokenizer.json", "tokenizer_config.json")
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def copy_shipped(name: str, dest: Path) -> bool:
+    """Copy the shipped student ``name`` into ``dest`` when every file matches SHA256SUMS; False otherwise."""
+    src = SHIPPED_DIR / name
+    sums = src / "SHA256SUMS"
+    if not sums.exists():
+        return False
+    want = dict(line.split()[::-1] for line in sums.read_text().splitlines() if line.strip())
+    for fname, digest in want.items():
+        if not (src / fname).exists() or _sha256(src / fname) != digest:
+            import warnings
+
+            warnings.warn(f"shipped tiny student {name}: {fname} does not match SHA256SUMS; building it instead")
+            return False
+    for fname in want:
+        shutil.copyfile(src / fname, dest / fname)
+    return True
+
+
+def ship(specs: list[TinySpec], out: Path = SHIPPED_DIR) -> None:
+    """Build (or take from the cache) each spec and write it with its digests under ``out``."""
+    for spec in specs:
+        built = ensure_tiny_student(spec, progress=True)
+        dest = out / built.name
+        dest.mkdir(parents=True, exist_ok=True)
+        for fname in _SHIPPED_FILES:
+            shutil.copyfile(built / fname, dest / fname)
+        (dest / "SHA256SUMS").write_text("".join(f"{_sha256(dest / f)}  {f}\n" for f in _SHIPPED_FILES))
+        print(f"shipped {dest}")
+
+
+def verify(specs: list[TinySpec]) -> bool:
+    """Rebuild each shipped spec from its recipe and compare the weights digest with the shipped one."""
+    ok = True
+    for spec in specs:
+        name = f"tiny-{spec_hash(spec)}"
+        shipped = json.loads((SHIPPED_DIR / name / "build_metrics.json").read_text())["weights_sha256"]
+        with tempfile.TemporaryDirectory() as tmp:
+            rebuilt = build_tiny_student(spec, Path(tmp), progress=True)["weights_sha256"]
+        same = rebuilt == shipped
+        ok &= same
+        print(f"{name} ({spec.preset}): rebuilt {rebuilt[:16]} shipped {shipped[:16]} {'same' if same else 'DIFFERENT'}")
+    return ok
+
+
+if __name__ == "__main__":  # python -m distill.tiny ship|verify
+    import sys
+
+    chosen = [TinySpec.default(), TinySpec.smoke()]
+    if sys.argv[1:] == ["ship"]:
+        ship(chosen)
+    elif sys.argv[1:] == ["verify"]:
+        sys.exit(0 if verify(chosen) else 1)
+    else:
+        sys.exit("usage: python -m distill.tiny ship|verify")

@@ -116,3 +116,29 @@ def test_same_spec_same_weights(tmp_path):
     b = ensure_tiny_student(spec, cache_dir=tmp_path / "b", progress=False)
     digest = [json.loads((p / "build_metrics.json").read_text())["weights_sha256"] for p in (a, b)]
     assert digest[0] == digest[1]
+
+
+def test_shipped_students_match_their_recipe_and_are_checked(tmp_path, monkeypatch):
+    """The students shipped in distill/tiny_students are the default and smoke specs of the current recipe, copied
+    only when every file matches SHA256SUMS (a tampered file means a local build instead)."""
+    import dataclasses
+    import shutil
+
+    import distill.tiny as tiny
+
+    for spec in (TinySpec.default(), TinySpec.smoke()):
+        folder = tiny.SHIPPED_DIR / f"tiny-{tiny.spec_hash(spec)}"
+        stored = json.loads((folder / "tiny_spec.json").read_text())
+        assert stored == json.loads(json.dumps(dataclasses.asdict(spec), default=list))
+        assert json.loads((folder / "build_metrics.json").read_text())["recipe"] == tiny.RECIPE_VERSION
+        dest = tmp_path / spec.preset
+        dest.mkdir()
+        assert tiny.copy_shipped(folder.name, dest) and (dest / "model.safetensors").exists()
+    bad = tmp_path / "ship" / folder.name
+    shutil.copytree(folder, bad)
+    (bad / "model.safetensors").write_bytes(b"tampered")
+    monkeypatch.setattr(tiny, "SHIPPED_DIR", tmp_path / "ship")
+    (tmp_path / "out").mkdir()
+    with pytest.warns(UserWarning, match="does not match SHA256SUMS"):
+        assert not tiny.copy_shipped(folder.name, tmp_path / "out")
+    assert not (tmp_path / "out" / "model.safetensors").exists()
