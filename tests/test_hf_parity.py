@@ -162,12 +162,12 @@ def test_greedy_generation_matches_lm_eval(engines, stop):
 def test_stop_strings_look_at_generated_text_only(engines):
     import torch
 
-    from harness.engines.hf import StopInGenerated
+    from harness.engines.hf import stop_in_generated
 
     _, ours, _ = engines
     tok = ours.tokenizer
     prompt = tok("Step 1: 12 + 7 = 19.\n", add_special_tokens=False)["input_ids"]
     nl = tok("\n", add_special_tokens=False)["input_ids"]
-    crit = StopInGenerated(tok, ["\n\n"], len(prompt))
+    crit = stop_in_generated(tok, ["\n\n"], len(prompt))
     assert not crit(torch.tensor([prompt + nl]), None).item()  # "\n" + "\n" across the prompt boundary: go on
     assert crit(torch.tensor([prompt + nl + nl]), None).item()  # "\n\n" generated: stop

@@ -2,25 +2,65 @@
 adapters) and continuation log-likelihoods, on CPU or GPU."""
 from __future__ import annotations
 
+import functools
 import hashlib
+import importlib
+import importlib.metadata as md
+import sys
 import time
 from pathlib import Path
 from typing import Any, Sequence
-
-import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, StoppingCriteria, StoppingCriteriaList
-from transformers.cache_utils import DynamicCache, DynamicLayer
-from transformers.modeling_outputs import CausalLMOutputWithPast
-from transformers.utils import logging as hf_logging
 
 from harness.engines import register_engine
 from harness.engines.base import Completion, EngineOptions, Prompt, ProgressFn, SamplingParams
 from harness.engines.identity import identity_string, local_identity
 
-# transformers 5 renamed the KV-cache argument and output field ``past_key_values`` to ``cache``.
-_CACHE = "cache" if "cache" in CausalLMOutputWithPast.__dataclass_fields__ else "past_key_values"
 
-hf_logging.disable_progress_bar()  # our own rich bars report progress; transformers' tqdm bars are noise
+class _LazyModule:
+    """torch is imported on first use, not when the engine registers: checking stored results' identities (a
+    re-run that computes nothing) must not pay torch's and transformers' seconds of import time."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(importlib.import_module(self._name), attr)
+
+
+torch = _LazyModule("torch")
+
+#: Bumped when the token ids this engine feeds the model change for the same prompt (part of the identity, so
+#: no cached output made under an older encoding is reused). 2: lm-eval's hf-backend encoding (BOS, split).
+ENCODING_VERSION = "2"
+
+
+def _inference_mode(fn):
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with torch.inference_mode():
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+@functools.lru_cache(maxsize=None)
+def _cache_field() -> str:
+    # transformers 5 renamed the KV-cache argument and output field ``past_key_values`` to ``cache``.
+    from transformers.modeling_outputs import CausalLMOutputWithPast
+
+    return "cache" if "cache" in CausalLMOutputWithPast.__dataclass_fields__ else "past_key_values"
+
+
+def cuda_available() -> bool:
+    """torch.cuda.is_available(), without importing torch where the installed build has no CUDA (a +cpu wheel)."""
+    if "torch" in sys.modules:
+        return sys.modules["torch"].cuda.is_available()
+    try:
+        if "+cpu" in md.version("torch"):
+            return False
+    except md.PackageNotFoundError:
+        return False
+    return torch.cuda.is_available()
 
 # Below this many parameters a CPU model generates fastest on one thread (see HFEngine.__init__).
 SMALL_MODEL_PARAMS = 50_000_000
@@ -33,15 +73,17 @@ GEN_PREFIX_PER_NEW_TOKEN = 4
 def pick_device(device: str = "auto") -> str:
     if device != "auto":
         return device
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return "cuda" if cuda_available() else "cpu"
 
 
-def pick_dtype(dtype: str, device: str) -> torch.dtype:
+def pick_dtype_name(dtype: str, device: str) -> str:
     if dtype == "auto":
-        if device.startswith("cuda") and torch.cuda.is_bf16_supported():
-            return torch.bfloat16
-        return torch.float32
-    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+        return "bfloat16" if device.startswith("cuda") and torch.cuda.is_bf16_supported() else "float32"
+    return dtype
+
+
+def pick_dtype(dtype: str, device: str) -> "torch.dtype":
+    return getattr(torch, pick_dtype_name(dtype, device))
 
 
 class HFOptions(EngineOptions):
@@ -71,14 +113,18 @@ class HFEngine:
         self.adapter = str(adapter) if adapter else None
         self.batch_size = batch_size
         self.device = pick_device(device)
-        self.dtype_name = str(pick_dtype(dtype, self.device)).removeprefix("torch.")
+        self.dtype_name = pick_dtype_name(dtype, self.device)
         self.parts = local_identity(model, adapter)
         self.identity = identity_string("hf", self.parts, self._settings(self.device, self.dtype_name))
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # our own rich bars report progress; transformers' tqdm bars are noise
         self.tokenizer = AutoTokenizer.from_pretrained(self.adapter or self.model_path)
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model = AutoModelForCausalLM.from_pretrained(
-            self.model_path, dtype=pick_dtype(dtype, self.device)
+            self.model_path, dtype=getattr(torch, self.dtype_name)
         ).to(self.device)
         if self.adapter:
             from peft import PeftModel
@@ -111,14 +157,14 @@ class HFEngine:
     @staticmethod
     def _settings(device: str, dtype_name: str) -> dict[str, str]:
         # Numerics differ between CPU and GPU kernels and between dtypes: both are part of what made an output.
-        return {"device": "cuda" if device.startswith("cuda") else device, "dtype": dtype_name}
+        return {"device": "cuda" if device.startswith("cuda") else device, "dtype": dtype_name,
+                "encoding": ENCODING_VERSION}
 
     @classmethod
     def identify(cls, model: str | Path, adapter: str | Path | None = None, *, dtype: str = "auto",
                  device: str = "auto", options: HFOptions | None = None) -> str:
         dev = pick_device(device)
-        dtype_name = str(pick_dtype(dtype, dev)).removeprefix("torch.")
-        return identity_string("hf", local_identity(model, adapter), cls._settings(dev, dtype_name))
+        return identity_string("hf", local_identity(model, adapter), cls._settings(dev, pick_dtype_name(dtype, dev)))
 
     def describe(self) -> dict[str, Any]:
         return {"backend": "hf", "model": self.model_path, "adapter": self.adapter, "identity": self.identity,
@@ -179,7 +225,7 @@ class HFEngine:
         return ctx_ids, whole[len(ctx_ids):]
 
     # ---- generation ----------------------------------------------------------------------------------
-    @torch.inference_mode()
+    @_inference_mode
     def generate(
         self, prompts: Sequence[Prompt], params: SamplingParams, progress: ProgressFn | None = None
     ) -> list[list[Completion]]:
@@ -234,9 +280,12 @@ class HFEngine:
             if params.stop:
                 # Only the generated text is searched, as lm-eval does: transformers' own ``stop_strings`` also
                 # looks into the prompt, and stops at once when a prompt ending in "\n" meets a "\n\n" stop.
-                kwargs["stopping_criteria"] = StoppingCriteriaList([StopInGenerated(self.tokenizer, params.stop, width)])
+                from transformers import StoppingCriteriaList
+
+                kwargs["stopping_criteria"] = StoppingCriteriaList([stop_in_generated(self.tokenizer, params.stop,
+                                                                                       width)])
             if cache is not None:
-                kwargs[_CACHE] = cache
+                kwargs[_cache_field()] = cache
             gen = self.model.generate(input_ids=ids.to(self.device), attention_mask=mask.to(self.device), **kwargs)
             new = gen[:, width:].cpu()
             seconds = (time.perf_counter() - t0) / len(idx)
@@ -295,7 +344,7 @@ class HFEngine:
                           seconds=seconds)
 
     # ---- log-likelihood ------------------------------------------------------------------------------
-    @torch.inference_mode()
+    @_inference_mode
     def loglikelihood(
         self, requests: Sequence[tuple[Prompt, str]], progress: ProgressFn | None = None
     ) -> list[tuple[float, bool]]:
@@ -401,7 +450,7 @@ class HFEngine:
             new_mask[k, : len(r)] = 1
         kwargs: dict[str, Any] = {} if keep_logits else {"logits_to_keep": 1}
         if cache is not None:
-            kwargs[_CACHE] = cache
+            kwargs[_cache_field()] = cache
             kwargs["position_ids"] = (mask.sum(1, keepdim=True) + torch.arange(width)).to(self.device)
             new_mask = torch.cat([mask, new_mask], 1)
         try:
@@ -412,23 +461,28 @@ class HFEngine:
                 raise
             res = self.model(input_ids=ids.to(self.device), attention_mask=new_mask.to(self.device),
                              use_cache=use_cache, **kwargs)
-        return res.logits, getattr(res, _CACHE) if use_cache else None, new_mask
+        return res.logits, getattr(res, _cache_field()) if use_cache else None, new_mask
 
 
-class StopInGenerated(StoppingCriteria):
-    """Stops a row once its generated text (never the prompt) holds a stop string; the text is cut there later."""
+def stop_in_generated(tokenizer: Any, stop: Sequence[str], prompt_width: int):
+    """A StoppingCriteria that stops a row once its generated text (never the prompt) holds a stop string; the
+    text is cut there later. (Built in a function so importing this module does not import transformers.)"""
+    from transformers import StoppingCriteria
 
-    def __init__(self, tokenizer: Any, stop: Sequence[str], prompt_width: int) -> None:
-        self.tokenizer, self.stop, self.width = tokenizer, list(stop), prompt_width
-        # A stop string of c characters lies within the last c + 2 tokens (a token holds at least one character
-        # once decoded; 2 more for byte-level pieces), as lm-eval's MultiTokenEOSCriteria looks back.
-        self.lookback = max(len(x) for x in self.stop) + 2
+    class StopInGenerated(StoppingCriteria):
+        def __init__(self) -> None:
+            self.tokenizer, self.stop, self.width = tokenizer, list(stop), prompt_width
+            # A stop string of c characters lies within the last c + 2 tokens (a token holds at least one
+            # character once decoded; 2 more for byte-level pieces), as lm-eval's MultiTokenEOSCriteria looks back.
+            self.lookback = max(len(x) for x in self.stop) + 2
 
-    def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
-        tails = input_ids[:, max(self.width, input_ids.shape[1] - self.lookback) :].tolist()
-        texts = self.tokenizer.batch_decode(tails, skip_special_tokens=True)
-        return torch.tensor([any(x in t for x in self.stop) for t in texts], dtype=torch.bool,
-                            device=input_ids.device)
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            tails = input_ids[:, max(self.width, input_ids.shape[1] - self.lookback) :].tolist()
+            texts = self.tokenizer.batch_decode(tails, skip_special_tokens=True)
+            return torch.tensor([any(x in t for x in self.stop) for t in texts], dtype=torch.bool,
+                                device=input_ids.device)
+
+    return StopInGenerated()
 
 
 def _score(logits: torch.Tensor, target: list[int]) -> tuple[float, bool]:
@@ -449,11 +503,15 @@ def _common_prefix_len(seqs: list[list[int]], limit: int) -> int:
 
 def _plain_dynamic(cache: Any) -> bool:
     """A full-attention DynamicCache, whose rows can be copied (sliding-window or recurrent layers cannot)."""
+    from transformers.cache_utils import DynamicCache, DynamicLayer
+
     return type(cache) is DynamicCache and all(type(layer) is DynamicLayer for layer in cache.layers)
 
 
 def _select_rows(cache: DynamicCache, mask: torch.Tensor, rows: list[int]) -> tuple[DynamicCache, torch.Tensor]:
     """A new cache (and mask) holding copies of ``rows`` of ``cache``; the original is left as it was."""
+    from transformers.cache_utils import DynamicCache
+
     idx = torch.tensor(rows, device=cache.layers[0].keys.device)
     new = DynamicCache([(layer.keys.index_select(0, idx), layer.values.index_select(0, idx))
                         for layer in cache.layers])

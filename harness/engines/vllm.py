@@ -23,7 +23,7 @@ from typing import Any, Literal, Sequence
 
 from harness.engines import EngineUnavailable, register_engine
 from harness.engines.base import Completion, EngineOptions, Prompt, ProgressFn, SamplingParams
-from harness.engines.hf import HFEngine, hash_text, pick_device, pick_dtype
+from harness.engines.hf import HFEngine, hash_text, pick_device, pick_dtype_name
 from harness.engines.identity import identity_string, local_identity
 
 # vLLM's LoRA kernels accept these maximum ranks.
@@ -70,7 +70,7 @@ def _device(device: str) -> str:
 
 
 def _dtype_name(dtype: str, device: str) -> str:
-    return str(pick_dtype(dtype, device)).removeprefix("torch.")
+    return pick_dtype_name(dtype, device)
 
 
 def _adapter_rank(adapter: str | None) -> int:
