@@ -133,7 +133,8 @@ def source_differences(before: BaselineSource | None, now: Manifest | None) -> l
     out = []
     for m in sorted(set(before.identities) & set(after.identities)):
         if before.identities[m] != after.identities[m]:
-            out.append(f"model {m} identity {_short(before.identities[m])} -> {_short(after.identities[m])}")
+            # Identities read '<name>@<digest>:<backend>': the digest is what differs, so show it whole.
+            out.append(f"model {m} identity {before.identities[m]} -> {after.identities[m]}")
     for m in sorted(set(before.identities) - set(after.identities)):
         out.append(f"model {m} is not in this run")
     for t in sorted(set(before.task_fingerprints) & set(after.task_fingerprints)):
