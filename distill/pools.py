@@ -26,7 +26,7 @@ from common.files import read_jsonl
 from distill.items import TrainItem
 from tasks.data import missing, local_path
 from tasks.scorers.extract import last_boxed
-from tasks.synthetic import ID_STEPS, pool_problems
+from tasks.synthetic import ANSWER_STYLES, ID_STEPS, pool_problems, web_solutions
 
 BUILTIN_POOLS = ("synthetic", "math_train", "gsm8k_train")
 #: The paper's training pool (CGD and CFT both sample WebInstruct questions).
@@ -59,6 +59,7 @@ class PoolSpec:
     solution_field: str | None = "answer"
     answer_field: str | None = None
     id_field: str | None = None
+    answer_style: str = "gold"  # synthetic only: gold | web (see synthetic_pool)
 
     @classmethod
     def of(cls, cfg: Any) -> "PoolSpec":
@@ -143,12 +144,28 @@ class Decontaminator:
 
 
 # ---- sources ------------------------------------------------------------------------------------------
-def synthetic_pool(n: int, seed: int = 0, steps: Sequence[int] = ID_STEPS) -> list[TrainItem]:
-    """Training questions (never an evaluation question) with gold solutions and the structured problem."""
+def synthetic_pool(n: int, seed: int = 0, steps: Sequence[int] = ID_STEPS,
+                   answer_style: str = "gold") -> list[TrainItem]:
+    """Training questions (never an evaluation question) with reference solutions and the structured problem.
+
+    answer_style gold: y* (gold_solution) is the full correct solution. web: y* is noisy or terse the way
+    web-mined answers are (tasks.synthetic.web_solution, seeded per item from the pool seed; the kind is in
+    meta["web_kind"]); gold_answer is the true answer either way (graders use it).
+    """
+    if answer_style not in ANSWER_STYLES:
+        raise ValueError(f"unknown pool.answer_style {answer_style!r}; use one of {', '.join(ANSWER_STYLES)}")
+    problems = pool_problems(n, seed, steps)
+    if answer_style == "gold":
+        return [
+            TrainItem(id=f"synthetic-pool/{seed}/{i}", question=p.question, gold_solution=p.gold_solution(),
+                      gold_answer=str(p.answer), meta={"task": "synthetic", "problem": p.to_meta()})
+            for i, p in enumerate(problems)
+        ]
     return [
-        TrainItem(id=f"synthetic-pool/{seed}/{i}", question=p.question, gold_solution=p.gold_solution(),
-                  gold_answer=str(p.answer), meta={"task": "synthetic", "problem": p.to_meta()})
-        for i, p in enumerate(pool_problems(n, seed, steps))
+        TrainItem(id=f"synthetic-pool/{seed}/{i}", question=p.question, gold_solution=text,
+                  gold_answer=str(p.answer), meta={"task": "synthetic", "problem": p.to_meta(),
+                                                   "answer_style": answer_style, "web_kind": kind})
+        for i, (p, (kind, text)) in enumerate(zip(problems, web_solutions(problems, seed)))
     ]
 
 
@@ -268,10 +285,13 @@ def load_pool_spec(spec: PoolSpec, decontaminator: Decontaminator | None = None)
     """n training questions, shuffled by the seed, with those overlapping an evaluation set removed."""
     report = PoolReport(source=spec.source)
     if spec.source == "synthetic":
-        items = synthetic_pool(spec.n, seed=spec.seed)
+        items = synthetic_pool(spec.n, seed=spec.seed, answer_style=spec.answer_style)
         report.candidates = report.examined = report.kept = len(items)
         report.decontamination = "not needed (synthetic questions are disjoint from the evaluation sets)"
         return items, report
+    if spec.answer_style != "gold":
+        raise PoolError(f"pool.answer_style={spec.answer_style} needs pool.source=synthetic (other pools keep "
+                        "their own reference answers); set pool.answer_style=gold")
     total, get = candidates(spec)
     report.candidates = total
     if decontaminator is not None:

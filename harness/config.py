@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from distill.prompts import PromptTemplates
 from distill.train import TrainConfig
@@ -75,6 +75,10 @@ class TeacherConfig(Strict):
     critique_mode: Literal["specific", "irrelevant", "generic"] = "specific"
     #: Follow-up turns asking for the missing `Conclusion: right|wrong` line before a critique is kept flagged.
     conclusion_retries: int = Field(1, ge=0, le=5)
+    #: oracle only. student: the direct answer t uses the student's own "Step k:" format (the default).
+    #: teacher: t is correct but written in the teacher's own style (prose sentences, another final phrasing,
+    #: still ending in \boxed{}); refinements r always repair the student's draft with the fewest changes.
+    style: Literal["student", "teacher"] = "student"
     #: Keep only items whose teacher targets (refined / direct answers) reach the gold answer (math-verify);
     #: items without a gold answer are kept. Off in the released pipeline.
     correctness_filter: bool = False
@@ -88,6 +92,13 @@ class TeacherConfig(Strict):
     #: 2) with everything so far kept; raise it to resume. Not part of the run id: a raised cap resumes the run.
     max_tokens: int | None = Field(None, ge=1)
     max_cost_usd: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _style_needs_oracle(self) -> "TeacherConfig":
+        if self.style != "student" and self.kind != "oracle":
+            raise ValueError(f"teacher.style={self.style} applies to teacher.kind=oracle only; an llm teacher's "
+                             "style is its prompts'")
+        return self
 
     def prices(self) -> tuple[float, float]:
         """(USD per Mtok in, out): the teacher's own, else the engine's price options, else 0."""
@@ -124,6 +135,10 @@ class PoolConfig(Strict):
     solution_field: str | None = "answer"
     answer_field: str | None = None
     id_field: str | None = None
+    #: synthetic pool only. gold: y* is the full correct solution (the default). web: y* is noisy or terse the way
+    #: web-mined answers are (~20% a slip carried to a wrong final answer, ~50% final answer or a one-line
+    #: sketch only, the rest full correct working; seeded per item from pool.seed); gold_answer stays true.
+    answer_style: Literal["gold", "web"] = "gold"
     decontaminate: DecontaminationConfig = Field(default_factory=DecontaminationConfig)
 
     @field_validator("source")
@@ -133,6 +148,13 @@ class PoolConfig(Strict):
 
         check_source(v)
         return v
+
+    @model_validator(mode="after")
+    def _web_needs_synthetic(self) -> "PoolConfig":
+        if self.answer_style != "gold" and self.source != "synthetic":
+            raise ValueError(f"pool.answer_style={self.answer_style} needs pool.source=synthetic; other pools keep "
+                             "their own reference answers")
+        return self
 
 
 class ProbeConfig(Strict):

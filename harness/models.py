@@ -62,7 +62,7 @@ def make_teacher(cfg: RunConfig, cache: CallCache | None):
     if kind == "oracle":
         from distill.teachers.oracle import OracleTeacher
 
-        return OracleTeacher()
+        return OracleTeacher(style=cfg.teacher.style)
     if kind == "reference":
         from distill.teachers.reference import ReferenceTeacher
 

@@ -99,3 +99,118 @@ def test_works_without_meta_by_parsing_the_question():
     else:
         raise AssertionError("expected a ValueError")
     assert OP_TEMPLATES[5][0] == "-"  # the 'sells' wording used above is a subtraction
+
+
+# ---- teacher.style (issue 9 item 5: the premise testbed) -------------------------------------------------
+import hashlib
+import json
+import random
+import re
+
+from distill.pools import synthetic_pool
+from distill.teachers.oracle import parse_steps
+from distill.tiny import TinySpec, student_steps
+from tasks.synthetic import format_step
+
+#: The default oracle's critiques, refinements and direct answers on 200 pool items with tiny-style drafts,
+#: computed before teacher.style existed: the default must stay byte-identical.
+FROZEN_DEFAULT_TEACHER = "7f9f174606b7cd946c14aa83dfa4b1bfa018fc307b5044be79c110e1840b0807"
+
+
+def _drafted_pool(n: int = 200) -> list[TrainItem]:
+    """Pool items with drafts in the tiny student's format, its systematic mistakes always made."""
+    pool = synthetic_pool(n, seed=0)
+    rng, spec = random.Random("frozen-probes"), TinySpec.default()
+    spec.mistake_rate = 1.0
+    for it in pool:
+        p = Problem.from_meta(it.meta["problem"])
+        steps = student_steps(p, rng, spec)
+        answer = steps[-1][3] if steps else p.start
+        it.probe = "\n".join([format_step(i + 1, *s) for i, s in enumerate(steps)]
+                             + [f"The answer is \\boxed{{{answer}}}."])
+    return pool
+
+
+def test_default_style_outputs_are_byte_identical_to_before():
+    pool = _drafted_pool()
+    t = OracleTeacher()
+    assert t.identity == OracleTeacher(style="student").identity == "oracle-synthetic-v1"
+    blob = json.dumps([t.critique(pool), t.refine(pool), t.answer(pool)], sort_keys=True)
+    assert hashlib.sha256(blob.encode()).hexdigest() == FROZEN_DEFAULT_TEACHER
+
+
+def test_teacher_style_direct_answer_is_correct_prose():
+    task = get_task("synthetic_id", n=60)
+    student, teacher = OracleTeacher(), OracleTeacher(style="teacher")
+    assert teacher.identity != student.identity
+    for doc in task.docs():
+        p = Problem.from_meta(doc.meta["problem"])
+        item = TrainItem(id=doc.id, question=p.question, gold_solution=p.gold_solution(), gold_answer=doc.gold,
+                         meta={"problem": p.to_meta()})
+        direct = teacher.answer([item])[0]
+        assert task.score(doc, [direct]).score == 1.0
+        assert not re.search(r"(?m)^\s*Step \d+:", direct) and "Step" not in direct
+        assert "The answer is" not in direct and direct.rstrip().endswith(f"\\boxed{{{p.answer}}}.")
+        assert direct != student.answer([item])[0]
+        # every true step is stated (the oracle's own checker reads the prose as a right solution)
+        item.probe = direct
+        assert teacher.critique([item])[0].endswith("Conclusion: right")
+
+
+def test_refinement_is_a_minimal_repair_of_the_draft():
+    pool = _drafted_pool()
+    teacher, n_wrong = OracleTeacher(style="teacher"), 0
+    for it in pool:
+        p = Problem.from_meta(it.meta["problem"])
+        f = check(p, it.probe)
+        refined = teacher.refine([it])[0]
+        it.critique = teacher.critique([it])[0]
+        assert refined == OracleTeacher().refine([it])[0]  # the refinement is the same in both styles
+        draft = it.probe.splitlines()
+        lines = refined.splitlines()
+        # the draft's correct leading lines are kept verbatim ...
+        assert lines[: f.step] == draft[: f.step]
+        # ... then the true steps from the first wrong one on, in the student's own format, and the answer
+        assert lines[f.step:-1] == [format_step(i + 1, *s) for i, s in enumerate(p.steps())][f.step:]
+        assert lines[-1] == f"The answer is \\boxed{{{p.answer}}}."
+        if f.kind is None:
+            assert refined == it.probe and it.conclusion == "right"
+        else:
+            n_wrong += 1
+            assert it.conclusion == "wrong" and refined != it.probe
+            # critiques stay specific: they name the wrong step and its right result
+            if f.step < len(p.ops):
+                assert re.search(f"step {f.step + 1}\\b", it.critique, re.IGNORECASE)
+                assert str(p.steps()[f.step][3]) in it.critique
+        assert len(parse_steps(refined)[1]) == len(p.ops)
+    assert 20 < n_wrong < len(pool)
+
+
+def test_teacher_style_is_in_the_fingerprint_and_validated():
+    import pytest
+
+    from harness.config import ConfigError, load_config
+    from harness.models import make_teacher, teacher_fingerprint
+    from harness.stages.plan import config_hash
+
+    default, testbed = load_config(), load_config("configs/testbed.yaml")
+    assert (testbed.pool.answer_style, testbed.teacher.style) == ("web", "teacher")
+    assert make_teacher(testbed, None).style == "teacher"
+    assert teacher_fingerprint(default) != teacher_fingerprint(testbed)
+    assert teacher_fingerprint(default)["implementation"] == "oracle-synthetic-v1"
+    # the run id of a config that leaves both switches at their defaults is what it was before they existed
+    from common.files import stable_hash
+
+    before = stable_hash(default.model_dump(mode="json", exclude={  # the dump had neither field then
+        "output_dir": True, "teacher": {"max_tokens", "max_cost_usd", "batch_size", "style"},
+        "pool": {"answer_style"}}))[:10]
+    assert config_hash(default) == before
+    assert config_hash(load_config(overrides=["pool.answer_style=gold", "teacher.style=student"])) == before
+    assert config_hash(load_config(overrides=["pool.answer_style=web"])) != before
+    assert config_hash(load_config(overrides=["teacher.style=teacher"])) != before
+    with pytest.raises(ConfigError, match="teacher.kind=oracle"):
+        load_config(overrides=["teacher.kind=reference", "teacher.style=teacher"])
+    with pytest.raises(ConfigError, match="pool.source=synthetic"):
+        load_config(overrides=["pool.source=gsm8k_train", "pool.answer_style=web"])
+    with pytest.raises(ValueError, match="style"):
+        OracleTeacher(style="prose")

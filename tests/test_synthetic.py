@@ -84,3 +84,74 @@ def test_format_probe_task_scores_format_and_correctness():
     assert task.score(d, ["I think 3"]).metrics["format_ok"] == 0.0
     agg = task.aggregate([task.score(x, [x.gold]) for x in docs])
     assert agg["correct"] == 1.0 and 0 < agg["format_ok"] < 1
+
+
+# ---- pool.answer_style (issue 9 item 5: the premise testbed) ---------------------------------------------
+import hashlib
+import json
+from collections import Counter
+
+from tasks.synthetic import WEB_SHARES, format_solution
+
+# Digests of the default (gold) pools computed before answer_style existed: the default must stay byte-identical.
+FROZEN_GOLD_POOL = {(200, 0): "5e5d1a450fe01da940802bda1b4acf295b213049bfcb275c1f1fbd86ec43dc8a",
+                    (60, 7): "295056d047fccbd3b38bdd0891f5521d4d88843bdecaba01df8d951e0665417f"}
+
+
+def _digest(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+
+
+def test_default_pool_is_byte_identical_to_before_answer_style():
+    for (n, seed), digest in FROZEN_GOLD_POOL.items():
+        assert _digest([i.to_dict() for i in synthetic_pool(n, seed=seed)]) == digest
+        assert _digest([i.to_dict() for i in synthetic_pool(n, seed=seed, answer_style="gold")]) == digest
+
+
+def test_web_pool_shares_are_near_the_targets_and_seeded():
+    for seed in (0, 1, 2):
+        gold, web = synthetic_pool(480, seed=seed), synthetic_pool(480, seed=seed, answer_style="web")
+        assert [i.to_dict() for i in web] == [i.to_dict() for i in synthetic_pool(480, seed=seed, answer_style="web")]
+        # same questions, ids and true answers; only y* changes
+        assert [(g.id, g.question, g.gold_answer) for g in gold] == [(w.id, w.question, w.gold_answer) for w in web]
+        kinds = Counter(i.meta["web_kind"] for i in web)
+        for kind, share in WEB_SHARES.items():
+            assert abs(kinds[kind] / len(web) - share) < 0.06, (seed, kinds)
+        for g, w in zip(gold, web):
+            p = Problem.from_meta(w.meta["problem"])
+            stated = w.gold_solution.rsplit("\\boxed{", 1)[1].split("}")[0]
+            kind = w.meta["web_kind"]
+            if kind == "full":
+                assert w.gold_solution == g.gold_solution
+            elif kind == "terse":
+                assert "Step" not in w.gold_solution and "\n" not in w.gold_solution and "=" not in w.gold_solution
+                assert stated == w.gold_answer
+            else:  # one slipped step, carried through: same ops, a wrong final answer, one arithmetic error
+                assert stated != w.gold_answer and w.gold_solution.startswith("Step 1: ")
+                lines = w.gold_solution.splitlines()[:-1]
+                assert len(lines) == len(p.ops)
+                bad = 0
+                for line, o in zip(lines, p.ops):
+                    a, op, b, _, r = line.split(": ", 1)[1].rstrip(".").split(" ")
+                    assert (op, int(b)) == (o.op, o.k)
+                    bad += {"+": int(a) + int(b), "-": int(a) - int(b), "*": int(a) * int(b),
+                            "/": int(a) // int(b)}[op] != int(r)
+                assert bad == 1
+    a, b = synthetic_pool(100, seed=0, answer_style="web"), synthetic_pool(100, seed=1, answer_style="web")
+    assert [i.meta["web_kind"] for i in a] != [i.meta["web_kind"] for i in b]
+    # an item's y* depends on the pool seed and its index only, not on the pool size
+    assert [i.to_dict() for i in synthetic_pool(480, seed=0, answer_style="web")[:100]] == [i.to_dict() for i in a]
+
+
+def test_web_style_is_synthetic_only_and_validated():
+    import pytest
+
+    from distill.pools import PoolError, PoolSpec, load_pool_spec
+
+    with pytest.raises(ValueError, match="answer_style"):
+        synthetic_pool(5, answer_style="forum")
+    with pytest.raises(PoolError, match="pool.source=synthetic"):
+        load_pool_spec(PoolSpec(source="gsm8k_train", n=3, answer_style="web"))
+    items, _ = load_pool_spec(PoolSpec(source="synthetic", n=20, seed=0, answer_style="web"))
+    assert [i.to_dict() for i in items] == [i.to_dict() for i in synthetic_pool(20, seed=0, answer_style="web")]
+    assert format_solution([(1, "+", 2, 3)], 3) == "Step 1: 1 + 2 = 3.\nThe answer is \\boxed{3}."

@@ -156,18 +156,47 @@ def write_refinement(problem: Problem, answer: str) -> str:
     return "\n".join(out)
 
 
-def write_direct(problem: Problem) -> str:
-    """The teacher's own solution: same facts as the gold, in slightly different words."""
+def write_direct(problem: Problem, style: str = "student") -> str:
+    """The teacher's own solution. student style: the same facts as the gold, in slightly different words, one
+    equation a line. teacher style: prose sentences (one a line) with the equations inline (x and / written as the symbols
+    a textbook would use), no "Step k:" lines, its own closing phrase, still ending in the boxed answer."""
+    if style == "teacher":
+        return _teacher_prose(problem)
     lines = [f"Start with {problem.start} {problem.obj}."]
     lines += [f"{_eq(*s)} {problem.obj}." for s in problem.steps()]
     lines.append(f"So the answer is \\boxed{{{problem.answer}}}.")
     return "\n".join(lines)
 
 
+_PROSE = {"+": "Adding {b} gives", "-": "Taking away {b} leaves", "*": "Multiplying by {b} gives",
+          "/": "Dividing into {b} equal parts gives"}
+_SYMBOL = {"+": "+", "-": "-", "*": "×", "/": "÷"}
+
+
+def _teacher_prose(problem: Problem) -> str:
+    sentences = [f"{problem.name} begins with {problem.start} {problem.obj}."]
+    for i, (a, op, b, r) in enumerate(problem.steps()):
+        lead = _PROSE[op].format(b=b)
+        if i:
+            lead = lead[0].lower() + lead[1:]
+            lead = ("Next, " if i % 2 else "After that, ") + lead
+        sentences.append(f"{lead} {a} {_SYMBOL[op]} {b} = {r}.")
+    sentences.append(f"Therefore {problem.name} ends with {problem.answer} {problem.obj}, and the final answer "
+                     f"is \\boxed{{{problem.answer}}}.")
+    return "\n".join(sentences)  # a sentence a line: the oracle's own checker reads one equation a line
+
+
 class OracleTeacher:
     """Teacher protocol (distill/teachers/base.py) for the synthetic task, computed exactly."""
 
-    identity = "oracle-synthetic-v1"
+    #: teacher.style -> identity (part of the teacher fingerprint: each style's outputs are cached apart)
+    IDENTITIES = {"student": "oracle-synthetic-v1", "teacher": "oracle-synthetic-teacher-style-v1"}
+
+    def __init__(self, style: str = "student") -> None:
+        if style not in self.IDENTITIES:
+            raise ValueError(f"unknown oracle teacher style {style!r}; use one of {', '.join(self.IDENTITIES)}")
+        self.style = style
+        self.identity = self.IDENTITIES[style]
 
     @staticmethod
     def _problem(item: TrainItem) -> Problem:
@@ -184,4 +213,4 @@ class OracleTeacher:
         return [write_refinement(self._problem(it), it.probe or "") for it in items]
 
     def answer(self, items: Sequence[TrainItem]) -> list[str]:
-        return [write_direct(self._problem(it)) for it in items]
+        return [write_direct(self._problem(it), self.style) for it in items]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from common.files import stable_hash
 from common.types import SamplingParams
@@ -44,8 +45,13 @@ class Plan:
 def config_hash(cfg: RunConfig) -> str:
     # The output folder is where the run goes, not what it computes; the teacher's spending caps and request
     # batch decide how far a run gets, not what it computes (a raised cap resumes the same run folder).
-    return stable_hash(cfg.model_dump(mode="json", exclude={"output_dir": True, "teacher": {
-        "max_tokens", "max_cost_usd", "batch_size"}}))[:10]
+    exclude: dict[str, Any] = {"output_dir": True, "teacher": {"max_tokens", "max_cost_usd", "batch_size"}}
+    # opt-in switches at their defaults leave the run id of every config as it was before they existed
+    if cfg.teacher.style == "student":
+        exclude["teacher"].add("style")
+    if cfg.pool.answer_style == "gold":
+        exclude["pool"] = {"answer_style"}
+    return stable_hash(cfg.model_dump(mode="json", exclude=exclude))[:10]
 
 
 def make_task(cfg: RunConfig, name: str) -> Task:
