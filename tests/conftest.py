@@ -61,3 +61,22 @@ def tiny_student(tiny_cache) -> Path:
     from distill.tiny import TinySpec, ensure_tiny_student
 
     return ensure_tiny_student(TinySpec.smoke(), cache_dir=tiny_cache, progress=False)
+
+
+@pytest.fixture(scope="session")
+def served_model_dir(tmp_path_factory) -> Path:
+    """A random chat model vLLM's CPU attention accepts (head_dim 32), for the OpenAI-compatible server tests."""
+    from servers.models import build_server_chat_model
+
+    return build_server_chat_model(tmp_path_factory.mktemp("served_model"))
+
+
+@pytest.fixture(scope="session")
+def openai_server(served_model_dir, tmp_path_factory):
+    """A real OpenAI-compatible server on loopback (vLLM's when it imports, else `transformers serve`), shared by
+    the engine and fault tests and stopped at the end of the session."""
+    from servers.openai_server import start_openai_server
+
+    srv = start_openai_server(served_model_dir, tmp_path_factory.mktemp("server_logs"))
+    yield srv
+    srv.stop()

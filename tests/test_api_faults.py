@@ -17,8 +17,6 @@ from harness.engines import build_engine  # noqa: E402
 from harness.engines.http_limits import APIRequestError  # noqa: E402
 from harness.store import CachedEngine, CallCache  # noqa: E402
 from servers.fault_proxy import FAULTS, FaultProxy  # noqa: E402
-from servers.models import build_server_chat_model  # noqa: E402
-from servers.openai_server import start_openai_server  # noqa: E402
 
 PARAMS = SamplingParams(max_new_tokens=8)
 CHAT = [[{"role": "user", "content": f"Tom has {i} apples"}] for i in range(20)]
@@ -46,15 +44,13 @@ def schedule(body: dict, attempt: int) -> str | None:
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    return build_server_chat_model(tmp_path_factory.mktemp("served_model"))
+def model_dir(served_model_dir) -> Path:
+    return served_model_dir
 
 
 @pytest.fixture(scope="module")
-def server(model_dir, tmp_path_factory):
-    srv = start_openai_server(model_dir, tmp_path_factory.mktemp("server_logs"))
-    yield srv
-    srv.stop()
+def server(openai_server):  # one server per test session: vLLM's takes about a minute to start
+    return openai_server
 
 
 @pytest.fixture(scope="module")

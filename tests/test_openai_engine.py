@@ -14,8 +14,6 @@ from common.types import SamplingParams  # noqa: E402
 from harness.engines import EngineUnavailable, build_engine, engine_identity  # noqa: E402
 from harness.store import CachedEngine, CallCache  # noqa: E402
 from servers.fault_proxy import FaultProxy  # noqa: E402
-from servers.models import build_server_chat_model  # noqa: E402
-from servers.openai_server import start_openai_server  # noqa: E402
 
 CHAT = [[{"role": "user", "content": c}] for c in (
     "hello world", "Step 1: 12 + 7", "The answer is", "Tom has 3 apples", "what is 6 times 7?",
@@ -26,15 +24,13 @@ GREEDY = SamplingParams(max_new_tokens=16)
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    return build_server_chat_model(tmp_path_factory.mktemp("served_model"))
+def model_dir(served_model_dir) -> Path:
+    return served_model_dir
 
 
 @pytest.fixture(scope="module")
-def server(model_dir, tmp_path_factory):
-    srv = start_openai_server(model_dir, tmp_path_factory.mktemp("server_logs"))
-    yield srv
-    srv.stop()
+def server(openai_server):  # one server per test session: vLLM's takes about a minute to start
+    return openai_server
 
 
 @pytest.fixture()
@@ -56,9 +52,14 @@ def test_greedy_outputs_equal_hf(model_dir, server, proxy):
     want = hf.generate(prompts, GREEDY)
     got = api.generate(prompts, GREEDY)
     api.close()
-    same = [w[0].text == g[0].text for w, g in zip(want, got)]
-    print(f"greedy equality with hf ({server.kind}): {sum(same)}/{len(same)}")
-    assert all(same), [(w[0].text, g[0].text) for w, g in zip(want, got) if w[0].text != g[0].text]
+    # The one tolerated difference: vLLM's incremental detokenizer withholds a trailing incomplete UTF-8 sequence
+    # (this random byte-level model often ends on one), where transformers' decode writes U+FFFD for it. The tokens
+    # are the same (same text otherwise, same finish reason; the server's usage counts the EOS token, hf's does not).
+    text = lambda c: c.text.rstrip("\ufffd") if server.kind == "vllm" else c.text  # noqa: E731
+    same = [text(w[0]) == text(g[0]) for w, g in zip(want, got)]
+    print(f"greedy equality with hf ({server.kind}): {sum(same)}/{len(same)}, "
+          f"byte-identical {sum(w[0].text == g[0].text for w, g in zip(want, got))}")
+    assert all(same), [(w[0].text, g[0].text) for w, g in zip(want, got) if text(w[0]) != text(g[0])]
     assert [g[0].finish_reason for g in got] == [w[0].finish_reason for w in want]
     assert proxy.forwarded == len(prompts)
 

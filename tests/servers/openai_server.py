@@ -74,7 +74,11 @@ def start_openai_server(model_dir: Path, log_dir: Path, served_name: str = "tiny
         kind, served = "vllm", served_name
         cmd = [py, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir), "--served-model-name",
                served_name, "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32",
-               "--max-model-len", "1024", "--disable-log-requests"]
+               "--max-model-len", "1024",
+               # On CPU this is the share of the machine's memory vLLM reserves (default 0.92: it refuses to start
+               # beside anything else); the tiny model needs a sliver.
+               "--gpu-memory-utilization", "0.15"]
+        env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
     else:
         exe = shutil.which("transformers", path=str(Path(sys.executable).parent)) or shutil.which("transformers")
         if exe is None:
