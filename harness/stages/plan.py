@@ -95,8 +95,10 @@ def plan_run(cfg: RunConfig, run_id: str | None = None, *, train: bool = True) -
             continue
         objs[name] = task
         docs[name] = ds[: cfg.eval.limit] if cfg.eval.limit else ds
-        full = task.full_size()
-        if full is not None and full > len(ds):
+        # Part of a benchmark, whether the data is a subset (MuSR's viewer files) or --limit cut it: its numbers
+        # are not comparable with full-benchmark ones (the paper's), and results and report say so.
+        full = task.full_size() or len(ds)
+        if full > len(docs[name]):
             partial[name] = full
     if missing_explicit:
         raise ConfigError(missing_explicit[0] if len(missing_explicit) == 1 else
