@@ -27,22 +27,23 @@ def main() -> None:
     if not (run / "results.json").exists():
         print("first run (not timed) ...", flush=True)
         subprocess.run(cmd, check=True, stderr=subprocess.DEVNULL)
-    walls = []
+    walls, up_to_date = [], 0
     for _ in range(args.repeats):
         t0 = time.perf_counter()
-        subprocess.run(cmd, check=True, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True)
         walls.append(time.perf_counter() - t0)
+        up_to_date += "up to date" in out.stderr
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-c", "import harness.cli"], check=True)
     startup = time.perf_counter() - t0
-    manifest = json.loads((run / "manifest.json").read_text())
-    reused = sum(1 for m in manifest["models"].values() for t in m["eval"].values()
-                 if isinstance(t, dict) and t.get("reused") == "samples")
+    manifest = json.loads((run / "manifest.json").read_text())  # the first run's: a no-op re-run writes nothing
+    pairs = sum(1 for m in manifest["models"].values() for t in m["eval"].values() if isinstance(t, dict))
     print(f"preset={args.preset or 'default'} cpus={os.cpu_count()} load={os.getloadavg()[0]:.1f}")
     print(f"re-run wall: {' '.join(f'{w:.2f}s' for w in walls)} (best {min(walls):.2f}s; target <= 3 s)")
-    print(f"  of which importing the CLI: {startup:.2f}s; (model, task) pairs reused from samples: {reused}")
-    print("  stage timings of the last re-run: " + ", ".join(f"{k} {v:.2f}s"
-                                                          for k, v in manifest["timings_seconds"].items()))
+    print(f"  of which importing the CLI: {startup:.2f}s; {pairs} (model, task) pairs checked by fingerprint; "
+          f"'up to date' in {up_to_date} of {len(walls)} re-runs")
+    print("  stage timings of the first run: " + ", ".join(f"{k} {v:.1f}s"
+                                                        for k, v in manifest["timings_seconds"].items()))
 
 
 if __name__ == "__main__":
