@@ -75,7 +75,8 @@ class TeacherConfig(Strict):
     critique_mode: Literal["specific", "irrelevant", "generic"] = "specific"
     #: Follow-up turns asking for the missing `Conclusion: right|wrong` line before a critique is kept flagged.
     conclusion_retries: int = Field(1, ge=0, le=5)
-    #: oracle only. student: the direct answer t uses the student's own "Step k:" format (the default).
+    #: oracle only (other teachers: always "student"). student: the direct answer t uses the student's own
+    #: "Step k:" format.
     #: teacher: t is correct but written in the teacher's own style (prose sentences, another final phrasing,
     #: still ending in \boxed{}); refinements r always repair the student's draft with the fewest changes.
     style: Literal["student", "teacher"] = "student"
@@ -94,10 +95,11 @@ class TeacherConfig(Strict):
     max_cost_usd: float | None = Field(None, gt=0)
 
     @model_validator(mode="after")
-    def _style_needs_oracle(self) -> "TeacherConfig":
-        if self.style != "student" and self.kind != "oracle":
-            raise ValueError(f"teacher.style={self.style} applies to teacher.kind=oracle only; an llm teacher's "
-                             "style is its prompts'")
+    def _style_is_the_oracles(self) -> "TeacherConfig":
+        # The style switch belongs to the oracle; any other teacher writes in its own (an LLM's is its prompts').
+        # Normalised, not refused, so that --teacher MODEL works on the default config; the manifest records it.
+        if self.kind != "oracle":
+            self.style = "student"
         return self
 
     def prices(self) -> tuple[float, float]:
@@ -135,7 +137,8 @@ class PoolConfig(Strict):
     solution_field: str | None = "answer"
     answer_field: str | None = None
     id_field: str | None = None
-    #: synthetic pool only. gold: y* is the full correct solution (the default). web: y* is noisy or terse the way
+    #: synthetic pool only (other pools: always "gold"). gold: y* is the full correct solution. web: y* is noisy or
+    #: terse the way
     #: web-mined answers are (~20% a slip carried to a wrong final answer, ~50% final answer or a one-line
     #: sketch only, the rest full correct working; seeded per item from pool.seed); gold_answer stays true.
     answer_style: Literal["gold", "web"] = "gold"
@@ -150,10 +153,11 @@ class PoolConfig(Strict):
         return v
 
     @model_validator(mode="after")
-    def _web_needs_synthetic(self) -> "PoolConfig":
-        if self.answer_style != "gold" and self.source != "synthetic":
-            raise ValueError(f"pool.answer_style={self.answer_style} needs pool.source=synthetic; other pools keep "
-                             "their own reference answers")
+    def _web_is_synthetic_only(self) -> "PoolConfig":
+        # Real pools keep their own reference answers: web-style noise is how the synthetic pool imitates them.
+        # Normalised, not refused, so that pool.source=... works on the default config; the manifest records it.
+        if self.source != "synthetic":
+            self.answer_style = "gold"
         return self
 
 

@@ -307,7 +307,8 @@ def test_old_schema_run_folder_is_a_one_line_error(compare_run, tmp_path):
     (["--set", "eval.engine.dtype=fp8"], "eval.engine.dtype"),
     (["--set", "eval.engine.backend=tgi"], "unknown engine backend 'tgi'"),
     (["--set", "eval.engine.options.merge_adaptr=false"], "merge_adaptr"),
-    (["--set", "teacher.kind=oracle", "--set", "pool.source=math_train"], "teacher.kind=oracle"),
+    (["--set", "teacher.kind=oracle", "--set", "pool.source=math_train", "--set", "pool.answer_style=gold"],
+     "teacher.kind=oracle"),
     (["--set", "pool.validation_n=500"], "pool.validation_n"),
     (["--student", "/nonexistent/model"], "not found"),
 ])
