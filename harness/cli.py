@@ -6,7 +6,6 @@ User errors print one line naming the problem and the fix, and exit with code 2.
 from __future__ import annotations
 
 import functools
-import json
 import shlex
 import sys
 from pathlib import Path

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from common.files import CorruptFile, read_jsonl, stable_hash, write_json_atomic, write_jsonl_atomic  # noqa: F401
+from common.files import CorruptFile, stable_hash
 from harness.engines.base import Completion, Engine, Prompt, ProgressFn, SamplingParams
 
 

@@ -508,7 +508,7 @@ def _plain_dynamic(cache: Any) -> bool:
     return type(cache) is DynamicCache and all(type(layer) is DynamicLayer for layer in cache.layers)
 
 
-def _select_rows(cache: DynamicCache, mask: torch.Tensor, rows: list[int]) -> tuple[DynamicCache, torch.Tensor]:
+def _select_rows(cache: Any, mask: Any, rows: list[int]) -> tuple[Any, Any]:
     """A new cache (and mask) holding copies of ``rows`` of ``cache``; the original is left as it was."""
     from transformers.cache_utils import DynamicCache
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import copy
 import itertools
-import math
 import re
 import time
 from dataclasses import dataclass, field
@@ -273,7 +272,7 @@ def combine(rid: str, cells: Sequence[tuple[Cell, Any]], cfg: RunConfig):
     """The top results.json: every cell's rows and comparisons, then per group of cells that differ only in
     their seed: rows aggregated over seeds and the hierarchical comparisons (vs base and between methods; and
     between groups for the same method, e.g. cgd at one learning rate vs another)."""
-    from common.artifacts import Comparison, ResultRow, Results
+    from common.artifacts import ResultRow, Results
     from reports.stats import load_results
 
     rows, comps, primary, order, lengths = [], [], {}, [], []

@@ -15,7 +15,6 @@ teacher's own critique stays in ``meta['specific_critique']`` (the refine stage 
 """
 from __future__ import annotations
 
-import json
 import random
 import time
 from pathlib import Path
