@@ -215,6 +215,21 @@ class ExperimentConfig(Strict):
     columns: list[ExperimentColumn] = Field(default_factory=list)
 
 
+class ExecutorConfig(Strict):
+    """Where the run's units execute. Never part of the run id: the executor changes where work runs, not what
+    it computes (local and ray give equal results.json rows)."""
+
+    kind: Literal["local", "ray"] = "local"
+    #: Ray cluster address (e.g. "ray://head:10001" or "auto"); None = RAY_ADDRESS, else a local cluster.
+    address: str | None = None
+    #: GPUs the run may use (sizing, sharding and the dry run's schedule); None = what the machine/cluster has.
+    gpus: int | None = Field(None, ge=0)
+    #: CPUs the run may use; None = what the machine/cluster has.
+    cpus: int | None = Field(None, ge=1)
+    #: A failed unit is retried this many times (fresh names, partial outputs cleaned), then reported.
+    max_retries: int = Field(2, ge=0)
+
+
 class RunConfig(Strict):
     name: str = "tiny"
     seed: int = 0
@@ -237,6 +252,7 @@ class RunConfig(Strict):
     seeds: list[int] | None = None
     #: The paper table this experiment reproduces (layout of the report's experiment table).
     experiment: ExperimentConfig | None = None
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
 
     @field_validator("methods", mode="before")
     @classmethod
