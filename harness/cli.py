@@ -117,7 +117,7 @@ def _print_plan(plan, dry_run: bool) -> None:
 
 def _experiment(cfg, run_id, dry_run: bool) -> None:
     """A sweep/seed experiment: print the grid with each cell's cost, then run every cell."""
-    from harness.stages import sweep
+    from harness import sweep
 
     rid, planned = sweep.plan_cells(cfg, run_id)
     costs = sweep.grid_cost(planned)
@@ -185,7 +185,7 @@ def compare(config: ConfigOpt = None, preset: PresetOpt = None, methods: Methods
             cfg = cfg.model_copy(update={"seeds": [int(x) for x in seeds.split(",") if x.strip()]})
         except ValueError:
             raise UserError(f"--seeds {seeds!r} is not a comma-separated list of integers; write e.g. --seeds 0,1,2")
-    from harness.stages import sweep
+    from harness import sweep
 
     if sweep.is_experiment(cfg):
         _experiment(cfg, run_id, dry_run)
