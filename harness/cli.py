@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Callable, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from harness.progress import console
@@ -62,7 +63,8 @@ def user_errors(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except known as e:
-            console.print(f"[red]error:[/] {e}", highlight=False, soft_wrap=True)
+            # escaped: a hint such as pip install -e '.[api]' must not lose its brackets to rich markup
+            console.print(f"[red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2)
 
     return wrapper
@@ -108,7 +110,7 @@ def _print_plan(plan, dry_run: bool) -> None:
                   f"{' ' + cfg.teacher.model if cfg.teacher.model else ''}   pool: {cfg.pool.source} x{cfg.pool.n}")
     console.print(f"methods: base (always), {', '.join(plan.methods) or '-'}   stages: {', '.join(plan.stages) or '-'}")
     for name, why in plan.skipped.items():
-        console.print(f"[yellow]skipped[/] {name}: {why}", highlight=False, soft_wrap=True)
+        console.print(f"[yellow]skipped[/] {name}: {escape(why)}", highlight=False, soft_wrap=True)
     if dry_run:
         cost = estimate_cost(plan)
         console.print("estimate: " + ", ".join(f"{k}={v:,}" for k, v in cost.items()))
