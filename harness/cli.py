@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Callable, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from harness.progress import console
@@ -62,7 +63,8 @@ def user_errors(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except known as e:
-            console.print(f"[red]error:[/] {e}", highlight=False, soft_wrap=True)
+            # escaped: a hint such as pip install -e '.[api]' must not lose its brackets to rich markup
+            console.print(f"[red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2)
 
     return wrapper
@@ -108,7 +110,7 @@ def _print_plan(plan, dry_run: bool) -> None:
                   f"{' ' + cfg.teacher.model if cfg.teacher.model else ''}   pool: {cfg.pool.source} x{cfg.pool.n}")
     console.print(f"methods: base (always), {', '.join(plan.methods) or '-'}   stages: {', '.join(plan.stages) or '-'}")
     for name, why in plan.skipped.items():
-        console.print(f"[yellow]skipped[/] {name}: {why}", highlight=False, soft_wrap=True)
+        console.print(f"[yellow]skipped[/] {name}: {escape(why)}", highlight=False, soft_wrap=True)
     if dry_run:
         cost = estimate_cost(plan)
         console.print("estimate: " + ", ".join(f"{k}={v:,}" for k, v in cost.items()))
@@ -117,7 +119,7 @@ def _print_plan(plan, dry_run: bool) -> None:
 
 def _experiment(cfg, run_id, dry_run: bool) -> None:
     """A sweep/seed experiment: print the grid with each cell's cost, then run every cell."""
-    from harness.stages import sweep
+    from harness import sweep
 
     rid, planned = sweep.plan_cells(cfg, run_id)
     costs = sweep.grid_cost(planned)
@@ -185,7 +187,7 @@ def compare(config: ConfigOpt = None, preset: PresetOpt = None, methods: Methods
             cfg = cfg.model_copy(update={"seeds": [int(x) for x in seeds.split(",") if x.strip()]})
         except ValueError:
             raise UserError(f"--seeds {seeds!r} is not a comma-separated list of integers; write e.g. --seeds 0,1,2")
-    from harness.stages import sweep
+    from harness import sweep
 
     if sweep.is_experiment(cfg):
         _experiment(cfg, run_id, dry_run)

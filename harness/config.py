@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from common.yamlfile import DuplicateKey, YAMLSyntaxError, load_yaml, loads_yaml
 from distill.prompts import PromptTemplates
 from distill.train import TrainConfig
 
@@ -300,7 +300,10 @@ def parse_override(text: str) -> dict:
     if "=" not in text:
         raise ConfigError(f"override {text!r} is not key=value; write e.g. --set train.learning_rate=1e-4")
     key, raw = text.split("=", 1)
-    value = yaml.safe_load(raw) if raw else None
+    try:
+        value = loads_yaml(raw, f"--set {key}") if raw else None
+    except (DuplicateKey, YAMLSyntaxError) as e:
+        raise ConfigError(f"override {text!r}: {e}") from None
     node: dict = {}
     cur = node
     parts = key.strip().split(".")
@@ -318,9 +321,11 @@ def load_config(path: str | Path | None = None, preset: str | None = None, overr
     if not p.exists():
         raise ConfigError(f"config file {p} not found; pass an existing YAML file to --config")
     try:
-        raw = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"config file {p} is not valid YAML ({str(e).splitlines()[0]}); fix the syntax") from e
+        raw = load_yaml(p) or {}
+    except DuplicateKey as e:
+        raise ConfigError(f"config file {e}") from None
+    except YAMLSyntaxError as e:
+        raise ConfigError(f"config file {e}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"config file {p} must hold a mapping at the top level")
     presets = raw.pop("presets", {}) or {}

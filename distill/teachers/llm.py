@@ -15,13 +15,9 @@ from typing import Sequence
 
 from distill.items import TrainItem
 from distill.prompts import PromptTemplates
+from common.labels import conclusion_of  # noqa: F401  (re-exported)
 from common.types import Completion, Prompt, ProgressFn, SamplingParams
 from distill.teachers.base import TextModel
-
-
-def conclusion_of(text: str) -> str | None:
-    """'right' / 'wrong' by the same rule as TrainItem.conclusion (last 'Conclusion:' line), else None."""
-    return TrainItem(id="", question="", gold_solution="", gold_answer="", critique=text).conclusion
 
 
 def conclusion_line(text: str) -> str | None:
