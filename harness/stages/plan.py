@@ -51,6 +51,8 @@ def config_hash(cfg: RunConfig) -> str:
     # opt-in switches at their defaults leave the run id of every config as it was before they existed
     if cfg.teacher.style == "student":
         exclude["teacher"].add("style")
+    if cfg.teacher.strip_thinking is None:
+        exclude["teacher"].add("strip_thinking")
     if cfg.pool.answer_style == "gold":
         exclude["pool"] = {"answer_style"}
     return stable_hash(cfg.model_dump(mode="json", exclude=exclude))[:10]
@@ -164,9 +166,17 @@ def check_combinations(cfg: RunConfig, stages: list[str]) -> None:
     if t.correctness_filter and not any(s in stages for s in ("refine", "direct")):
         raise ConfigError("teacher.correctness_filter checks teacher answers (refine / direct), but no chosen "
                           "method needs one; add cgd, refine_only or distilled_sft, or unset it")
-    if t.max_cost_usd is not None and t.prices() == (0.0, 0.0):
+    if t.max_cost_usd is not None and t.known_prices() is None:
         raise ConfigError("teacher.max_cost_usd needs prices: set teacher.price_per_mtok_in and "
                           "teacher.price_per_mtok_out (USD per million tokens)")
+    if teacher_stages and t.kind == "llm" and t.model:
+        from distill.teachers.api_models import sampling_refusal
+
+        opts = t.engine.options
+        why = sampling_refusal(t.engine.backend, str(opts.get("served_model") or t.model), opts.get("base_url"),
+                               t.temperature, sent=opts.get("send_sampling_params", True))
+        if why:
+            raise ConfigError(why)
     if stages and cfg.train.max_length < cfg.probe.max_new_tokens:
         raise ConfigError(f"train.max_length={cfg.train.max_length} is shorter than probe.max_new_tokens="
                           f"{cfg.probe.max_new_tokens}: cft/cgd inputs hold the probe answer and would be cut; "
