@@ -200,8 +200,7 @@ def student_params_b(name: str) -> float | None:
 
 def _template_tokens(cfg: RunConfig, kind: str) -> int:
     t = cfg.prompts
-    _, _, system_field = t.KINDS[kind]
-    return (len(getattr(t, kind)) + len(getattr(t, system_field) if system_field else "")) // 4
+    return (len(getattr(t, kind) or "") + len(t.system_for(kind))) // 4
 
 
 def estimate_cost(plan: Plan) -> dict[str, float]:
