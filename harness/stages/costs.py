@@ -18,7 +18,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from harness.config import RunConfig
 
@@ -197,10 +197,9 @@ def self_hosted(cfg: RunConfig) -> bool:
     return not on_provider(e.backend, e.options.get("base_url"))
 
 
-def estimate(plan) -> CostEstimate:
-    """The dry run's estimate for one planned run (see the module docstring)."""
-    from harness.stages.plan import generation_params
-
+def estimate(plan, budget_of: Callable[[object], int]) -> CostEstimate:
+    """The dry run's estimate for one planned run (see the module docstring); ``budget_of(task)`` is the task's
+    generation budget in this run (passed down by the plan, which owns the rule)."""
     cfg = plan.config
     est = CostEstimate()
     n_pool = cfg.pool.n - cfg.pool.validation_n
@@ -296,7 +295,7 @@ def estimate(plan) -> CostEstimate:
         task = plan.task_objs[name]
         items = plan.task_counts[name]
         if task.output_type == "generate":
-            budget = generation_params(cfg, task).max_new_tokens
+            budget = budget_of(task)
             e_in += n_models * items * q
             e_exp += n_models * items * min(budget, GUESS["eval"]) * task.generation.n
             e_cap += n_models * items * budget * task.generation.n

@@ -197,4 +197,4 @@ def estimate_cost(plan: Plan):
     """The dry run's typed cost estimate (harness/stages/costs.py: expected and cap per figure, assumptions)."""
     from harness.stages.costs import estimate
 
-    return estimate(plan)
+    return estimate(plan, lambda task: generation_params(plan.config, task).max_new_tokens)
