@@ -113,7 +113,9 @@ def _print_plan(plan, dry_run: bool) -> None:
         console.print(f"[yellow]skipped[/] {name}: {escape(why)}", highlight=False, soft_wrap=True)
     if dry_run:
         cost = estimate_cost(plan)
-        console.print("estimate: " + ", ".join(f"{k}={v:,}" for k, v in cost.items()))
+        console.print("estimate: expected figures, with the cap (every output at its budget) where it differs", highlight=False)
+        for line in cost.lines():
+            console.print(escape(line), highlight=False, soft_wrap=True)
     console.print(f"run folder: {plan.run_dir.root}")
 
 
