@@ -115,7 +115,9 @@ def _print_plan(plan, dry_run: bool) -> None:
         console.print(f"[yellow]skipped[/] {name}: {escape(why)}", highlight=False, soft_wrap=True)
     if dry_run:
         cost = estimate_cost(plan)
-        console.print("estimate: " + ", ".join(f"{k}={v:,}" for k, v in cost.items()))
+        console.print("estimate: expected figures, with the cap (every output at its budget) where it differs", highlight=False)
+        for line in cost.lines():
+            console.print(escape(line), highlight=False, soft_wrap=True)
     console.print(f"run folder: {plan.run_dir.root}")
 
 
@@ -363,26 +365,40 @@ def check(run: Annotated[Path, typer.Argument(help="A run folder or its results.
 
 @app.command()
 @user_errors
-def tasks(names: Annotated[Optional[str], typer.Argument(help="Tasks or suites to show (default: all).")] = None) -> None:
-    """List tasks with their data source, row count and whether the data is available here."""
-    from tasks.data import DataMissing
+def tasks(names: Annotated[Optional[str], typer.Argument(help="Tasks or suites to show (default: all).")] = None,
+          online: Annotated[bool, typer.Option("--online", help="Also check the dataset hub (network) for tasks "
+                                               "whose data is not local.")] = False) -> None:
+    """List tasks with their data source, row count and whether the data is available here: from the local mirror
+    (HARNESS_DATA_DIR) and the local dataset cache, without the network unless --online."""
+    from tasks import data
     from tasks.registry import SUITES, expand_tasks, get_task, task_names
 
+    if not online:
+        data.set_hub_access(False, "not checked; `harness tasks --online` checks the hub")
     chosen = expand_tasks(names) if names else task_names()
     t = Table(title="tasks")
     for col in ("task", "type", "metric", "rows", "available", "source"):
         t.add_column(col, justify="right" if col == "rows" else "left")
+    unavailable = []
     for name in chosen:
         task = get_task(name)
         src = ", ".join(x for x in (f"local:{task.local_dir}" if task.local_dir else "",
                                     f"hub:{task.hf_dataset}" if task.hf_dataset else "") if x) or "embedded"
+        if getattr(task, "spec_path", None) is not None:
+            src = f"file:{task.spec_path}"
         try:
             n, ok = str(len(task.docs())), "[green]yes[/]"
-        except DataMissing:
+        except data.DataMissing:
             n, ok = "-", "[red]no[/]"
+            unavailable.append(name)
         t.add_row(name, task.output_type, task.primary_metric, n, ok, src)
     console.print(t)
     console.print("suites: " + "; ".join(f"{k} = {','.join(v)}" for k, v in SUITES.items()))
+    if unavailable:
+        hub = (f" ({data.hub_off_reason()})" if data.hub_off_reason() else "") if online else \
+            " or run `harness tasks --online` to check the hub (needs network)"
+        console.print(f"[yellow]unavailable here:[/] {', '.join(unavailable)}; fix: set HARNESS_DATA_DIR to a folder "
+                      f"laid out like shared/data (one folder per benchmark){hub}", highlight=False, soft_wrap=True)
 
 
 @app.command()
