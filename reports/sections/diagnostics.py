@@ -48,6 +48,18 @@ def is_repetitive(text: str) -> bool:
     return len(raw) >= _REPETITIVE_MIN and len(zlib.compress(raw)) / len(raw) < _REPETITIVE_RATIO
 
 
+_EXCEPTION_RE = re.compile(r"^\s*([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt))\b")
+
+
+def failure_status(details: Mapping) -> str | None:
+    """A code task's sandbox status, with the exception's class when the detail names one ("error: SyntaxError")."""
+    status = details.get("status")
+    if status is None:
+        return None
+    m = _EXCEPTION_RE.match(str(details.get("detail") or ""))
+    return f"{status}: {m.group(1)}" if m and status != "passed" else str(status)
+
+
 def extraction_failed(r: SampleRecord) -> bool:
     flag = r.details.get("extraction_failed")
     if isinstance(flag, bool):
@@ -125,12 +137,12 @@ def task_diagnostics(samples: SampleSet, task: str, label: str, bound: str | Non
                                 tokens_mean=f"{sum(tokens) / n:.0f}" if n else "–",
                                 tokens_median=f"{_median(tokens):.0f}",
                                 high={k: bool(n) and v / n > _FLAG for k, v in counts.items()}))
-    statuses = Counter(str(r.details["status"]) for recs in by_model.values() for r in recs.values()
+    statuses = Counter(failure_status(r.details) for recs in by_model.values() for r in recs.values()
                        if "status" in r.details)
     if statuses:
         out.statuses = [s for s, _ in statuses.most_common()]
         for model, recs in by_model.items():
-            c = Counter(str(r.details.get("status")) for r in recs.values())
+            c = Counter(failure_status(r.details) for r in recs.values())
             out.status_rows.append((model, [_rate(c.get(s, 0), len(recs)) for s in out.statuses]))
     kinds = sorted({str(r.details["kind"]) for recs in by_model.values() for r in recs.values()
                     if "kind" in r.details})

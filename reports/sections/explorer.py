@@ -15,6 +15,7 @@ from typing import Any, Mapping
 from markupsafe import Markup
 
 from reports.fmt import clip, prompt_text, short
+from reports.sections.diagnostics import failure_status
 from reports.sections.samples import SampleSet
 
 #: Characters kept from the start and the end of a long response or prompt in the explorer.
@@ -62,7 +63,7 @@ def explorer_data(samples: SampleSet, models: list[str], tasks: list[str], label
                 if not sensitive:
                     entry.update({"x": _value(r.extracted, 300), "o": clip(samples.text(r), _HEAD, _TAIL),
                                   "f": r.finish_reason or "", "k": r.completion_tokens,
-                                  "st": _value(r.details.get("status"), 60)})
+                                  "st": failure_status(r.details)})
                 per_model.append(entry)
             item = {"t": ti, "id": sid, "r": per_model}
             if not sensitive and src is not None:
