@@ -165,6 +165,11 @@ class PoolConfig(Strict):
     solution_field: str | None = "answer"
     answer_field: str | None = None
     id_field: str | None = None
+    #: Critique data given with the pool (hf: and JSONL pools): the fields holding a student answer y' and a
+    #: critique c of it (e.g. TIGER-Lab/WebInstruct-CFT's input/output split into them), for methods trained on
+    #: given critiques (cft_star). Both or neither.
+    student_answer_field: str | None = None
+    critique_field: str | None = None
     #: synthetic pool only (other pools: always "gold"). gold: y* is the full correct solution. web: y* is noisy or
     #: terse the way
     #: web-mined answers are (~20% a slip carried to a wrong final answer, ~50% final answer or a one-line
