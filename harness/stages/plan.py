@@ -55,6 +55,10 @@ def config_hash(cfg: RunConfig) -> str:
         exclude["teacher"].add("strip_thinking")
     if cfg.pool.answer_style == "gold":
         exclude["pool"] = {"answer_style"}
+    if cfg.eval.seed is None:
+        exclude["eval"] = {"seed"}
+    if cfg.eval_seeds is None:
+        exclude["eval_seeds"] = True
     unset_pool = {f for f in ("student_answer_field", "critique_field") if getattr(cfg.pool, f) is None}
     if unset_pool:
         exclude["pool"] = {*exclude.get("pool", ()), *unset_pool}
@@ -68,8 +72,10 @@ def make_task(cfg: RunConfig, name: str) -> Task:
 def generation_params(cfg: RunConfig, task: Task) -> SamplingParams:
     g = task.generation
     budgets = cfg.eval.max_new_tokens
+    # eval.seed reaches sampled tasks only: greedy outputs (and their stored samples) stay shared across eval seeds
+    seed = cfg.eval.seed if cfg.eval.seed is not None and g.temperature > 0 else cfg.seed
     return SamplingParams(max_new_tokens=budgets.get(task.name, budgets.get("*", g.max_new_tokens)),
-                          temperature=g.temperature, n=g.n, seed=cfg.seed, stop=tuple(g.stop))
+                          temperature=g.temperature, n=g.n, seed=seed, stop=tuple(g.stop))
 
 
 def plan_run(cfg: RunConfig, run_id: str | None = None, *, train: bool = True) -> Plan:
