@@ -390,6 +390,8 @@ def tasks(names: Annotated[Optional[str], typer.Argument(help="Tasks or suites t
         task = get_task(name)
         src = ", ".join(x for x in (f"local:{task.local_dir}" if task.local_dir else "",
                                     f"hub:{task.hf_dataset}" if task.hf_dataset else "") if x) or "embedded"
+        if getattr(task, "spec_path", None) is not None:
+            src = f"file:{task.spec_path}"
         try:
             n, ok = str(len(task.docs())), "[green]yes[/]"
         except data.DataMissing:

@@ -354,6 +354,29 @@ def parse_override(text: str) -> dict:
     return node
 
 
+def _with_task_files(raw: dict, config_path: Path) -> dict:
+    """Tasks defined by YAML files (``--tasks my.yaml``, ``tasks_dir:``) -> their names, the file in the task's
+    options (tasks.registry.resolve_task_files); relative paths: the working directory, then the config's folder."""
+    from tasks.file_task import is_task_file
+    from tasks.registry import resolve_task_files
+
+    tasks_dir = raw.pop("tasks_dir", None)
+    ev = raw.get("eval")
+    if ev is not None and not isinstance(ev, dict):
+        return raw  # the schema says what is wrong
+    tasks = (ev or {}).get("tasks", ["tiny"])
+    items = tasks.split(",") if isinstance(tasks, str) else tasks if isinstance(tasks, list) else []
+    if tasks_dir is None and not any(is_task_file(str(t).strip()) for t in items):
+        return raw
+    ev = dict(raw.get("eval") or {})
+    opts = ev.get("task_options") or {}
+    if not isinstance(opts, dict):
+        return raw  # the schema says what is wrong
+    tasks, opts = resolve_task_files(tasks, opts, [config_path.resolve().parent], tasks_dir)
+    ev["tasks"], ev["task_options"] = tasks, opts
+    return {**raw, "eval": ev}
+
+
 def load_config(path: str | Path | None = None, preset: str | None = None, overrides: list[str] | None = None,
                 extra: dict | None = None) -> RunConfig:
     """Load, merge and validate; every failure is a ConfigError with a one-line message."""
@@ -377,6 +400,7 @@ def load_config(path: str | Path | None = None, preset: str | None = None, overr
     for o in overrides or []:
         raw = deep_merge(raw, parse_override(o))
     raw = deep_merge(raw, extra or {})
+    raw = _with_task_files(raw, p)
     try:
         return RunConfig.model_validate(raw)
     except ValidationError as e:
