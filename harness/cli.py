@@ -36,6 +36,8 @@ OutputOpt = Annotated[Optional[Path], typer.Option("--output-dir", "-o", help="W
 SetOpt = Annotated[Optional[list[str]], typer.Option("--set", "-s", help="Override any config key: train.learning_rate=1e-4.")]
 SeedsOpt = Annotated[Optional[str], typer.Option("--seeds", help="Train each method once per seed, e.g. 0,1,2 "
                      "(cells under results/<run-id>/cells/; the report gives mean ± sd and a seed-aware test).")]
+EvalSeedsOpt = Annotated[Optional[str], typer.Option("--eval-seeds", help="Evaluate sampled tasks once per "
+                         "sampling seed, e.g. 0,1,2 (no retraining, no new teacher call; mean ± sd rows).")]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Print the plan and a cost estimate, then stop.")]
 RunArg = Annotated[Path, typer.Argument(help="A run folder (results/<run-id>).")]
 
@@ -178,7 +180,7 @@ def _pct(v) -> str:
 def compare(config: ConfigOpt = None, preset: PresetOpt = None, methods: MethodsOpt = None, tasks: TasksOpt = None,
             limit: LimitOpt = None, student: StudentOpt = None, teacher: TeacherOpt = None,
             run_id: RunIdOpt = None, output_dir: OutputOpt = None, set_: SetOpt = None,
-            seeds: SeedsOpt = None, dry_run: DryRunOpt = False) -> None:
+            seeds: SeedsOpt = None, eval_seeds: EvalSeedsOpt = None, dry_run: DryRunOpt = False) -> None:
     """Build each method's data with the teacher, train one student per method, evaluate base + every
     method on the same tasks, and write results.json, report.html and manifest.json. A config with `sweep:`
     (or --seeds) runs every cell of the grid and writes one combined report."""
@@ -191,6 +193,12 @@ def compare(config: ConfigOpt = None, preset: PresetOpt = None, methods: Methods
             cfg = cfg.model_copy(update={"seeds": [int(x) for x in seeds.split(",") if x.strip()]})
         except ValueError:
             raise UserError(f"--seeds {seeds!r} is not a comma-separated list of integers; write e.g. --seeds 0,1,2")
+    if eval_seeds is not None:
+        try:
+            cfg = cfg.model_copy(update={"eval_seeds": [int(x) for x in eval_seeds.split(",") if x.strip()]})
+        except ValueError:
+            raise UserError(f"--eval-seeds {eval_seeds!r} is not a comma-separated list of integers; write e.g. "
+                            "--eval-seeds 0,1,2")
     from harness import sweep
 
     if sweep.is_experiment(cfg):
@@ -318,16 +326,39 @@ def report(run: RunArg) -> None:
 def check(run: Annotated[Path, typer.Argument(help="A run folder or its results.json.")],
           baseline: Annotated[Optional[Path], typer.Option("--baseline", "-b", help="Baseline results file.")] = None,
           tolerance: Annotated[Optional[float], typer.Option("--tolerance", min=0.0, help="Allowed drop (absolute, 0..1); default: the baseline file's, else 0.02.")] = None,
+          tolerance_for: Annotated[Optional[list[str]], typer.Option("--tolerance-for", help="Per task or metric: TASK=0.05 or TASK/METRIC=0.05 (repeatable).")] = None,
+          require_significance: Annotated[Optional[float], typer.Option("--require-significance", help="Fail a drop only when a paired test on the items of both runs gives p < ALPHA.")] = None,
+          summary: Annotated[str, typer.Option("--summary", help="Output format on stdout: text, or md (Markdown for a CI job summary).")] = "text",
+          junit: Annotated[Optional[Path], typer.Option("--junit", help="Also write JUnit XML (one test case per row) here.")] = None,
           all_metrics: Annotated[bool, typer.Option("--all-metrics", help="Gate every metric, not only primary ones.")] = False,
           allow_missing: Annotated[bool, typer.Option("--allow-missing", help="Rows absent from the run do not fail.")] = False,
-          write_baseline: Annotated[Optional[Path], typer.Option("--write-baseline", help="Write this run as a baseline file and exit.")] = None) -> None:
-    """Regression gate: exit 1 and print the regressed rows when a metric falls below the baseline by more
-    than the tolerance, else exit 0. Under the verdict: what differs from the baseline's run (models, data, code)."""
+          write_baseline: Annotated[Optional[Path], typer.Option("--write-baseline", help="Write this run as a baseline file (with its item-level values) and exit.")] = None) -> None:
+    """Regression gate: exit 1 when a metric falls below the baseline by more than the tolerance (and, with
+    --require-significance, the drop is significant), 0 when it passes, 2 on a usage error. Under the verdict:
+    what differs from the baseline's run (models, data, code)."""
     from common.artifacts import Manifest, load_artifact
     from common.files import write_json_atomic
-    from reports.check import check_run, format_outcome, load_baseline, make_baseline
+    from reports.check import (
+        check_run, format_markdown, format_outcome, load_baseline, make_baseline, sample_item_values, write_junit,
+    )
     from reports.stats import load_results
 
+    if summary not in ("text", "md"):
+        raise UserError(f"--summary {summary!r} is not a format; use --summary text or --summary md")
+    tolerances = {}
+    for spec in tolerance_for or []:
+        key, sep, value = spec.partition("=")
+        try:
+            allowed = float(value)
+        except ValueError:
+            allowed = -1.0
+        if not sep or not key.strip() or not allowed >= 0:
+            raise UserError(f"--tolerance-for {spec!r} is not TASK=X or TASK/METRIC=X with X >= 0, e.g. "
+                            "--tolerance-for humaneval=0.05")
+        tolerances[key.strip()] = allowed
+    if require_significance is not None and not 0 < require_significance < 1:
+        raise UserError(f"--require-significance {require_significance} is not an alpha; pass a value between 0 "
+                        "and 1, e.g. 0.05")
     path = run / "results.json" if run.is_dir() else run
     if not path.exists():
         raise UserError(f"{path} not found; pass a run folder that holds results.json (run `harness compare` first)")
@@ -342,13 +373,15 @@ def check(run: Annotated[Path, typer.Argument(help="A run folder or its results.
             manifest = load_artifact(Manifest, manifest_path, "manifest.json")
         except ValueError as e:
             raise UserError(str(e))
+    items = sample_item_values(path.parent, results.primary_metrics)
     if write_baseline is not None:
         if manifest is None:
             raise UserError(f"no manifest.json beside {path}; a baseline records the run's model identities and "
                             "fingerprints: pass a run folder written by `harness compare`")
-        base = make_baseline(results, manifest, 0.02 if tolerance is None else tolerance)
+        base = make_baseline(results, manifest, 0.02 if tolerance is None else tolerance, items=items)
+        base.tolerances.update(tolerances)
         write_baseline.parent.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(write_baseline, base.model_dump(mode="json"))
+        write_json_atomic(write_baseline, base.model_dump(mode="json", exclude_none=True))
         console.print(f"baseline written: {write_baseline}")
         return
     if baseline is None:
@@ -358,8 +391,11 @@ def check(run: Annotated[Path, typer.Argument(help="A run folder or its results.
     except ValueError as e:
         raise UserError(str(e))
     outcome = check_run(results, base, tolerance=tolerance, metrics="all" if all_metrics else "primary",
-                        allow_missing=allow_missing, manifest=manifest)
-    typer.echo(format_outcome(outcome))
+                        allow_missing=allow_missing, manifest=manifest, tolerances=tolerances,
+                        require_significance=require_significance, items=items)
+    typer.echo(format_markdown(outcome) if summary == "md" else format_outcome(outcome), nl=summary != "md")
+    if junit is not None:
+        write_junit(outcome, junit)
     raise typer.Exit(1 if outcome.failed else 0)
 
 
