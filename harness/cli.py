@@ -39,6 +39,8 @@ SeedsOpt = Annotated[Optional[str], typer.Option("--seeds", help="Train each met
 EvalSeedsOpt = Annotated[Optional[str], typer.Option("--eval-seeds", help="Evaluate sampled tasks once per "
                          "sampling seed, e.g. 0,1,2 (no retraining, no new teacher call; mean ± sd rows).")]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Print the plan and a cost estimate, then stop.")]
+ExecutorOpt = Annotated[Optional[str], typer.Option("--executor", help="Where units run: local (this process, "
+                        "in order) or ray (a Ray cluster: executor.address or RAY_ADDRESS, else a local one).")]
 RunArg = Annotated[Path, typer.Argument(help="A run folder (results/<run-id>).")]
 
 
@@ -79,7 +81,7 @@ class UserError(Exception):
 
 
 def _load(config, preset, overrides, *, methods=None, tasks=None, limit=None, student=None, teacher=None,
-          output_dir=None):
+          output_dir=None, executor=None):
     from harness.config import load_config
 
     extra: dict = {}
@@ -96,6 +98,8 @@ def _load(config, preset, overrides, *, methods=None, tasks=None, limit=None, st
                             else {"kind": "llm", "model": teacher})
     if output_dir is not None:
         extra["output_dir"] = str(output_dir)
+    if executor is not None:
+        extra["executor"] = {"kind": executor}
     return load_config(config, preset, overrides, extra)
 
 
@@ -180,14 +184,15 @@ def _pct(v) -> str:
 def compare(config: ConfigOpt = None, preset: PresetOpt = None, methods: MethodsOpt = None, tasks: TasksOpt = None,
             limit: LimitOpt = None, student: StudentOpt = None, teacher: TeacherOpt = None,
             run_id: RunIdOpt = None, output_dir: OutputOpt = None, set_: SetOpt = None,
-            seeds: SeedsOpt = None, eval_seeds: EvalSeedsOpt = None, dry_run: DryRunOpt = False) -> None:
+            seeds: SeedsOpt = None, eval_seeds: EvalSeedsOpt = None, dry_run: DryRunOpt = False,
+            executor: ExecutorOpt = None) -> None:
     """Build each method's data with the teacher, train one student per method, evaluate base + every
     method on the same tasks, and write results.json, report.html and manifest.json. A config with `sweep:`
     (or --seeds) runs every cell of the grid and writes one combined report."""
     from harness import pipeline
 
     cfg = _load(config, preset, set_, methods=methods, tasks=tasks, limit=limit, student=student,
-                teacher=teacher, output_dir=output_dir)
+                teacher=teacher, output_dir=output_dir, executor=executor)
     if seeds is not None:
         try:
             cfg = cfg.model_copy(update={"seeds": [int(x) for x in seeds.split(",") if x.strip()]})

@@ -8,11 +8,13 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from common.files import read_json_or_none, stable_hash, write_json_atomic, write_jsonl_atomic
+from common.files import link_tree, read_json_or_none, stable_hash, write_json_atomic, write_jsonl_atomic
+from common.units import Resources, TrainedModel, Unit
 from distill.items import TrainItem
 from distill.methods import build_dataset, get_method
 from distill.mix import mix_by_conclusion
 from harness.config import ConfigError, RunConfig
+from harness.executors import Job, raise_failures
 from harness.models import identity_of
 from harness.progress import console
 from harness.stages.plan import Plan
@@ -147,10 +149,33 @@ def select_checkpoint(plan: Plan, student: Path | str, method: str, adapter: boo
     return out
 
 
+def train_job(student: Path | str, rows: list[dict], model_dir: Path, tcfg) -> bool:
+    """One train unit (method x seed x cell): train the student into ``model_dir`` (resuming from its last
+    complete checkpoint); True when the result is a LoRA adapter. The driver writes the done record
+    (fingerprint.json) from the returned value."""
+    from distill.train import train_student
+    from harness.progress import quiet_hf_progress
+
+    quiet_hf_progress()
+    res = train_student(student, rows, model_dir, tcfg, progress=True)
+    sort_target_modules(model_dir)
+    return res.adapter
+
+
+def train_resources(cfg: RunConfig) -> Resources:
+    """A train unit's needs: the GPUs its job asks for (one per process on GPU; none on CPU)."""
+    gpus = float(cfg.executor.gpus and 1 or 0)
+    return Resources(gpus=gpus, cpus=1.0)
+
+
 def train_methods(plan: Plan, student: Path | str, items: list[TrainItem], cache=None,
-                  donor=None) -> dict[str, dict[str, Any]]:
-    """``donor``: a sibling sweep cell's RunDir; a model it trained with this very fingerprint is linked in."""
+                  donor=None, executor=None) -> dict[str, TrainedModel]:
+    """``donor``: a sibling sweep cell's RunDir; a model it trained with this very fingerprint is linked in.
+    Every method to train is one unit for ``executor`` (in order, in this process, by default)."""
+    from harness.executors.local import LocalExecutor
+
     cfg = plan.config
+    executor = executor or LocalExecutor(cfg.executor)
     check_selection(plan)
     chosen = mix_by_conclusion(items, cfg.right_fraction, cfg.seed) if cfg.right_fraction is not None else items
     datasets = {m: build_dataset(get_method(m, cfg.prompts), chosen) for m in plan.methods}
@@ -159,44 +184,50 @@ def train_methods(plan: Plan, student: Path | str, items: list[TrainItem], cache
             raise ConfigError(f"method {m} has no training examples (its teacher stage produced nothing)")
     tcfg = shared_train_config(cfg, datasets)
     student_id = identity_of(cfg.eval.engine, student)
-    out: dict[str, dict[str, Any]] = {}
+    rd = plan.run_dir
+    fingerprints: dict[str, str] = {}
+    stored: dict[str, dict | None] = {}
+    jobs: list[Job] = []
     for m, rows in datasets.items():
-        rd = plan.run_dir
-        fingerprint = stable_hash({"student": student_id, "examples": stable_hash(rows),
-                                   "train": tcfg.model_dump(mode="json")})
+        fingerprint = fingerprints[m] = stable_hash({"student": student_id, "examples": stable_hash(rows),
+                                                     "train": tcfg.model_dump(mode="json")})
         fp_path = rd.model_dir(m) / "fingerprint.json"
         if donor is not None and not rd.model_dir(m).exists():
             donor_fp = donor.model_dir(m) / "fingerprint.json"
             if (donor_fp.exists() and (donor.model_dir(m) / "final").exists()
                     and json.loads(donor_fp.read_text()).get("fingerprint") == fingerprint):
-                from common.files import link_tree
-
                 rd.model_dir(m).parent.mkdir(parents=True, exist_ok=True)
                 link_tree(donor.model_dir(m), rd.model_dir(m))
                 console.print(f"[dim]train {m}: same data, student and settings as {donor.root.name}; shared[/]")
-        stored = read_json_or_none(fp_path)  # absent or damaged: train (or take final/ when its request matches)
-        if stored is not None and stored.get("fingerprint") != fingerprint:
+        rec = read_json_or_none(fp_path)  # absent or damaged: train (or take final/ when its request matches)
+        if rec is not None and rec.get("fingerprint") != fingerprint:
             console.print(f"[yellow]train[/] {m}: the stored model was trained from other data, student or "
                           "settings; training again")
             shutil.rmtree(rd.model_dir(m))
-            stored = None
-        reused = stored is not None and (rd.model_dir(m) / "final").exists()
-        if not reused:
+            rec = None
+        stored[m] = rec if rec is not None and (rd.model_dir(m) / "final").exists() else None
+        if stored[m] is None:
             write_jsonl_atomic(rd.train_data(m), rows)
             truncation = truncation_stats(student, rows, tcfg.max_length)
             if truncation["examples_dropped"] == len(rows):
                 raise ConfigError(f"method {m}: every training prompt is longer than train.max_length="
                                   f"{tcfg.max_length} tokens, so nothing is left to learn; raise train.max_length")
             console.print(f"[bold]train[/] {m}: {len(rows)} examples, {tcfg.max_steps} steps")
-            from distill.train import train_student
-            from harness.progress import quiet_hf_progress
-
-            quiet_hf_progress()
-            res = train_student(student, rows, rd.model_dir(m), tcfg, progress=True)
-            sort_target_modules(rd.model_dir(m))
-            stored = {"fingerprint": fingerprint, "truncation": truncation, "adapter": res.adapter}
-            write_json_atomic(fp_path, stored)
-        truncation = stored["truncation"]
+            unit = Unit("train", f"train/{m}", fingerprint, train_resources(cfg))
+            jobs.append(Job(unit, train_job, (student, rows, rd.model_dir(m), tcfg)))
+            stored[m] = {"fingerprint": fingerprint, "truncation": truncation}
+    outcomes = executor.run(jobs, rd.root / "logs" / "units")
+    for job, o in zip(jobs, outcomes):
+        if o.error is None:
+            m = job.unit.name.split("/", 1)[1]
+            stored[m]["adapter"] = o.value
+            write_json_atomic(rd.model_dir(m) / "fingerprint.json", stored[m])  # the done record
+    raise_failures(outcomes)
+    trained_now = {j.unit.name.split("/", 1)[1] for j in jobs}
+    out: dict[str, TrainedModel] = {}
+    for m, rows in datasets.items():
+        rec = stored[m]
+        truncation = rec["truncation"]
         lost = truncation["target_tokens_lost"] / max(1, truncation["target_tokens"])
         if lost > TRUNCATION_WARN:
             console.print(f"[yellow]warning[/] {m}: train.max_length={tcfg.max_length} cuts {100 * lost:.1f}% of "
@@ -205,11 +236,12 @@ def train_methods(plan: Plan, student: Path | str, items: list[TrainItem], cache
         metrics = json.loads((final / "train_metrics.json").read_text())
         model_dir = final
         if tcfg.select_checkpoint is not None:
-            selection = select_checkpoint(plan, student, m, stored["adapter"], fingerprint, cache)
+            selection = select_checkpoint(plan, student, m, rec["adapter"], fingerprints[m], cache)
             metrics["selection"] = {k: v for k, v in selection.items() if k != "key"}
             model_dir = Path(selection["selected_dir"])
         else:
             metrics["selection"] = {"on": None, "selected": "last checkpoint (as the paper)"}
-        out[m] = {"model_dir": str(model_dir), "adapter": stored["adapter"], "examples": len(rows),
-                  "fingerprint": fingerprint, "truncation": truncation, "reused": reused, "metrics": metrics}
+        out[m] = TrainedModel(method=m, model_dir=str(model_dir), adapter=rec["adapter"], examples=len(rows),
+                              fingerprint=fingerprints[m], truncation=truncation, reused=m not in trained_now,
+                              metrics=metrics)
     return out
