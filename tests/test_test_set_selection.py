@@ -45,3 +45,14 @@ def test_selection_on_a_named_test_task_is_marked(tmp_path, monkeypatch):
     out = train_stage.select_checkpoint(plan, "student", "cgd", True, "fp", cache=None)
     assert set(seen) == {"synthetic_ood"} and out["on"] == "synthetic_ood" and out["n"] == 6
     assert out["test_set_selection"] is True and out["selected_step"] == 2 and not out["selected_is_last"]
+
+
+def test_report_marks_test_set_selection():
+    from types import SimpleNamespace
+
+    from reports.sections.training import selection_section
+
+    sel = {"on": "math500", "n": 4, "metric": "accuracy", "selected_step": 2, "last_step": 4,
+           "curve": [{"step": 2, "value": 0.5}, {"step": 4, "value": 0.25}], "test_set_selection": True}
+    rows, _ = selection_section(SimpleNamespace(models={"cgd": SimpleNamespace(train={"selection": sel})}))
+    assert rows[0]["test_set"] is True and rows[0]["on"] == "math500"
