@@ -35,12 +35,15 @@ def user_error_types() -> tuple[type[BaseException], ...]:
     from harness.engines import EngineUnavailable
     from harness.engines.http_limits import APIRequestError
     from harness.engines.identity import ModelNotFound
+    from harness.runlock import RunFolderBusy
     from harness.scoring import ScoreInputError
     from tasks.data import DataMissing
     from tasks.registry import TaskOptionError, UnknownTask
 
     return (ConfigError, UnknownTask, UnknownMethod, DataMissing, EngineUnavailable, UsageError, ScoreInputError,
-            SchemaMismatch, CorruptFile, ModelNotFound, PromptTemplateError, TaskOptionError, APIRequestError)
+            SchemaMismatch, CorruptFile, ModelNotFound, PromptTemplateError, TaskOptionError,
+            APIRequestError,  # an API that refuses for good (bad key, unknown model): its one line, no key
+            RunFolderBusy)  # another driver holds the run folder: who, and what to do
 
 
 @dataclass(frozen=True)
