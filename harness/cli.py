@@ -55,13 +55,15 @@ def user_errors(fn: Callable) -> Callable:
         from harness.engines import EngineUnavailable
         from harness.engines.http_limits import APIRequestError
         from harness.engines.identity import ModelNotFound
+        from harness.runlock import RunFolderBusy
         from harness.scoring import ScoreInputError
         from tasks.data import DataMissing
         from tasks.registry import TaskOptionError, UnknownTask
 
         known = (ConfigError, UnknownTask, UnknownMethod, DataMissing, EngineUnavailable, UserError, ScoreInputError,
                  SchemaMismatch, CorruptFile, ModelNotFound, PromptTemplateError, TaskOptionError,
-                 APIRequestError)  # an API that refuses for good (bad key, unknown model): its one line, no key
+                 APIRequestError,  # an API that refuses for good (bad key, unknown model): its one line, no key
+                 RunFolderBusy)  # another driver holds the run folder: who, and what to do
         try:
             return fn(*args, **kwargs)
         except known as e:
