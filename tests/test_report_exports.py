@@ -93,3 +93,14 @@ def test_load_frames_aggregates_equal_results(run):
     for r in primary:
         assert means[(r.model, r.task)] == pytest.approx(r.value, abs=1e-12)
     assert len(f.results) == len(results.rows)
+
+
+def test_harness_load_run_gives_the_frames(run):
+    from harness import load_run
+
+    f = load_run(run).frames
+    results = load_results(run / "results.json")
+    prim = f.results[f.results["primary"]]
+    means = f.samples.groupby(["model", "task"], observed=True)["score"].mean()
+    assert len(prim) == len([r for r in results.rows if results.primary_metrics[r.task] == r.metric])
+    assert all(means[(r.model, r.task)] == pytest.approx(r.value, abs=1e-12) for r in prim.itertuples())
