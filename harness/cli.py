@@ -48,6 +48,7 @@ def user_errors(fn: Callable) -> Callable:
         from common.files import CorruptFile
         from distill.methods import UnknownMethod
         from distill.prompts import PromptTemplateError
+        from distill.train import TrainError
         from harness.config import ConfigError
         from harness.engines import EngineUnavailable
         from harness.engines.http_limits import APIRequestError
@@ -58,7 +59,7 @@ def user_errors(fn: Callable) -> Callable:
 
         known = (ConfigError, UnknownTask, UnknownMethod, DataMissing, EngineUnavailable, UserError, ScoreInputError,
                  SchemaMismatch, CorruptFile, ModelNotFound, PromptTemplateError, TaskOptionError,
-                 APIRequestError)  # an API that refuses for good (bad key, unknown model): its one line, no key
+                 APIRequestError, TrainError)  # an API that refuses for good (bad key, unknown model): its one line, no key
         try:
             return fn(*args, **kwargs)
         except known as e:
@@ -97,6 +98,8 @@ def _print_plan(plan, dry_run: bool) -> None:
     from harness.stages.plan import estimate_cost
 
     cfg = plan.config
+    if not dry_run:
+        _check_memory(cfg, False)  # a run that cannot fit: its one line, before anything else is printed
     t = Table(title=f"plan: {plan.run_id}", show_header=True)
     t.add_column("task")
     t.add_column("items", justify="right")
@@ -112,7 +115,24 @@ def _print_plan(plan, dry_run: bool) -> None:
     if dry_run:
         cost = estimate_cost(plan)
         console.print("estimate: " + ", ".join(f"{k}={v:,}" for k, v in cost.items()))
+        _check_memory(cfg, True)
     console.print(f"run folder: {plan.run_dir.root}")
+
+
+def _check_memory(cfg, show: bool) -> None:
+    """Per-GPU memory estimate (printed by --dry-run); a run that cannot fit stops here, before any model call."""
+    from harness import sizing
+    from harness.config import ConfigError
+
+    train, serve = sizing.estimate(cfg)
+    if show:
+        for est in (train, serve):
+            if est is not None:
+                console.print(est.line(), highlight=False, soft_wrap=True)
+    try:
+        sizing.check_fits(cfg)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
 
 
 def _experiment(cfg, run_id, dry_run: bool) -> None:
