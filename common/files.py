@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -97,3 +98,23 @@ def files_digest(paths: Iterable[Path]) -> str | None:
 
 def text_digest(text: str | None) -> str | None:
     return None if text is None else hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def link_file(src: Path, dst: Path) -> None:
+    """dst as a hard link of src (a copy across file systems); every writer replaces files atomically, so a
+    shared file is never changed in place."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def link_tree(src: Path, dst: Path) -> None:
+    """dst as a tree of links to src's files, swapped in whole (a reader never sees half a tree)."""
+    tmp = dst.with_name(f".{dst.name}.link-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    for f in src.rglob("*"):
+        if f.is_file():
+            link_file(f, tmp / f.relative_to(src))
+    os.replace(tmp, dst)

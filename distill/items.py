@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from common.labels import conclusion_of
+
 
 @dataclass
 class TrainItem:
@@ -26,11 +28,4 @@ class TrainItem:
     @property
     def conclusion(self) -> str | None:
         """'right' / 'wrong' from the critique's last Conclusion line, None if it has none."""
-        if not self.critique:
-            return None
-        for line in reversed(self.critique.strip().splitlines()):
-            s = line.strip().lower().rstrip(".")
-            if s.startswith("conclusion:"):
-                v = s.split(":", 1)[1].strip()
-                return v if v in ("right", "wrong") else None
-        return None
+        return conclusion_of(self.critique)

@@ -2,7 +2,10 @@
 
 Every field is a ``str.format`` template and can be overridden from the YAML config (``prompts:`` section).
 The student's plain question input is the benchmark prompt itself (``tasks.prompts.math_messages``), so that
-sft / distilled_sft train on exactly what every method sees at inference, and the probe answers it too.
+sft / distilled_sft train on exactly what every method sees at inference, and the probe answers it too unless
+``probe`` gives the probe its own wording (the released CGD code sends the raw question, no system prompt).
+Each teacher request (critique, refine, direct) may have its own system prompt (``<request>_system``; unset =
+the shared ``system``; empty = no system message), as the paper's appendix prompts do.
 Placeholders are checked when the templates are built: a missing required one is a one-line error.
 """
 from __future__ import annotations
@@ -13,7 +16,8 @@ import string
 from pathlib import Path
 from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, SerializationInfo, SerializerFunctionWrapHandler, model_serializer, \
+    model_validator
 
 from tasks.prompts import MATH_SYSTEM, MATH_USER, math_messages
 
@@ -110,21 +114,54 @@ class PromptTemplates(BaseModel):
     #: The one critique every item gets under teacher.critique_mode=generic (used verbatim, no placeholders).
     generic_critique: str = _GENERIC_CRITIQUE
 
+    # Per-request system prompts: None = the shared `system`; "" = no system message (the paper's direct answer).
+    critique_system: str | None = None
+    refine_system: str | None = None
+    direct_system: str | None = None
+    #: The probe (the untrained student's draft y'): None = the student's question input above (the benchmark
+    #: prompt); else its own user template, e.g. "{question}" for the raw question as the released code sends it.
+    probe: str | None = None
+    #: The probe's system prompt: None = question_system; "" = none (the released code: the question is the only
+    #: message).
+    probe_system: str | None = None
+
+    #: Fields that are left out of dumps (and so of digests, run ids and cache keys) while unset: a config that
+    #: does not use them keeps the fingerprints it had before they existed.
+    OPTIONAL: ClassVar[tuple[str, ...]] = ("critique_system", "refine_system", "direct_system", "probe",
+                                           "probe_system")
+    #: system-message field -> the field it falls back to when unset
+    SYSTEM_FALLBACK: ClassVar[dict[str, str]] = {"critique_system": "system", "refine_system": "system",
+                                                 "direct_system": "system", "probe_system": "question_system"}
+
     #: kind -> (required placeholders, optional placeholders, system-message field)
     KINDS: ClassVar[dict[str, tuple[frozenset[str], frozenset[str], str]]] = {
         "question": (frozenset({"question"}), frozenset(), "question_system"),
         "cft_input": (frozenset({"question", "answer"}), frozenset(), "input_system"),
         "cgd_input": (frozenset({"question", "answer", "critique"}), frozenset(), "input_system"),
         "refine_only_input": (frozenset({"question", "answer"}), frozenset(), "input_system"),
-        "critique_request": (frozenset({"question", "answer"}), frozenset({"reference"}), "system"),
-        "refine_request": (frozenset({"question", "answer", "critique"}), frozenset({"reference"}), "system"),
-        "direct_request": (frozenset({"question"}), frozenset(), "system"),
+        "critique_request": (frozenset({"question", "answer"}), frozenset({"reference"}), "critique_system"),
+        "refine_request": (frozenset({"question", "answer", "critique"}), frozenset({"reference"}), "refine_system"),
+        "direct_request": (frozenset({"question"}), frozenset(), "direct_system"),
         "conclusion_reminder": (frozenset(), frozenset(), ""),
+        "probe": (frozenset({"question"}), frozenset(), "probe_system"),
     }
+    #: The requests of a CGD pipeline in order (what the manifest lists with their system prompts).
+    REQUESTS: ClassVar[dict[str, str]] = {"probe": "probe", "critique": "critique_request",
+                                          "refine": "refine_request", "direct": "direct_request"}
+
+    @model_serializer(mode="wrap")
+    def _drop_unset_optional(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> dict:
+        out = handler(self)
+        for name in self.OPTIONAL:
+            if out.get(name, 0) is None:
+                out.pop(name)
+        return out
 
     @model_validator(mode="after")
     def _check_placeholders(self) -> "PromptTemplates":
         for kind, (required, optional, _) in self.KINDS.items():
+            if getattr(self, kind) is None:
+                continue  # an unset optional template (probe): its fallback is checked
             names = _placeholders(kind, getattr(self, kind))
             if missing := sorted(required - names):
                 raise PromptTemplateError(
@@ -154,17 +191,45 @@ class PromptTemplates(BaseModel):
         required, optional, system_field = self.KINDS[kind]
         if missing := sorted(r for r in required if fields.get(r) is None):
             raise PromptTemplateError(f"prompt {kind!r} needs field(s) {', '.join(missing)}; pass them as keywords")
+        if kind == "probe" and self.probe is None:
+            return self.messages_for("question", **fields)
         if kind == "question" and self.is_benchmark_question():
             # The benchmark prompt itself, so training input == inference prompt even if its structure changes.
             return math_messages(str(fields["question"]))
         values = {k: ("" if v is None else str(v)) for k, v in fields.items()}
         values.update({o: values.get(o, "") for o in optional})
         msgs = []
-        system = getattr(self, system_field) if system_field else ""
+        system = self.system_for(kind)
         if system:
             msgs.append({"role": "system", "content": system})
         msgs.append({"role": "user", "content": getattr(self, kind).format(**values)})
         return msgs
+
+    def system_for(self, kind: str) -> str:
+        """The system message a request kind is sent with ("" = none), after the fallbacks of unset fields."""
+        field = self.KINDS[kind][2]
+        if not field:
+            return ""
+        value = getattr(self, field)
+        while value is None:
+            field = self.SYSTEM_FALLBACK[field]
+            value = getattr(self, field)
+        return value
+
+    def requests_summary(self) -> dict[str, dict[str, str | None]]:
+        """Per request (probe, critique, refine, direct): its system prompt (None = no system message) and user
+        template, as sent; for the manifest."""
+        out: dict[str, dict[str, str | None]] = {}
+        for request, kind in self.REQUESTS.items():
+            template_kind = "question" if kind == "probe" and self.probe is None else kind
+            if template_kind == "question" and self.is_benchmark_question():
+                msgs = math_messages("{question}")
+                system = next((m["content"] for m in msgs if m["role"] == "system"), None)
+                user = next(m["content"] for m in msgs if m["role"] == "user")
+            else:
+                system, user = self.system_for(template_kind) or None, getattr(self, template_kind)
+            out[request] = {"system": system, "user_template": user}
+        return out
 
     def digest(self) -> str:
         """Short hash of all templates (for cache keys and the manifest)."""
@@ -201,7 +266,7 @@ def write_prompt_set(templates: PromptTemplates, folder: str | Path) -> None:
     """Write every field as <field>.txt (the inverse of load_prompt_set)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    for name, text in templates.model_dump().items():
+    for name, text in templates.model_dump().items():  # unset optional fields are not dumped: no file
         (folder / f"{name}.txt").write_text(text + "\n", encoding="utf-8")
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Callable, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from harness.progress import console
@@ -63,7 +64,8 @@ def user_errors(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except known as e:
-            console.print(f"[red]error:[/] {e}", highlight=False, soft_wrap=True)
+            # escaped: a hint such as pip install -e '.[api]' must not lose its brackets to rich markup
+            console.print(f"[red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2)
 
     return wrapper
@@ -111,10 +113,12 @@ def _print_plan(plan, dry_run: bool) -> None:
                   f"{' ' + cfg.teacher.model if cfg.teacher.model else ''}   pool: {cfg.pool.source} x{cfg.pool.n}")
     console.print(f"methods: base (always), {', '.join(plan.methods) or '-'}   stages: {', '.join(plan.stages) or '-'}")
     for name, why in plan.skipped.items():
-        console.print(f"[yellow]skipped[/] {name}: {why}", highlight=False, soft_wrap=True)
+        console.print(f"[yellow]skipped[/] {name}: {escape(why)}", highlight=False, soft_wrap=True)
     if dry_run:
         cost = estimate_cost(plan)
-        console.print("estimate: " + ", ".join(f"{k}={v:,}" for k, v in cost.items()))
+        console.print("estimate: expected figures, with the cap (every output at its budget) where it differs", highlight=False)
+        for line in cost.lines():
+            console.print(escape(line), highlight=False, soft_wrap=True)
         _check_memory(cfg, True)
     console.print(f"run folder: {plan.run_dir.root}")
 
@@ -137,7 +141,7 @@ def _check_memory(cfg, show: bool) -> None:
 
 def _experiment(cfg, run_id, dry_run: bool) -> None:
     """A sweep/seed experiment: print the grid with each cell's cost, then run every cell."""
-    from harness.stages import sweep
+    from harness import sweep
 
     rid, planned = sweep.plan_cells(cfg, run_id)
     costs = sweep.grid_cost(planned)
@@ -205,7 +209,7 @@ def compare(config: ConfigOpt = None, preset: PresetOpt = None, methods: Methods
             cfg = cfg.model_copy(update={"seeds": [int(x) for x in seeds.split(",") if x.strip()]})
         except ValueError:
             raise UserError(f"--seeds {seeds!r} is not a comma-separated list of integers; write e.g. --seeds 0,1,2")
-    from harness.stages import sweep
+    from harness import sweep
 
     if sweep.is_experiment(cfg):
         _experiment(cfg, run_id, dry_run)
@@ -379,26 +383,40 @@ def check(run: Annotated[Path, typer.Argument(help="A run folder or its results.
 
 @app.command()
 @user_errors
-def tasks(names: Annotated[Optional[str], typer.Argument(help="Tasks or suites to show (default: all).")] = None) -> None:
-    """List tasks with their data source, row count and whether the data is available here."""
-    from tasks.data import DataMissing
+def tasks(names: Annotated[Optional[str], typer.Argument(help="Tasks or suites to show (default: all).")] = None,
+          online: Annotated[bool, typer.Option("--online", help="Also check the dataset hub (network) for tasks "
+                                               "whose data is not local.")] = False) -> None:
+    """List tasks with their data source, row count and whether the data is available here: from the local mirror
+    (HARNESS_DATA_DIR) and the local dataset cache, without the network unless --online."""
+    from tasks import data
     from tasks.registry import SUITES, expand_tasks, get_task, task_names
 
+    if not online:
+        data.set_hub_access(False, "not checked; `harness tasks --online` checks the hub")
     chosen = expand_tasks(names) if names else task_names()
     t = Table(title="tasks")
     for col in ("task", "type", "metric", "rows", "available", "source"):
         t.add_column(col, justify="right" if col == "rows" else "left")
+    unavailable = []
     for name in chosen:
         task = get_task(name)
         src = ", ".join(x for x in (f"local:{task.local_dir}" if task.local_dir else "",
                                     f"hub:{task.hf_dataset}" if task.hf_dataset else "") if x) or "embedded"
+        if getattr(task, "spec_path", None) is not None:
+            src = f"file:{task.spec_path}"
         try:
             n, ok = str(len(task.docs())), "[green]yes[/]"
-        except DataMissing:
+        except data.DataMissing:
             n, ok = "-", "[red]no[/]"
+            unavailable.append(name)
         t.add_row(name, task.output_type, task.primary_metric, n, ok, src)
     console.print(t)
     console.print("suites: " + "; ".join(f"{k} = {','.join(v)}" for k, v in SUITES.items()))
+    if unavailable:
+        hub = (f" ({data.hub_off_reason()})" if data.hub_off_reason() else "") if online else \
+            " or run `harness tasks --online` to check the hub (needs network)"
+        console.print(f"[yellow]unavailable here:[/] {', '.join(unavailable)}; fix: set HARNESS_DATA_DIR to a folder "
+                      f"laid out like shared/data (one folder per benchmark){hub}", highlight=False, soft_wrap=True)
 
 
 @app.command()

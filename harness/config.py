@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from common.yamlfile import DuplicateKey, YAMLSyntaxError, load_yaml, loads_yaml
 from distill.prompts import PromptTemplates
 from distill.train import TrainConfig
 
@@ -93,6 +93,20 @@ class TeacherConfig(Strict):
     #: 2) with everything so far kept; raise it to resume. Not part of the run id: a raised cap resumes the run.
     max_tokens: int | None = Field(None, ge=1)
     max_cost_usd: float | None = Field(None, gt=0)
+    #: Remove a reasoning model's thinking from its outputs before they become critiques and training targets:
+    #: a ready choice (``s1``: S1.1's "think ... answer" marker, everything up to the answer line; ``think``:
+    #: ``<think>...</think>`` blocks) or a regular expression whose matches are deleted. The raw output stays in
+    #: data/items.jsonl (meta.raw). Part of the teacher fingerprint. None = outputs kept as they are.
+    strip_thinking: str | None = None
+
+    @field_validator("strip_thinking")
+    @classmethod
+    def _valid_pattern(cls, v: str | None) -> str | None:
+        from distill.teachers.thinking import thinking_pattern
+
+        if v is not None:
+            thinking_pattern(v)  # ThinkingPatternError (a one-line ValueError) for a bad regex
+        return v
 
     @model_validator(mode="after")
     def _style_is_the_oracles(self) -> "TeacherConfig":
@@ -103,11 +117,25 @@ class TeacherConfig(Strict):
         return self
 
     def prices(self) -> tuple[float, float]:
-        """(USD per Mtok in, out): the teacher's own, else the engine's price options, else 0."""
+        """(USD per Mtok in, out) for cost accounting: known_prices(), else 0 (then the cost is unknown, and
+        the dry run and the caps say so rather than reporting $0)."""
+        return self.known_prices() or (0.0, 0.0)
+
+    def known_prices(self) -> tuple[float, float] | None:
+        """(USD per Mtok in, out): the teacher's own, else the engine's price options, else the shipped list
+        price of a provider-hosted model (distill/teachers/api_models.py, dated), else None (unknown)."""
         opts = self.engine.options
         pin = self.price_per_mtok_in if self.price_per_mtok_in is not None else opts.get("price_per_mtok_in")
         pout = self.price_per_mtok_out if self.price_per_mtok_out is not None else opts.get("price_per_mtok_out")
-        return float(pin or 0.0), float(pout or 0.0)
+        if pin is not None or pout is not None:
+            return float(pin or 0.0), float(pout or 0.0)
+        if self.kind != "llm" or not self.model:
+            return None
+        from distill.teachers.api_models import list_price, on_provider
+
+        if not on_provider(self.engine.backend, opts.get("base_url")):
+            return None
+        return list_price(str(opts.get("served_model") or self.model))
 
 
 class DecontaminationConfig(Strict):
@@ -303,7 +331,10 @@ def parse_override(text: str) -> dict:
     if "=" not in text:
         raise ConfigError(f"override {text!r} is not key=value; write e.g. --set train.learning_rate=1e-4")
     key, raw = text.split("=", 1)
-    value = yaml.safe_load(raw) if raw else None
+    try:
+        value = loads_yaml(raw, f"--set {key}") if raw else None
+    except (DuplicateKey, YAMLSyntaxError) as e:
+        raise ConfigError(f"override {text!r}: {e}") from None
     node: dict = {}
     cur = node
     parts = key.strip().split(".")
@@ -314,6 +345,29 @@ def parse_override(text: str) -> dict:
     return node
 
 
+def _with_task_files(raw: dict, config_path: Path) -> dict:
+    """Tasks defined by YAML files (``--tasks my.yaml``, ``tasks_dir:``) -> their names, the file in the task's
+    options (tasks.registry.resolve_task_files); relative paths: the working directory, then the config's folder."""
+    from tasks.file_task import is_task_file
+    from tasks.registry import resolve_task_files
+
+    tasks_dir = raw.pop("tasks_dir", None)
+    ev = raw.get("eval")
+    if ev is not None and not isinstance(ev, dict):
+        return raw  # the schema says what is wrong
+    tasks = (ev or {}).get("tasks", ["tiny"])
+    items = tasks.split(",") if isinstance(tasks, str) else tasks if isinstance(tasks, list) else []
+    if tasks_dir is None and not any(is_task_file(str(t).strip()) for t in items):
+        return raw
+    ev = dict(raw.get("eval") or {})
+    opts = ev.get("task_options") or {}
+    if not isinstance(opts, dict):
+        return raw  # the schema says what is wrong
+    tasks, opts = resolve_task_files(tasks, opts, [config_path.resolve().parent], tasks_dir)
+    ev["tasks"], ev["task_options"] = tasks, opts
+    return {**raw, "eval": ev}
+
+
 def load_config(path: str | Path | None = None, preset: str | None = None, overrides: list[str] | None = None,
                 extra: dict | None = None) -> RunConfig:
     """Load, merge and validate; every failure is a ConfigError with a one-line message."""
@@ -321,9 +375,11 @@ def load_config(path: str | Path | None = None, preset: str | None = None, overr
     if not p.exists():
         raise ConfigError(f"config file {p} not found; pass an existing YAML file to --config")
     try:
-        raw = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"config file {p} is not valid YAML ({str(e).splitlines()[0]}); fix the syntax") from e
+        raw = load_yaml(p) or {}
+    except DuplicateKey as e:
+        raise ConfigError(f"config file {e}") from None
+    except YAMLSyntaxError as e:
+        raise ConfigError(f"config file {e}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"config file {p} must hold a mapping at the top level")
     presets = raw.pop("presets", {}) or {}
@@ -335,6 +391,7 @@ def load_config(path: str | Path | None = None, preset: str | None = None, overr
     for o in overrides or []:
         raw = deep_merge(raw, parse_override(o))
     raw = deep_merge(raw, extra or {})
+    raw = _with_task_files(raw, p)
     try:
         return RunConfig.model_validate(raw)
     except ValidationError as e:

@@ -52,6 +52,8 @@ def teacher_fingerprint(cfg: RunConfig) -> dict[str, Any]:
     if cfg.teacher.kind == "llm":
         parts["model"] = identity_of(cfg.teacher.engine, cfg.teacher.model)
         parts["params"] = teacher_params(cfg).to_dict()
+        if cfg.teacher.strip_thinking:  # unset: the fingerprint every earlier run had
+            parts["strip_thinking"] = cfg.teacher.strip_thinking
     else:
         parts["implementation"] = make_teacher(cfg, None).identity
     return parts
@@ -73,4 +75,5 @@ def make_teacher(cfg: RunConfig, cache: CallCache | None):
     engine = serve(cfg.teacher.engine, cfg.teacher.model, None, cache)
     return LLMTeacher(engine, cfg.prompts, teacher_params(cfg),
                       identity=f"llm:{stable_hash(teacher_fingerprint(cfg))[:16]}",
-                      batch_size=cfg.teacher.batch_size, conclusion_retries=cfg.teacher.conclusion_retries)
+                      batch_size=cfg.teacher.batch_size, conclusion_retries=cfg.teacher.conclusion_retries,
+                      strip_thinking=cfg.teacher.strip_thinking)

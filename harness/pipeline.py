@@ -7,13 +7,11 @@ its folder.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import time
 from pathlib import Path
 
 from common.artifacts import save_artifact
-from common.files import stable_hash
+from common.files import link_file, stable_hash
 from distill.items import TrainItem
 from harness.models import resolve_student
 from harness.progress import console
@@ -38,7 +36,7 @@ def run(plan: Plan, *, command: str = "", extra_models: dict[str, tuple[str, str
         evaluate: bool = True, cell: dict | None = None, donor: RunDir | None = None) -> RunDir:
     """The whole flow of `harness compare` (and `train`, `eval` as subsets).
 
-    ``cell`` ({"cell", "params", "seed"}): this run is one cell of a sweep (harness/stages/sweep.py); its rows
+    ``cell`` ({"cell", "params", "seed"}): this run is one cell of a sweep (harness/sweep.py); its rows
     carry the cell's params and seed. ``donor``: a sibling cell whose stored training data, trained models and
     sample files are linked in wherever their fingerprints equal this cell's (the base model's evaluation, a
     method the swept key does not touch), so shared work is done once."""
@@ -102,30 +100,11 @@ def run(plan: Plan, *, command: str = "", extra_models: dict[str, tuple[str, str
     return rd
 
 
-def _link(src: Path, dst: Path) -> None:
-    """dst as a hard link of src (a copy across file systems); every writer replaces files atomically, so a
-    shared file is never changed in place."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
-
-
-def link_tree(src: Path, dst: Path) -> None:
-    tmp = dst.with_name(f".{dst.name}.link-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    for f in src.rglob("*"):
-        if f.is_file():
-            _link(f, tmp / f.relative_to(src))
-    os.replace(tmp, dst)
-
-
 def share_training_data(donor: RunDir, rd: RunDir) -> None:
     """The donor's training items: build_items keeps each stage only where its fingerprint matches."""
     if not rd.items.exists() and donor.items.exists() and donor.items_meta.exists():
-        _link(donor.items, rd.items)
-        _link(donor.items_meta, rd.items_meta)
+        link_file(donor.items, rd.items)
+        link_file(donor.items_meta, rd.items_meta)
 
 
 def share_samples(plan: Plan, models: list[ModelToEvaluate], donor: RunDir) -> list[tuple[str, str]]:
@@ -144,8 +123,8 @@ def share_samples(plan: Plan, models: list[ModelToEvaluate], donor: RunDir) -> l
             gen, _ = fingerprints(plan, identity, task)
             meta = stored_meta(donor.samples_meta(m.name, task))
             if meta is not None and meta.generation.key == gen.key and donor.samples(m.name, task).exists():
-                _link(donor.samples(m.name, task), rd.samples(m.name, task))
-                _link(donor.samples_meta(m.name, task), rd.samples_meta(m.name, task))
+                link_file(donor.samples(m.name, task), rd.samples(m.name, task))
+                link_file(donor.samples_meta(m.name, task), rd.samples_meta(m.name, task))
                 shared.append((m.name, task))
     return shared
 

@@ -17,6 +17,7 @@ from typing import Any, Mapping, Optional
 import jinja2
 
 from common.artifacts import Manifest, Results, SampleRecord, SchemaMismatch, load_artifact, read_samples
+from common.labels import conclusion_of, model_label
 from reports import paper, plots
 from reports.stats import NON_QUALITY_METRICS, TRUNCATION_METRIC, holm_adjust, load_results
 
@@ -523,8 +524,6 @@ _AGGREGATE = "mean_over_seeds"
 
 
 def _label(model: str, params: Mapping[str, Any]) -> str:
-    from harness.stages.sweep import model_label
-
     return model_label(model, {k: v for k, v in params.items() if k not in ("aggregate", "across")})
 
 
@@ -642,8 +641,6 @@ def training_data_section(run_dir: Path, manifest: Optional[Manifest], k: int = 
     td = (manifest.training_data if manifest is not None else None) or {}
     if not path.exists() and not td:
         return None
-    from distill.teachers.llm import conclusion_of
-
     stats = []
     for stage in _STAGE_COLUMNS:
         rec = td.get(stage)

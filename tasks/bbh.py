@@ -159,7 +159,7 @@ def load_examples(subtask: str) -> tuple[list[dict[str, str]], str]:
     p = local_path("bbh", "bbh", f"{subtask}.json")
     if p is not None:
         return json.loads(p.read_text(encoding="utf-8"))["examples"], f"local:{p}"
-    if hub_allowed():
+    if hub_allowed(HUB_DATASET):
         rows = load_hub("bbh", HUB_DATASET, config=subtask, split="test")
         return [{"input": r["input"], "target": r["target"]} for r in rows], f"hub:{HUB_DATASET}/{subtask}"
     raise missing("bbh", f"bbh/bbh/{subtask}.json", HUB_DATASET)

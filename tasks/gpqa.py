@@ -81,7 +81,7 @@ def load_rows(task: str = "gpqa_diamond") -> list[dict[str, Any]]:
         # "\n" only: some fields hold Unicode line separators that str.splitlines() would split on.
         rows = [json.loads(line) for line in text.split("\n") if line.strip()]
     else:
-        if not hub_allowed():
+        if not hub_allowed(HUB_DATASET):
             raise missing(task, LOCAL_ZIP, HUB_DATASET)
         try:
             rows = load_hub(task, HUB_DATASET, config=HUB_CONFIG, split="train")

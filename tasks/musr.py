@@ -27,7 +27,7 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from tasks.base import Doc, Scored, Task, TaskOptions
-from tasks.data import DataMissing, data_dir, hub_allowed, load_hub, local_path
+from tasks.data import DataMissing, data_dir, hub_allowed, hub_off_reason, load_hub, local_path
 from tasks.registry import register_task
 
 HUB_DATASET = "TAUR-Lab/MuSR"
@@ -74,7 +74,7 @@ def load_subset(subset: str, allow_partial: bool = True) -> tuple[list[dict[str,
     if p is not None:
         return _flatten(json.loads(p.read_text(encoding="utf-8"))), f"local:{p}", False
     hub_error: DataMissing | None = None
-    if hub_allowed():
+    if hub_allowed(HUB_DATASET):
         try:
             return [_from_hub(r) for r in load_hub("musr", HUB_DATASET, split=subset)], f"hub:{HUB_DATASET}", False
         except DataMissing as e:  # network down: the viewer subset below is still better than nothing
@@ -89,7 +89,7 @@ def load_subset(subset: str, allow_partial: bool = True) -> tuple[list[dict[str,
         raise hub_error
     raise DataMissing(
         f"data for task 'musr' ({subset}) not found; looked in: {where} (local mirror); hub dataset {HUB_DATASET}"
-        + ("" if hub_allowed() else " (offline)") + note
+        + ("" if hub_allowed(HUB_DATASET) else f" ({hub_off_reason()})") + note
         + "; fix: put the MuSR repo's datasets/*.json under HARNESS_DATA_DIR/musr or allow hub access"
     )
 

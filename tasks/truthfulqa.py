@@ -60,7 +60,7 @@ def load_rows() -> tuple[list[dict[str, Any]], str]:
         rows = [{"question": r["question"], "mc1_targets": _targets(r["mc1_targets"]),
                  "mc2_targets": _targets(r["mc2_targets"])} for r in raw]
         return rows, f"local:{p}"
-    if hub_allowed():
+    if hub_allowed(HUB_DATASET):
         return load_hub("truthfulqa", HUB_DATASET, config=HUB_CONFIG, split="validation"), f"hub:{HUB_DATASET}"
     raise missing("truthfulqa", LOCAL_FILE, HUB_DATASET)
 

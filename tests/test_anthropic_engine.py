@@ -99,9 +99,13 @@ def test_loglikelihood_unavailable_and_identity():
                                                              options={"model_revision": "2025-01-01"})
 
 
-def test_sampling_params_sent_only_when_asked(server):
+def test_sampling_params_sent_as_the_config_says(server):
     p = [{"role": "user", "content": "x"}]
+    make(server).generate([p], SamplingParams(max_new_tokens=4, temperature=0.0))
+    assert server.requests[-1]["body"]["temperature"] == 0.0  # greedy is sent, not left to the API's default
     make(server).generate([p], SamplingParams(max_new_tokens=4, temperature=0.5))
-    assert "temperature" not in server.requests[-1]["body"]
-    make(server, send_sampling_params=True).generate([p], SamplingParams(max_new_tokens=4, temperature=0.5))
     assert server.requests[-1]["body"]["temperature"] == 0.5
+    off = make(server, send_sampling_params=False)
+    off.generate([p], SamplingParams(max_new_tokens=4, temperature=0.5))
+    assert "temperature" not in server.requests[-1]["body"]
+    assert off.identity != make(server).identity  # the model's own sampling is cached apart

@@ -56,6 +56,9 @@ def data_copy(tmp_path: Path, task_dir: str, text: str) -> Path:
     ("pool:\n  n: many\n", ["pool.n", "configs/tiny.yaml"]),
     ("eval:\n  limit: -3\n", ["eval.limit"]),
     ("- just\n- a list\n", ["mapping"]),
+    # a key given twice: the second copy would silently win (configs/experiments/t5-passk.yaml once did this)
+    ("eval:\n  limit: 3\nname: x\neval:\n  tasks: [tiny]\n", ["'eval'", "line 1", "line 4", "bad.yaml"]),
+    ("presets:\n  smoke:\n    pool: {n: 4}\n    name: a\n    pool: {n: 8}\n", ["'pool'", "line 3", "line 5"]),
 ])
 def test_bad_config_file(tmp_path, yaml_text, needles):
     cfg = tmp_path / "bad.yaml"

@@ -8,7 +8,7 @@ import pytest
 
 from common.artifacts import ResultRow, Results
 from harness.config import load_config
-from harness.stages.sweep import expand
+from harness.sweep import expand
 from reports import paper
 from tasks.base import pass_at_k, pass_at_k_values, reasoning_length
 

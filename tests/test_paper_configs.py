@@ -59,9 +59,39 @@ def test_dry_run_cli_prints_teacher_cost_and_gpu_hours():
                        capture_output=True, text=True, cwd=ROOT, env=dict(os.environ), timeout=300)
     out = " ".join((r.stdout + r.stderr).split())
     assert r.returncode == 0, out
-    for key in ("teacher_tokens=", "teacher_cost_usd_max=", "train_gpu_hours=", "assumed_train_tokens_per_gpu_s=",
-                "eval_tokens_max="):
+    for key in ("teacher_tokens=", "teacher_cost_usd=2,", "train_gpu_hours=", "assumed_train_tokens_per_gpu_s=",
+                "eval_tokens=", "eval_gpu_hours=", "probe_gpu_hours=", "assumptions:"):
         assert key in out
+
+
+def test_dry_run_prints_self_hosted_teacher_gpu_hours_and_no_false_zero():
+    r = subprocess.run([sys.executable, "-m", "harness.cli", "compare", "--config", "configs/paper-llama31-8b.yaml",
+                        "--tasks", "math500", "--dry-run"],
+                       capture_output=True, text=True, cwd=ROOT, env=dict(os.environ), timeout=300)
+    out = " ".join((r.stdout + r.stderr).split())
+    assert r.returncode == 0, out
+    assert "teacher_gpu_hours=" in out and "self-hosted 70B teacher" in out
+    assert "teacher_cost_usd=unknown" in out and "$0" not in out
+
+
+def test_estimate_expected_and_cap_and_no_calls_for_computed_teachers():
+    from harness.stages.costs import CostEstimate
+
+    est = estimate_cost(plan_run(load_config(), run_id="x"))  # the default: the oracle teacher
+    assert isinstance(est, CostEstimate) and est["teacher_calls"] == 0
+    assert "measured on" in est.figure("train_tokens").basis  # the synthetic pool is local
+    assert 0 < est["train_tokens"] <= est["train_tokens_max"]
+    # an API model without a known price: unknown, never 0
+    api = load_config(overrides=["teacher.kind=llm", "teacher.model=some-new-model", "teacher.engine.backend=openai",
+                                 "pool.source=math_train", "eval.tasks=[math500]", "eval.limit=5"])
+    e = estimate_cost(plan_run(api, run_id="x"))
+    assert e["teacher_cost_usd"] == "unknown" and e["teacher_calls"] > 0
+    assert "teacher_gpu_hours" not in e  # a provider's API: money, not GPU time
+    # the llama config: teacher GPU-hours from the 70B size; expected below cap
+    big = estimate_cost(plan_run(load_config(ROOT / "configs" / "paper-llama31-8b.yaml",
+                                             overrides=["eval.tasks=[math500]"]), run_id="x"))
+    assert 10 < big["teacher_gpu_hours"] < big["teacher_gpu_hours_max"]
+    assert 50e6 < big["teacher_tokens_out"] < 200e6  # ~100K questions x 2 requests x ~500 tokens
 
 
 def test_combination_checks():

@@ -7,7 +7,7 @@ import pytest
 
 from common.artifacts import Manifest, ResultRow, Results, SampleRecord, save_artifact, write_samples
 from harness.config import ConfigError, load_config
-from harness.stages import sweep
+from harness import sweep
 from harness.store import RunDir
 
 

@@ -15,13 +15,10 @@ from typing import Sequence
 
 from distill.items import TrainItem
 from distill.prompts import PromptTemplates
+from common.labels import conclusion_of  # noqa: F401  (re-exported)
 from common.types import Completion, Prompt, ProgressFn, SamplingParams
 from distill.teachers.base import TextModel
-
-
-def conclusion_of(text: str) -> str | None:
-    """'right' / 'wrong' by the same rule as TrainItem.conclusion (last 'Conclusion:' line), else None."""
-    return TrainItem(id="", question="", gold_solution="", gold_answer="", critique=text).conclusion
+from distill.teachers.thinking import strip_thinking, thinking_pattern
 
 
 def conclusion_line(text: str) -> str | None:
@@ -79,6 +76,7 @@ class LLMTeacher:
         retry_missing_conclusion: bool = True,
         conclusion_retries: int = 1,
         progress: ProgressFn | None = None,
+        strip_thinking: str | None = None,
     ) -> None:
         self.engine = engine
         self.prompts = prompts or PromptTemplates()
@@ -88,12 +86,22 @@ class LLMTeacher:
         self.batch_size = batch_size
         self.conclusion_retries = conclusion_retries if retry_missing_conclusion else 0
         self.progress = progress
-        # Teacher outputs depend on the weights, the wording and the sampling: all three go into the identity.
-        blob = json.dumps({"prompts": self.prompts.model_dump(), "params": self.params.to_dict()}, sort_keys=True)
+        self.strip_thinking = strip_thinking
+        self._thinking = thinking_pattern(strip_thinking) if strip_thinking else None
+        # Teacher outputs depend on the weights, the wording and the sampling: all three go into the identity
+        # (and the thinking pattern when one is set: what the student trains on depends on it).
+        parts: dict = {"prompts": self.prompts.model_dump(), "params": self.params.to_dict()}
+        if strip_thinking:
+            parts["strip_thinking"] = strip_thinking
+        blob = json.dumps(parts, sort_keys=True)
         self.identity = identity or f"llm:{engine.identity}#{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
         #: How many critiques needed the follow-up, and how many stayed without a valid conclusion (last call).
         self.last_stats: dict[str, int] = {}
         self.last_usage: list[CallUsage] = []
+        #: Per item of the last call: the output before its thinking was stripped (None = nothing stripped, or
+        #: no pattern set), and whether a set pattern found no thinking to strip.
+        self.last_raw: list[str | None] = []
+        self.last_thinking_missing: list[bool] = []
 
     # ---- Teacher protocol --------------------------------------------------------------------------------
     def critique(self, items: Sequence[TrainItem]) -> list[str]:
@@ -104,6 +112,7 @@ class LLMTeacher:
         prompts = [self._critique_prompt(it) for it in items]
         usage = [CallUsage() for _ in items]
         texts = self._generate(prompts, usage=usage)
+        raw, missing_thinking = self.last_raw, self.last_thinking_missing
         bad = [i for i, t in enumerate(texts) if conclusion_of(t) is None]
         missing = len(bad)
         convo = {i: prompts[i] + [{"role": "assistant", "content": texts[i]}] for i in bad}
@@ -129,6 +138,7 @@ class LLMTeacher:
             bad = still
         for i in bad:
             usage[i].flagged = True
+        self.last_raw, self.last_thinking_missing = raw, missing_thinking
         self.last_usage = usage
         self.last_stats = {"critiques": len(texts), "missing_conclusion": missing,
                            "fixed_by_retry": missing - len(bad), "flagged": len(bad)}
@@ -164,6 +174,7 @@ class LLMTeacher:
         # Follow-ups are not reported: the caller's progress total counts items, not requests.
         progress = self.progress if report_progress else None
         out: list[str] = []
+        self.last_raw, self.last_thinking_missing = [], []
         for start in range(0, len(prompts), self.batch_size):
             batch = prompts[start : start + self.batch_size]
             completions = self.engine.generate(batch, self.params, progress=progress)
@@ -173,7 +184,16 @@ class LLMTeacher:
             for j, c in enumerate(completions):
                 if usage is not None:
                     usage[start + j].add(c[0])
-                out.append(c[0].text.strip())
+                text = c[0].text.strip()
+                if self._thinking is None:
+                    self.last_raw.append(None)
+                    self.last_thinking_missing.append(False)
+                else:
+                    stripped, found = strip_thinking(text, self._thinking)
+                    self.last_raw.append(text if found else None)
+                    self.last_thinking_missing.append(not found)
+                    text = stripped
+                out.append(text)
         return out
 
 

@@ -29,10 +29,11 @@ DEFAULT_HOST = "api.anthropic.com"
 
 class AnthropicOptions(HTTPEngineOptions):
     api_key_env: str = "ANTHROPIC_API_KEY"
-    #: Send temperature (and top_p when not 1) in the request body. The current SDK no longer has these
-    #: parameters (newer models reject them), so by default they are not sent and the model's own sampling
-    #: applies; set true for models that accept them.
-    send_sampling_params: bool = False
+    #: Send temperature (and top_p when not 1) in the request body, as the config says (the SDK no longer
+    #: declares them, so they go as extra body fields). False = the model's own sampling applies (for a model
+    #: that rejects them); that is part of the identity, so its outputs are cached apart. The plan refuses, in
+    #: one line, a temperature the model rejects (distill/teachers/api_models.py).
+    send_sampling_params: bool = True
 
 
 def split_system(prompt: Prompt) -> tuple[str | None, list[dict[str, str]]]:
@@ -62,7 +63,10 @@ class AnthropicEngine(AsyncHTTPEngine):
     def identify(cls, model: str | Path, adapter: str | Path | None = None, *, dtype: str = "auto",
                  device: str = "auto", options: AnthropicOptions | None = None) -> str:
         options = options or AnthropicOptions()
-        return identity_string("anthropic", api_identity_parts(model, adapter, options, DEFAULT_HOST), {})
+        parts = api_identity_parts(model, adapter, options, DEFAULT_HOST)
+        if not options.send_sampling_params:  # the config's temperature is not what the model sampled with
+            parts["sampling"] = "model default"
+        return identity_string("anthropic", parts, {})
 
     def describe(self) -> dict[str, Any]:
         o = self.options

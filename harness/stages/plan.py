@@ -51,6 +51,8 @@ def config_hash(cfg: RunConfig) -> str:
     # opt-in switches at their defaults leave the run id of every config as it was before they existed
     if cfg.teacher.style == "student":
         exclude["teacher"].add("style")
+    if cfg.teacher.strip_thinking is None:
+        exclude["teacher"].add("strip_thinking")
     if cfg.pool.answer_style == "gold":
         exclude["pool"] = {"answer_style"}
     return stable_hash(cfg.model_dump(mode="json", exclude=exclude))[:10]
@@ -164,82 +166,35 @@ def check_combinations(cfg: RunConfig, stages: list[str]) -> None:
     if t.correctness_filter and not any(s in stages for s in ("refine", "direct")):
         raise ConfigError("teacher.correctness_filter checks teacher answers (refine / direct), but no chosen "
                           "method needs one; add cgd, refine_only or distilled_sft, or unset it")
-    if t.max_cost_usd is not None and t.prices() == (0.0, 0.0):
+    if t.max_cost_usd is not None and t.known_prices() is None:
         raise ConfigError("teacher.max_cost_usd needs prices: set teacher.price_per_mtok_in and "
                           "teacher.price_per_mtok_out (USD per million tokens)")
+    if teacher_stages and t.kind == "llm" and t.model:
+        from distill.teachers.api_models import sampling_refusal
+
+        opts = t.engine.options
+        why = sampling_refusal(t.engine.backend, str(opts.get("served_model") or t.model), opts.get("base_url"),
+                               t.temperature, sent=opts.get("send_sampling_params", True))
+        if why:
+            raise ConfigError(why)
     if stages and cfg.train.max_length < cfg.probe.max_new_tokens:
         raise ConfigError(f"train.max_length={cfg.train.max_length} is shorter than probe.max_new_tokens="
                           f"{cfg.probe.max_new_tokens}: cft/cgd inputs hold the probe answer and would be cut; "
                           "raise train.max_length")
 
 
-#: Assumptions of the GPU-hour estimate: one H100-class GPU at 989 dense bf16 TFLOP/s, 40% model FLOP
-#: utilisation, 6 FLOPs per parameter per trained token for full fine-tuning (4 for LoRA: no weight gradients).
-PEAK_TFLOPS = 989
-MFU = 0.40
 TEACHER_STAGES = ("critique", "refine", "direct")
 
 
 def student_params_b(name: str) -> float | None:
     """Billions of parameters read from a model name ('Llama-3.1-8B-Instruct' -> 8); None when it names none."""
-    import re
+    from harness.stages.costs import params_b_from_name
 
-    found = re.findall(r"(?<![\d.])(\d+(?:\.\d+)?)[bB](?![a-zA-Z])", str(name).rsplit("/", 1)[-1])
-    return float(found[-1]) if found else None
-
-
-def _template_tokens(cfg: RunConfig, kind: str) -> int:
-    t = cfg.prompts
-    _, _, system_field = t.KINDS[kind]
-    return (len(getattr(t, kind)) + len(getattr(t, system_field) if system_field else "")) // 4
+    return params_b_from_name(name)
 
 
-def estimate_cost(plan: Plan) -> dict[str, float]:
-    """Token counts, teacher money and training GPU-hours for --dry-run, from the config alone (no model, no
-    data): prompts are template characters / 4 plus a typical 120-token question; every completion is counted
-    at its full budget (an upper bound: real ones stop earlier), retries for missing verdicts are not counted."""
-    cfg = plan.config
-    n_pool = cfg.pool.n - cfg.pool.validation_n
-    q_tokens = 120  # a typical math question
-    probe_out = cfg.probe.max_new_tokens
-    t_out = cfg.teacher.max_new_tokens
-    per_item_in = {"critique": _template_tokens(cfg, "critique_request") + q_tokens + probe_out,
-                   "refine": _template_tokens(cfg, "refine_request") + q_tokens + probe_out + t_out,
-                   "direct": _template_tokens(cfg, "direct_request") + q_tokens}
-    out: dict[str, float] = {}
-    t_in = t_o = 0
-    for s in TEACHER_STAGES:
-        if s in plan.stages:
-            t_in += n_pool * per_item_in[s]
-            t_o += n_pool * t_out
-    teacher_calls = sum(n_pool for s in plan.stages if s in TEACHER_STAGES)
-    pin, pout = cfg.teacher.prices()
-    probe_tokens = (n_pool * (q_tokens + probe_out)) if "probe" in plan.stages else 0
-    # training: one example per pool item and method, each capped at train.max_length
-    per_example = {"sft": q_tokens + 400, "distilled_sft": q_tokens + t_out, "cft": q_tokens + probe_out + t_out,
-                   "cgd": q_tokens + probe_out + 2 * t_out, "refine_only": q_tokens + probe_out + t_out}
-    tc = cfg.train
-    if tc.max_steps:
-        train_tokens = len(plan.methods) * tc.max_steps * tc.per_device_batch_size * tc.gradient_accumulation_steps \
-            * tc.max_length
-    else:
-        train_tokens = sum(n_pool * tc.num_epochs * min(tc.max_length, per_example.get(m, q_tokens + t_out))
-                           for m in plan.methods)
-    params_b = student_params_b(cfg.student.model) if cfg.student.model != "tiny" else None
-    n_models = 1 + len(plan.methods)
-    eval_tokens = 0
-    for t in plan.tasks:
-        task = plan.task_objs[t]
-        budget = generation_params(cfg, task).max_new_tokens if task.output_type == "generate" else 0
-        eval_tokens += n_models * plan.task_counts[t] * (q_tokens + budget * task.generation.n)
-    out.update(probe_tokens=probe_tokens, teacher_calls=teacher_calls, teacher_tokens_in=t_in,
-               teacher_tokens_out_max=t_o, teacher_tokens=t_in + t_o,
-               teacher_cost_usd_max=round((t_in * pin + t_o * pout) / 1e6, 2),
-               train_tokens_max=train_tokens)
-    if params_b is not None:
-        flops_per_token = (6 if not tc.use_lora else 4) * params_b * 1e9
-        tokens_per_s = PEAK_TFLOPS * 1e12 * MFU / flops_per_token
-        out.update(student_params_b=params_b, assumed_train_tokens_per_gpu_s=round(tokens_per_s),
-                   train_gpu_hours=round(train_tokens / tokens_per_s / 3600, 2))
-    out.update(eval_tokens_max=eval_tokens, models_to_evaluate=n_models)
-    return out
+def estimate_cost(plan: Plan):
+    """The dry run's typed cost estimate (harness/stages/costs.py: expected and cap per figure, assumptions)."""
+    from harness.stages.costs import estimate
+
+    return estimate(plan, lambda task: generation_params(plan.config, task).max_new_tokens)

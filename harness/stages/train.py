@@ -202,7 +202,7 @@ def train_methods(plan: Plan, student: Path | str, items: list[TrainItem], cache
             donor_fp = donor.model_dir(m) / "fingerprint.json"
             if (donor_fp.exists() and (donor.model_dir(m) / "final").exists()
                     and json.loads(donor_fp.read_text()).get("fingerprint") == fingerprint):
-                from harness.pipeline import link_tree
+                from common.files import link_tree
 
                 rd.model_dir(m).parent.mkdir(parents=True, exist_ok=True)
                 link_tree(donor.model_dir(m), rd.model_dir(m))

@@ -34,7 +34,7 @@ from harness.store import CallCache
 STAGE_FIELDS = {"probe": ("probe", "pool"), "critique": ("critique", "probe"), "refine": ("refined", "critique"),
                 "direct": ("direct", "pool")}
 TEACHER_STAGES = ("critique", "refine", "direct")
-#: meta keys a stage writes; cleared when the stage is computed again
+#: meta keys a stage writes; cleared when the stage is computed again (meta.raw / meta.thinking_missing per stage)
 _STAGE_META = {"critique": ("specific_critique", "critique_from")}
 
 
@@ -226,6 +226,12 @@ def stage_stats(items: list[TrainItem], stage: str) -> dict[str, Any]:
     texts = [getattr(it, attr) for it in items if getattr(it, attr) is not None]
     out: dict[str, Any] = {"items": len(texts),
                            "mean_chars": round(sum(map(len, texts)) / len(texts), 1) if texts else 0}
+    raw = [it.meta["raw"][stage] for it in items if stage in it.meta.get("raw", {})]
+    if raw or any(stage in it.meta.get("thinking_missing", {}) for it in items):
+        # teacher.strip_thinking: how many outputs lost a thinking section, and how long they were before
+        out.update(thinking_stripped=len(raw),
+                   thinking_not_found=sum(stage in it.meta.get("thinking_missing", {}) for it in items),
+                   mean_raw_chars=round(sum(map(len, raw)) / len(raw), 1) if raw else 0)
     if stage == "critique":
         from distill.teachers.llm import conclusion_of
 
@@ -257,6 +263,12 @@ def build_items(plan: Plan, student: Path | str, cache: CallCache) -> tuple[list
     keys = stage_fingerprints(cfg, student, pool, stages)
     path, meta_path = plan.run_dir.items, plan.run_dir.items_meta
     record: dict[str, Any] = {"pool": {**pool_report, "seconds": round(time.perf_counter() - clock, 2)}}
+    if any(s in stages for s in ("probe", *TEACHER_STAGES)) and cfg.teacher.kind == "llm":
+        # what each request was sent with: its own system prompt (None = no system message) and user template
+        summary = cfg.prompts.requests_summary()
+        record["requests"] = {s: summary[s] for s in ("probe", *TEACHER_STAGES) if s in stages}
+        if cfg.teacher.strip_thinking:
+            record["requests"]["strip_thinking"] = cfg.teacher.strip_thinking
     stored_keys: dict[str, str] = {}
     if path.exists() and meta_path.exists():
         stored_keys = (read_json_or_none(meta_path) or {}).get("stages", {})  # damaged: every stage again
@@ -272,6 +284,8 @@ def build_items(plan: Plan, student: Path | str, cache: CallCache) -> tuple[list
             for it in train_items:
                 setattr(it, attr, None)
                 it.meta.get("usage", {}).pop(stage, None)
+                it.meta.get("raw", {}).pop(stage, None)
+                it.meta.get("thinking_missing", {}).pop(stage, None)
                 for k in _STAGE_META.get(stage, ()):
                     it.meta.pop(k, None)
         record[stage] = {"fingerprint": keys[stage],
@@ -290,7 +304,7 @@ def build_items(plan: Plan, student: Path | str, cache: CallCache) -> tuple[list
         t0 = time.perf_counter()
         engine = serve(cfg.eval.engine, student, None, cache)
         todo = [it for it in train_items if it.probe is None]
-        prompts = [cfg.prompts.messages_for("question", question=it.question) for it in todo]
+        prompts = [cfg.prompts.messages_for("probe", question=it.question) for it in todo]
         with progress_bar("probe (student answers)", len(prompts)) as advance:
             outs = engine.generate(prompts, probe_params(cfg), advance)
         for it, comps in zip(todo, outs):
@@ -324,8 +338,14 @@ def build_items(plan: Plan, student: Path | str, cache: CallCache) -> tuple[list
                     chunk = todo[i : i + cfg.teacher.batch_size]
                     texts = fn(chunk)
                     usage = getattr(teacher, "last_usage", None) or []
+                    raw = getattr(teacher, "last_raw", None) or []
+                    no_thinking = getattr(teacher, "last_thinking_missing", None) or []
                     for j, (it, text) in enumerate(zip(chunk, texts)):
                         setattr(it, attr, text)
+                        if j < len(raw) and raw[j] is not None:  # the output before its thinking was stripped
+                            it.meta.setdefault("raw", {})[stage] = raw[j]
+                        if j < len(no_thinking) and no_thinking[j]:
+                            it.meta.setdefault("thinking_missing", {})[stage] = True
                         if j < len(usage):
                             u = usage[j].to_dict()
                             it.meta.setdefault("usage", {})[stage] = u

@@ -637,7 +637,7 @@ class MathGradingPool:
             if progress:
                 from rich.errors import LiveError
 
-                from harness.progress import progress_bar
+                from common.progress import progress_bar
 
                 try:
                     advance = stack.enter_context(progress_bar("grading math", len(pairs)))

@@ -32,6 +32,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from common.files import stable_hash
+from common.labels import model_label, params_label, short_key, value_text  # noqa: F401  (params_label re-exported)
 from harness.config import RunConfig, deep_merge
 from harness.progress import console
 
@@ -55,30 +56,8 @@ class Cell:
         return stable_hash(self.params)[:12]
 
 
-def _short(key: str) -> str:
-    return key.split(".")[-1]
-
-
-def _value_text(v: Any) -> str:
-    if isinstance(v, dict):
-        return "+".join(f"{k}{_value_text(x)}" for k, x in sorted(v.items())) or "default"
-    if isinstance(v, float):
-        return f"{v:g}"
-    return str(v)
-
-
-def params_label(params: dict[str, Any]) -> str:
-    """{"train.learning_rate": 0.0005} -> "learning_rate=0.0005" (the report's row label)."""
-    return ", ".join(f"{_short(k)}={_value_text(v)}" for k, v in params.items() if k != "aggregate")
-
-
-def model_label(model: str, params: dict[str, Any]) -> str:
-    label = params_label(params)
-    return f"{model} [{label}]" if label else model
-
-
 def cell_id(params: dict[str, Any], seed: int | None) -> str:
-    parts = [f"{_short(k)}={_value_text(v)}" for k, v in params.items()]
+    parts = [f"{short_key(k)}={value_text(v)}" for k, v in params.items()]
     if seed is not None:
         parts.append(f"seed={seed}")
     text = re.sub(r"[^A-Za-z0-9=.+_-]", "", "_".join(parts)) or "cell"
