@@ -302,14 +302,14 @@ def launch(job: TrainJob, nproc: int | None = None, progress: bool = True, timeo
     if n != job.config.distributed.nproc:
         job = job.model_copy(update={"config": job.config.model_copy(
             update={"distributed": job.config.distributed.model_copy(update={"nproc": n})})})
-    if n == 1:
-        return train_student(job.base_model, job.read_examples(), Path(job.out_dir), job.config, progress=progress)
     if final.exists():  # reused: train_student checks the request without starting processes
         return train_student(job.base_model, job.read_examples(), Path(job.out_dir), job.config, progress=False)
     out = Path(job.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     spec = out / "job.json"  # also for a rerun by hand: accelerate launch ... -m distill.train job.json
     _write_json_atomic(spec, job.model_dump(mode="json"))
+    if n == 1:
+        return train_student(job.base_model, job.read_examples(), Path(job.out_dir), job.config, progress=progress)
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // n)))  # no oversubscribed CPU
     if not progress:
