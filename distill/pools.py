@@ -60,6 +60,11 @@ class PoolSpec:
     answer_field: str | None = None
     id_field: str | None = None
     answer_style: str = "gold"  # synthetic only: gold | web (see synthetic_pool)
+    #: Critique data given with the pool (x, y', c from a dataset, e.g. WebInstruct-CFT): the fields holding a
+    #: student answer y' and a critique c of it; kept in ``meta['given']`` for methods that train on them
+    #: (``cft_star``), apart from the run's own probe and teacher critiques.
+    student_answer_field: str | None = None
+    critique_field: str | None = None
 
     @classmethod
     def of(cls, cfg: Any) -> "PoolSpec":
@@ -231,12 +236,16 @@ def _row_item(spec: PoolSpec, row: Mapping[str, Any], index: int) -> TrainItem:
     else:
         gold = (last_boxed(solution) or "").strip()
     rid = str(row[spec.id_field]) if spec.id_field else f"{spec.source}/{spec.split}/{index}"
-    return TrainItem(id=rid, question=str(question), gold_solution=solution, gold_answer=gold,
-                     meta={"row": index})
+    meta: dict[str, Any] = {"row": index}
+    if spec.student_answer_field and spec.critique_field:
+        meta["given"] = {"answer": str(row[spec.student_answer_field] or ""),
+                         "critique": str(row[spec.critique_field] or "")}
+    return TrainItem(id=rid, question=str(question), gold_solution=solution, gold_answer=gold, meta=meta)
 
 
 def _check_fields(spec: PoolSpec, columns: Sequence[str]) -> None:
-    for key in ("question_field", "solution_field", "answer_field", "id_field"):
+    for key in ("question_field", "solution_field", "answer_field", "id_field", "student_answer_field",
+                "critique_field"):
         name = getattr(spec, key)
         if name is not None and name not in columns:
             raise PoolError(f"pool {spec.source}: pool.{key}={name!r} is not a column; its columns are "
@@ -289,6 +298,11 @@ def load_pool_spec(spec: PoolSpec, decontaminator: Decontaminator | None = None)
         report.candidates = report.examined = report.kept = len(items)
         report.decontamination = "not needed (synthetic questions are disjoint from the evaluation sets)"
         return items, report
+    if (spec.student_answer_field is None) != (spec.critique_field is None):
+        raise PoolError("critique data given with the pool needs both pool.student_answer_field and "
+                        "pool.critique_field (the y' and the c of each row); set both or neither")
+    if spec.critique_field and spec.source in ("math_train", "gsm8k_train"):
+        raise PoolError(f"pool {spec.source} has no critique fields; given critiques need a hf: or JSONL pool")
     if spec.answer_style != "gold":
         raise PoolError(f"pool.answer_style={spec.answer_style} needs pool.source=synthetic (other pools keep "
                         "their own reference answers); set pool.answer_style=gold")

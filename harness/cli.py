@@ -36,6 +36,8 @@ OutputOpt = Annotated[Optional[Path], typer.Option("--output-dir", "-o", help="W
 SetOpt = Annotated[Optional[list[str]], typer.Option("--set", "-s", help="Override any config key: train.learning_rate=1e-4.")]
 SeedsOpt = Annotated[Optional[str], typer.Option("--seeds", help="Train each method once per seed, e.g. 0,1,2 "
                      "(cells under results/<run-id>/cells/; the report gives mean ± sd and a seed-aware test).")]
+EvalSeedsOpt = Annotated[Optional[str], typer.Option("--eval-seeds", help="Evaluate sampled tasks once per "
+                         "sampling seed, e.g. 0,1,2 (no retraining, no new teacher call; mean ± sd rows).")]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Print the plan and a cost estimate, then stop.")]
 RunArg = Annotated[Path, typer.Argument(help="A run folder (results/<run-id>).")]
 
@@ -196,7 +198,7 @@ def _pct(v) -> str:
 def compare(config: ConfigOpt = None, preset: PresetOpt = None, methods: MethodsOpt = None, tasks: TasksOpt = None,
             limit: LimitOpt = None, student: StudentOpt = None, teacher: TeacherOpt = None,
             run_id: RunIdOpt = None, output_dir: OutputOpt = None, set_: SetOpt = None,
-            seeds: SeedsOpt = None, dry_run: DryRunOpt = False) -> None:
+            seeds: SeedsOpt = None, eval_seeds: EvalSeedsOpt = None, dry_run: DryRunOpt = False) -> None:
     """Build each method's data with the teacher, train one student per method, evaluate base + every
     method on the same tasks, and write results.json, report.html and manifest.json. A config with `sweep:`
     (or --seeds) runs every cell of the grid and writes one combined report."""
@@ -209,6 +211,12 @@ def compare(config: ConfigOpt = None, preset: PresetOpt = None, methods: Methods
             cfg = cfg.model_copy(update={"seeds": [int(x) for x in seeds.split(",") if x.strip()]})
         except ValueError:
             raise UserError(f"--seeds {seeds!r} is not a comma-separated list of integers; write e.g. --seeds 0,1,2")
+    if eval_seeds is not None:
+        try:
+            cfg = cfg.model_copy(update={"eval_seeds": [int(x) for x in eval_seeds.split(",") if x.strip()]})
+        except ValueError:
+            raise UserError(f"--eval-seeds {eval_seeds!r} is not a comma-separated list of integers; write e.g. "
+                            "--eval-seeds 0,1,2")
     from harness import sweep
 
     if sweep.is_experiment(cfg):

@@ -165,6 +165,11 @@ class PoolConfig(Strict):
     solution_field: str | None = "answer"
     answer_field: str | None = None
     id_field: str | None = None
+    #: Critique data given with the pool (hf: and JSONL pools): the fields holding a student answer y' and a
+    #: critique c of it (e.g. TIGER-Lab/WebInstruct-CFT's input/output split into them), for methods trained on
+    #: given critiques (cft_star). Both or neither.
+    student_answer_field: str | None = None
+    critique_field: str | None = None
     #: synthetic pool only (other pools: always "gold"). gold: y* is the full correct solution. web: y* is noisy or
     #: terse the way
     #: web-mined answers are (~20% a slip carried to a wrong final answer, ~50% final answer or a one-line
@@ -203,6 +208,9 @@ class EvalConfig(Strict):
     max_new_tokens: dict[str, int] = Field(default_factory=dict)
     engine: EngineConfig = Field(default_factory=EngineConfig)
     score_workers: int | None = None
+    #: The sampling seed of sampled tasks (temperature > 0); None = the run seed. Greedy tasks, the probe, the
+    #: teacher and training never read it (``eval_seeds`` varies it alone).
+    seed: int | None = None
 
     @field_validator("tasks", mode="before")
     @classmethod
@@ -281,6 +289,10 @@ class RunConfig(Strict):
     sweep: dict[str, list[Any]] = Field(default_factory=dict)
     #: Training seeds: each method is trained once per seed (train.seed); the report gives mean ± sd over them.
     seeds: list[int] | None = None
+    #: Evaluation sampling seeds (``--eval-seeds 0,1,2``): one cell per seed, differing only in ``eval.seed``, so
+    #: sampled tasks are drawn again while training, the probe and every teacher call stay as they are; the report
+    #: gives per-seed rows and mean ± sd rows as for training seeds (the paper's T5 "3 sampling runs").
+    eval_seeds: list[int] | None = None
     #: The paper table this experiment reproduces (layout of the report's experiment table).
     experiment: ExperimentConfig | None = None
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
@@ -303,7 +315,7 @@ class RunConfig(Strict):
             return {**load_prompt_set(v["set"]), **rest}
         return v
 
-    @field_validator("seeds", mode="before")
+    @field_validator("seeds", "eval_seeds", mode="before")
     @classmethod
     def _split_seeds(cls, v: Any) -> Any:
         return [int(x) for x in str(v).split(",") if x.strip()] if isinstance(v, (str, int)) else v

@@ -72,15 +72,26 @@ def seeds_of(cfg: RunConfig) -> list[int] | None:
 
 
 def is_experiment(cfg: RunConfig) -> bool:
-    return bool(cfg.sweep) or cfg.seeds is not None
+    return bool(cfg.sweep) or cfg.seeds is not None or cfg.eval_seeds is not None
+
+
+def seed_kind(cfg: RunConfig) -> str:
+    """What a cell's seed sets: "train" (train.seed) or "eval" (eval.seed, sampled tasks only)."""
+    return "eval" if cfg.eval_seeds else "train"
 
 
 def expand(cfg: RunConfig) -> list[Cell]:
     """Every cell of the grid (the product of the sweep's lists), times the seeds; the first is the donor."""
     grid = {k: v for k, v in cfg.sweep.items() if k != "seed"}
-    seeds: list[int | None] = list(seeds_of(cfg) or [None])
+    if cfg.eval_seeds and seeds_of(cfg):
+        from harness.config import ConfigError
+
+        raise ConfigError("an experiment varies training seeds (--seeds) or evaluation seeds (--eval-seeds), not "
+                          "both; drop one of them")
+    seeds: list[int | None] = list(seeds_of(cfg) or cfg.eval_seeds or [None])
+    seed_section = "eval" if cfg.eval_seeds else "train"
     base = cfg.model_dump(mode="json")
-    for k in ("sweep", "seeds"):
+    for k in ("sweep", "seeds", "eval_seeds"):
         base.pop(k, None)
     cells = []
     for values in itertools.product(*grid.values()) if grid else [()]:
@@ -98,7 +109,7 @@ def expand(cfg: RunConfig) -> list[Cell]:
                         raise ConfigError(f"sweep key {key!r}: {p} is not a section; name a config key")
                 node[parts[-1]] = copy.deepcopy(value)
             if seed is not None:
-                raw = deep_merge(raw, {"train": {"seed": int(seed)}})
+                raw = deep_merge(raw, {seed_section: {"seed": int(seed)}})
             try:
                 config = RunConfig.model_validate(raw)
             except Exception as e:
@@ -116,7 +127,14 @@ def plan_cells(cfg: RunConfig, run_id: str | None):
     from harness.stages.plan import config_hash, plan_run
 
     rid = run_id or f"{cfg.name}-{config_hash(cfg)}"
-    return rid, [(c, plan_run(c.config, f"{rid}/cells/{c.id}")) for c in expand(cfg)]
+    planned = [(c, plan_run(c.config, f"{rid}/cells/{c.id}")) for c in expand(cfg)]
+    if cfg.eval_seeds and not any(t.generation.temperature > 0 for _, p in planned for t in p.task_objs.values()):
+        from harness.config import ConfigError
+
+        raise ConfigError("--eval-seeds varies the sampling of sampled tasks only, and no task of this run samples "
+                          "(all greedy); give a task samples, e.g. --set 'eval.task_options.TASK={samples: 8, "
+                          "temperature: 0.8}'")
+    return rid, planned
 
 
 def grid_cost(planned) -> list[dict[str, Any]]:
@@ -187,8 +205,9 @@ def combined_manifest(rid: str, cfg: RunConfig, planned, records: list[dict], co
     out.config = cfg.model_dump(mode="json")
     out.models = models
     out.model_order = list(models)
-    out.seeds = {**out.seeds, "train": seeds_of(cfg)}
-    out.experiment = {"cells": cells, "sweep": cfg.sweep, "seeds": seeds_of(cfg), "seed_test": SEED_TEST_TEXT,
+    out.seeds = {**out.seeds, "train": seeds_of(cfg), **({"eval": cfg.eval_seeds} if cfg.eval_seeds else {})}
+    out.experiment = {"cells": cells, "sweep": cfg.sweep, "seeds": seeds_of(cfg) or cfg.eval_seeds,
+                      "seed_kind": seed_kind(cfg), "seed_test": SEED_TEST_TEXT,
                       "table": cfg.experiment.model_dump(mode="json") if cfg.experiment else None}
     return out
 
@@ -315,7 +334,8 @@ def combine(rid: str, cells: Sequence[tuple[Cell, Any]], cfg: RunConfig):
                           "seed_test": SEED_TEST_TEXT, "reasoning_length": lengths,
                           "experiment": {"cells": [{"cell": c.id, "params": c.params, "seed": c.seed}
                                                    for c, _ in cells],
-                                         "sweep": cfg.sweep, "seeds": seeds_of(cfg),
+                                         "sweep": cfg.sweep, "seeds": seeds_of(cfg) or cfg.eval_seeds,
+                                         "seed_kind": seed_kind(cfg),
                                          "table": cfg.experiment.model_dump(mode="json") if cfg.experiment else None}})
 
 

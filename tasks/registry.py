@@ -91,6 +91,17 @@ def register_file_task(path: str | Path) -> str:
     return cls.name
 
 
+def register_lm_eval_task(name: str) -> str:
+    """Register ``lm_eval:<task or group>`` (``tasks.lm_eval_task``); lm-eval itself is imported only when the
+    task is used."""
+    from tasks.lm_eval_task import is_lm_eval, task_class
+
+    if not is_lm_eval(name):
+        raise UnknownTask(f"task {name!r}: name the lm-eval task or group after the prefix, e.g. lm_eval:arc_easy")
+    TASK_REGISTRY.setdefault(name, task_class(name))
+    return name
+
+
 def resolve_task_files(tasks: str | list[str], task_options: dict[str, dict[str, Any]],
                        search_dirs: Sequence[Path] = (), tasks_dir: str | Path | None = None
                        ) -> tuple[list[str], dict[str, dict[str, Any]]]:
@@ -132,6 +143,8 @@ def get_task(name: str, **options) -> Task:
     """An instance of the named task with its options validated (``TaskOptionError`` when one is wrong). A task
     from a file is found again through its ``path`` option."""
     _load_all()
+    if name not in TASK_REGISTRY and name.startswith("lm_eval:"):
+        register_lm_eval_task(name)
     if name not in TASK_REGISTRY and name.lower().endswith((".yaml", ".yml")):  # `harness score --task my.yaml`
         options.setdefault("path", str(Path(name).expanduser().resolve()))
         name = register_file_task(name)
@@ -154,6 +167,8 @@ def expand_tasks(spec: str | list[str]) -> list[str]:
             continue
         if item.lower().endswith((".yaml", ".yml")):
             item = register_file_task(item)
+        if item.startswith("lm_eval:"):
+            register_lm_eval_task(item)
         names = SUITES.get(item, [item])
         for n in names:
             if n not in TASK_REGISTRY:

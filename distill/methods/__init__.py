@@ -15,6 +15,7 @@ from typing import Iterable, Sequence
 from distill.items import TrainItem
 from distill.methods.base import STAGES, Method
 from distill.methods.cft import CFT
+from distill.methods.cft_star import CFTStar
 from distill.methods.cgd import CGD
 from distill.methods.distilled_sft import DistilledSFT
 from distill.methods.refine_only import RefineOnly
@@ -54,7 +55,7 @@ def register_method(cls: type[Method]) -> type[Method]:
     return cls
 
 
-for _cls in (SFT, DistilledSFT, CFT, CGD, RefineOnly):
+for _cls in (SFT, DistilledSFT, CFT, CGD, RefineOnly, CFTStar):
     register_method(_cls)
 
 
@@ -79,7 +80,7 @@ def load_entry_point_methods(force: bool = False) -> None:
 def method_names() -> list[str]:
     """Every known method: built-ins in the paper's table order, then plugins alphabetically."""
     load_entry_point_methods()
-    builtin = ["sft", "distilled_sft", "cft", "cgd", "refine_only"]
+    builtin = ["sft", "distilled_sft", "cft", "cgd", "refine_only", "cft_star"]
     return [n for n in builtin if n in METHODS] + sorted(n for n in METHODS if n not in builtin)
 
 
@@ -126,7 +127,7 @@ def build_dataset(method: Method | str, items: Sequence[TrainItem], prompts=None
 
 
 __all__ = [
-    "CFT", "CGD", "DistilledSFT", "ENTRY_POINT_GROUP", "METHODS", "Method", "RefineOnly", "SFT", "STAGES",
+    "CFT", "CFTStar", "CGD", "DistilledSFT", "ENTRY_POINT_GROUP", "METHODS", "Method", "RefineOnly", "SFT", "STAGES",
     "UnknownMethod", "build_dataset", "get_method", "load_entry_point_methods", "method_names",
     "register_method", "stages_needed",
 ]

@@ -16,6 +16,8 @@ class Method(ABC):
     description: ClassVar[str] = ""
     #: Pipeline stages whose outputs this method's examples use.
     needs: ClassVar[frozenset[str]] = frozenset()
+    #: Pool config fields (harness PoolConfig) that must be set for this method, e.g. given critique data.
+    pool_fields: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, prompts=None) -> None:
         from distill.prompts import PromptTemplates

@@ -75,6 +75,8 @@ def make_record(task: Task, doc: Doc, s: Scored, **extra: Any) -> SampleRecord:
 
 def score_records(task: Task, docs: Sequence[Doc], records: Sequence[SampleRecord]) -> list[SampleRecord]:
     """Score again from stored responses or log-likelihoods (no model call); keeps every other field."""
+    if task.output_type == "lm_eval":
+        return list(records)  # scored by lm-eval's own process_results while evaluating; nothing to redo here
     if task.output_type == "multiple_choice":
         scored = [task.score_loglikelihoods(d, [tuple(x) for x in r.loglikelihoods or []])
                   for d, r in zip(docs, records)]
@@ -87,6 +89,10 @@ def score_records(task: Task, docs: Sequence[Doc], records: Sequence[SampleRecor
 def evaluate_task(engine: CachedEngine, task: Task, docs: Sequence[Doc], plan: Plan, label: str) -> list[SampleRecord]:
     """Generate (or score log-likelihoods) for every doc, score, and return per-sample records."""
     records: list[SampleRecord] = []
+    if task.output_type == "lm_eval":  # lm-eval runs the task; the engine answers its requests (call cache too)
+        from harness.lm_eval_bridge import evaluate_lm_eval
+
+        return evaluate_lm_eval(engine, task, docs, plan.config.seed, label, make_record)
     if task.output_type == "multiple_choice":
         requests = [(d.prompt, c) for d in docs for c in (d.choices or [])]
         t0 = time.perf_counter()

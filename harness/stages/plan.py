@@ -55,6 +55,13 @@ def config_hash(cfg: RunConfig) -> str:
         exclude["teacher"].add("strip_thinking")
     if cfg.pool.answer_style == "gold":
         exclude["pool"] = {"answer_style"}
+    if cfg.eval.seed is None:
+        exclude["eval"] = {"seed"}
+    if cfg.eval_seeds is None:
+        exclude["eval_seeds"] = True
+    unset_pool = {f for f in ("student_answer_field", "critique_field") if getattr(cfg.pool, f) is None}
+    if unset_pool:
+        exclude["pool"] = {*exclude.get("pool", ()), *unset_pool}
     return stable_hash(cfg.model_dump(mode="json", exclude=exclude))[:10]
 
 
@@ -65,15 +72,21 @@ def make_task(cfg: RunConfig, name: str) -> Task:
 def generation_params(cfg: RunConfig, task: Task) -> SamplingParams:
     g = task.generation
     budgets = cfg.eval.max_new_tokens
+    # eval.seed reaches sampled tasks only: greedy outputs (and their stored samples) stay shared across eval seeds
+    seed = cfg.eval.seed if cfg.eval.seed is not None and g.temperature > 0 else cfg.seed
     return SamplingParams(max_new_tokens=budgets.get(task.name, budgets.get("*", g.max_new_tokens)),
-                          temperature=g.temperature, n=g.n, seed=cfg.seed, stop=tuple(g.stop))
+                          temperature=g.temperature, n=g.n, seed=seed, stop=tuple(g.stop))
 
 
 def plan_run(cfg: RunConfig, run_id: str | None = None, *, train: bool = True) -> Plan:
     """Resolve methods and tasks, preflight every task's data and the config's combinations, fix the run folder."""
     methods = list(cfg.methods) if train else []
     for m in methods:
-        get_method(m)  # raises UnknownMethod with the known names
+        for f in get_method(m).pool_fields:  # get_method raises UnknownMethod with the known names
+            if getattr(cfg.pool, f) is None:
+                raise ConfigError(f"method {m} trains on data given with the pool, but pool.{f} is not set; name "
+                                  "the pool fields holding it (e.g. --set pool.student_answer_field=... "
+                                  "--set pool.critique_field=...)")
     if "base" in methods:
         methods.remove("base")  # the untrained student is always evaluated
     stages = stages_needed(methods) if methods else []

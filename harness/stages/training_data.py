@@ -53,7 +53,9 @@ def stage_fingerprints(cfg: RunConfig, student: Path | str, pool: list[TrainItem
     """stage -> fingerprint key, each built on the key of the stage it reads."""
     keys = {"pool": stable_hash({"source": cfg.pool.source, "n": cfg.pool.n, "seed": cfg.pool.seed,
                                  "validation_n": cfg.pool.validation_n,
-                                 "items": [[it.id, it.question, it.gold_solution, it.gold_answer] for it in pool]})}
+                                 "items": [[it.id, it.question, it.gold_solution, it.gold_answer,
+                                            *([it.meta["given"]] if "given" in it.meta else [])]  # given y', c
+                                           for it in pool]})}
     teacher = teacher_fingerprint(cfg) if any(s in stages for s in TEACHER_STAGES) else None
     for stage in ("probe", "critique", "refine", "direct"):
         _, parent = STAGE_FIELDS[stage]
