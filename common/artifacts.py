@@ -196,6 +196,9 @@ class BaselineRow(Artifact):
     tolerance: Optional[float] = Field(None, ge=0.0)
     params: dict[str, Any] = Field(default_factory=dict)
     seed: Optional[int] = None
+    #: item id -> the item's value of this metric in the baseline's run (for `harness check
+    #: --require-significance`, a paired test against the checked run's items); None when not recorded
+    items: Optional[dict[str, float]] = None
 
 
 class BaselineSource(Artifact):
@@ -215,6 +218,8 @@ class Baseline(Artifact):
     schema_version: Literal[2] = SCHEMA_VERSION
     kind: Literal["baseline"] = "baseline"
     tolerance: float = Field(0.02, ge=0.0)
+    #: per-task ("math500") or per-metric ("math500/accuracy") tolerances, over the file-wide one
+    tolerances: dict[str, float] = Field(default_factory=dict)
     primary_metrics: dict[str, str] = Field(default_factory=dict)
     source: Optional[BaselineSource] = None
     rows: list[BaselineRow]

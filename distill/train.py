@@ -45,8 +45,12 @@ class CheckpointSelection(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     every_steps: int = Field(ge=1)
-    #: A metric of the pool_validation task (accuracy).
+    #: A metric of the selection task (pool_validation: accuracy).
     metric: str = "accuracy"
+    #: The task checkpoints are scored on: the pool's held-out split (default), or a benchmark of the run named
+    #: here to reproduce the paper's choice (it selected on MATH-500, a test set). A test benchmark must be
+    #: spelled out, and the manifest and report mark the run as test-set selection (its numbers are optimistic).
+    on: str = "pool_validation"
     #: On a tie the later checkpoint wins (closer to "the last checkpoint", the paper's choice) unless "first".
     ties: Literal["last", "first"] = "last"
 

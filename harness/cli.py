@@ -56,13 +56,15 @@ def user_errors(fn: Callable) -> Callable:
         from harness.engines import EngineUnavailable
         from harness.engines.http_limits import APIRequestError
         from harness.engines.identity import ModelNotFound
+        from harness.runlock import RunFolderBusy
         from harness.scoring import ScoreInputError
         from tasks.data import DataMissing
         from tasks.registry import TaskOptionError, UnknownTask
 
         known = (ConfigError, UnknownTask, UnknownMethod, DataMissing, EngineUnavailable, UserError, ScoreInputError,
                  SchemaMismatch, CorruptFile, ModelNotFound, PromptTemplateError, TaskOptionError,
-                 APIRequestError, TrainError)  # an API that refuses for good (bad key, unknown model): its one line, no key
+                 APIRequestError,  # an API that refuses for good (bad key, unknown model): its one line, no key
+                 RunFolderBusy, TrainError)  # another driver holds the run folder: who, and what to do
         try:
             return fn(*args, **kwargs)
         except known as e:
@@ -344,16 +346,39 @@ def report(run: RunArg) -> None:
 def check(run: Annotated[Path, typer.Argument(help="A run folder or its results.json.")],
           baseline: Annotated[Optional[Path], typer.Option("--baseline", "-b", help="Baseline results file.")] = None,
           tolerance: Annotated[Optional[float], typer.Option("--tolerance", min=0.0, help="Allowed drop (absolute, 0..1); default: the baseline file's, else 0.02.")] = None,
+          tolerance_for: Annotated[Optional[list[str]], typer.Option("--tolerance-for", help="Per task or metric: TASK=0.05 or TASK/METRIC=0.05 (repeatable).")] = None,
+          require_significance: Annotated[Optional[float], typer.Option("--require-significance", help="Fail a drop only when a paired test on the items of both runs gives p < ALPHA.")] = None,
+          summary: Annotated[str, typer.Option("--summary", help="Output format on stdout: text, or md (Markdown for a CI job summary).")] = "text",
+          junit: Annotated[Optional[Path], typer.Option("--junit", help="Also write JUnit XML (one test case per row) here.")] = None,
           all_metrics: Annotated[bool, typer.Option("--all-metrics", help="Gate every metric, not only primary ones.")] = False,
           allow_missing: Annotated[bool, typer.Option("--allow-missing", help="Rows absent from the run do not fail.")] = False,
-          write_baseline: Annotated[Optional[Path], typer.Option("--write-baseline", help="Write this run as a baseline file and exit.")] = None) -> None:
-    """Regression gate: exit 1 and print the regressed rows when a metric falls below the baseline by more
-    than the tolerance, else exit 0. Under the verdict: what differs from the baseline's run (models, data, code)."""
+          write_baseline: Annotated[Optional[Path], typer.Option("--write-baseline", help="Write this run as a baseline file (with its item-level values) and exit.")] = None) -> None:
+    """Regression gate: exit 1 when a metric falls below the baseline by more than the tolerance (and, with
+    --require-significance, the drop is significant), 0 when it passes, 2 on a usage error. Under the verdict:
+    what differs from the baseline's run (models, data, code)."""
     from common.artifacts import Manifest, load_artifact
     from common.files import write_json_atomic
-    from reports.check import check_run, format_outcome, load_baseline, make_baseline
+    from reports.check import (
+        check_run, format_markdown, format_outcome, load_baseline, make_baseline, sample_item_values, write_junit,
+    )
     from reports.stats import load_results
 
+    if summary not in ("text", "md"):
+        raise UserError(f"--summary {summary!r} is not a format; use --summary text or --summary md")
+    tolerances = {}
+    for spec in tolerance_for or []:
+        key, sep, value = spec.partition("=")
+        try:
+            allowed = float(value)
+        except ValueError:
+            allowed = -1.0
+        if not sep or not key.strip() or not allowed >= 0:
+            raise UserError(f"--tolerance-for {spec!r} is not TASK=X or TASK/METRIC=X with X >= 0, e.g. "
+                            "--tolerance-for humaneval=0.05")
+        tolerances[key.strip()] = allowed
+    if require_significance is not None and not 0 < require_significance < 1:
+        raise UserError(f"--require-significance {require_significance} is not an alpha; pass a value between 0 "
+                        "and 1, e.g. 0.05")
     path = run / "results.json" if run.is_dir() else run
     if not path.exists():
         raise UserError(f"{path} not found; pass a run folder that holds results.json (run `harness compare` first)")
@@ -368,13 +393,15 @@ def check(run: Annotated[Path, typer.Argument(help="A run folder or its results.
             manifest = load_artifact(Manifest, manifest_path, "manifest.json")
         except ValueError as e:
             raise UserError(str(e))
+    items = sample_item_values(path.parent, results.primary_metrics)
     if write_baseline is not None:
         if manifest is None:
             raise UserError(f"no manifest.json beside {path}; a baseline records the run's model identities and "
                             "fingerprints: pass a run folder written by `harness compare`")
-        base = make_baseline(results, manifest, 0.02 if tolerance is None else tolerance)
+        base = make_baseline(results, manifest, 0.02 if tolerance is None else tolerance, items=items)
+        base.tolerances.update(tolerances)
         write_baseline.parent.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(write_baseline, base.model_dump(mode="json"))
+        write_json_atomic(write_baseline, base.model_dump(mode="json", exclude_none=True))
         console.print(f"baseline written: {write_baseline}")
         return
     if baseline is None:
@@ -384,8 +411,11 @@ def check(run: Annotated[Path, typer.Argument(help="A run folder or its results.
     except ValueError as e:
         raise UserError(str(e))
     outcome = check_run(results, base, tolerance=tolerance, metrics="all" if all_metrics else "primary",
-                        allow_missing=allow_missing, manifest=manifest)
-    typer.echo(format_outcome(outcome))
+                        allow_missing=allow_missing, manifest=manifest, tolerances=tolerances,
+                        require_significance=require_significance, items=items)
+    typer.echo(format_markdown(outcome) if summary == "md" else format_outcome(outcome), nl=summary != "md")
+    if junit is not None:
+        write_junit(outcome, junit)
     raise typer.Exit(1 if outcome.failed else 0)
 
 

@@ -15,6 +15,7 @@ from common.files import link_file, stable_hash
 from distill.items import TrainItem
 from harness.models import resolve_student
 from harness.progress import console
+from harness.runlock import run_lock
 from harness.stages.aggregate import aggregate, render
 from harness.stages.evaluate import ModelToEvaluate, evaluate_models
 from harness.stages.plan import Plan, estimate_cost, plan_run  # noqa: F401  (the CLI's entry points)
@@ -40,10 +41,19 @@ def run(plan: Plan, *, command: str = "", extra_models: dict[str, tuple[str, str
     carry the cell's params and seed. ``donor``: a sibling cell whose stored training data, trained models and
     sample files are linked in wherever their fingerprints equal this cell's (the base model's evaluation, a
     method the swept key does not touch), so shared work is done once."""
+    cache = CallCache(default_cache_dir() / "calls.sqlite")  # first: a bad cache file must leave no run folder
+    try:
+        with run_lock(plan.run_dir.root):
+            return _run(plan, cache, command=command, extra_models=extra_models, evaluate=evaluate, cell=cell,
+                        donor=donor)
+    finally:
+        cache.close()
+
+
+def _run(plan: Plan, cache: CallCache, *, command: str, extra_models: dict[str, tuple[str, str | None]] | None,
+         evaluate: bool, cell: dict | None, donor: RunDir | None) -> RunDir:
     rd = plan.run_dir
     timings: dict[str, float] = {}
-    cache = CallCache(default_cache_dir() / "calls.sqlite")  # first: a bad cache file must leave no run folder
-    rd.root.mkdir(parents=True, exist_ok=True)
     clock = time.perf_counter()
 
     def lap(stage: str) -> None:
@@ -83,7 +93,6 @@ def run(plan: Plan, *, command: str = "", extra_models: dict[str, tuple[str, str
     inputs = results_inputs(plan, trained, eval_stats)
     if evaluate and nothing_new(rd, training_data, trained, eval_stats, inputs):
         console.print(f"up to date: every stored result's fingerprint matches; {rd.results}")
-        cache.close()
         return rd
     from harness.manifest import build_manifest
 
@@ -96,7 +105,6 @@ def run(plan: Plan, *, command: str = "", extra_models: dict[str, tuple[str, str
     if evaluate:
         aggregate(rd, manifest, inputs=inputs)
         render(rd)
-    cache.close()
     return rd
 
 

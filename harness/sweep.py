@@ -35,6 +35,7 @@ from common.files import stable_hash
 from common.labels import model_label, params_label, short_key, value_text  # noqa: F401  (params_label re-exported)
 from harness.config import RunConfig, deep_merge
 from harness.progress import console
+from harness.runlock import run_lock
 
 AGGREGATE = "mean_over_seeds"
 SEED_TEST = "hierarchical_bootstrap"
@@ -145,13 +146,18 @@ def grid_cost(planned) -> list[dict[str, Any]]:
 
 def run_experiment(cfg: RunConfig, run_id: str | None = None, *, command: str = ""):
     """Run every cell (the first is the donor of the others), then write the combined results and report."""
-    from common.artifacts import save_artifact
-    from harness import pipeline
     from harness.store import RunDir
 
     rid, planned = plan_cells(cfg, run_id)
     top = RunDir(Path(cfg.output_dir) / rid)
-    top.root.mkdir(parents=True, exist_ok=True)
+    with run_lock(top.root):  # one driver per experiment folder (each cell's run locks its own folder too)
+        return _run_cells(cfg, rid, planned, top, command)
+
+
+def _run_cells(cfg: RunConfig, rid: str, planned, top, command: str):
+    from common.artifacts import save_artifact
+    from harness import pipeline
+
     donor = None
     records = []
     for i, (cell, plan) in enumerate(planned):

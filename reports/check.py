@@ -6,6 +6,15 @@ most specific first: the baseline row's ``tolerance``, the ``tolerance`` argumen
 ``tolerance``. Baseline rows absent from the run are reported as missing and fail the check unless
 ``allow_missing``. Rows match on (model, task, metric, params).
 
+Tolerances can also be set per task or per metric (``Baseline.tolerances`` / ``--tolerance-for``: "math500" or
+"math500/accuracy"); the order is the row's own, then per metric, then per task, then the file-wide or given one.
+
+With ``require_significance`` (an alpha), a drop beyond the tolerance fails only when it is significant: a paired
+test (exact McNemar for 0/1 items, else a sign-flip permutation test; ``reports.stats.paired_difference``) on the
+items both the baseline's run (``BaselineRow.items``, recorded by ``make_baseline`` from the run's sample files)
+and the checked run have. A drop that cannot be tested (no item-level values on either side) still fails, and
+says why.
+
 ``make_baseline`` records where the baseline came from (``BaselineSource``: model identities, sample and task
 fingerprints, package versions, git commit, all from the run's manifest); ``check_run`` given the checked run's
 manifest lists what differs, and ``format_outcome`` prints it under the verdict, so a failing gate says whether
@@ -14,14 +23,20 @@ the model, the data or the code changed.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Callable, Literal, Mapping, Optional
+from xml.etree import ElementTree
 
 from common.artifacts import (
     SCHEMA_VERSION, Baseline, BaselineRow, BaselineSource, Manifest, Results, SchemaMismatch, load_artifact,
+    read_samples,
 )
-from reports.stats import NON_QUALITY_METRICS
+from reports.stats import NON_QUALITY_METRICS, paired_difference
+
+#: (model, task, metric) -> {item id: value} of a run, None where it has no item-level values.
+ItemValues = Callable[[str, str, str], Optional[dict[str, float]]]
 
 DEFAULT_TOLERANCE = 0.02
 _EPS = 1e-9  # a drop exactly equal to the tolerance passes, whatever the float rounding
@@ -30,12 +45,19 @@ BASELINE_FIX = "write a new one with `harness check RUN --write-baseline FILE` o
 
 @dataclass(frozen=True)
 class Regression:
+    """One compared row. ``status``: "ok", "regressed", or "not significant" (a drop beyond the tolerance that
+    the paired test does not call significant); ``p_value``/``n_paired`` when a test ran, ``note`` why not."""
+
     model: str
     task: str
     metric: str
     baseline: float
     value: float
     tolerance: float
+    status: str = "regressed"
+    p_value: Optional[float] = None
+    n_paired: Optional[int] = None
+    note: str = ""
 
     @property
     def delta(self) -> float:
@@ -46,6 +68,9 @@ class Regression:
 class CheckOutcome:
     regressions: list[Regression] = field(default_factory=list)
     missing: list[tuple[str, str, str]] = field(default_factory=list)  # (model, task, metric)
+    #: every compared row, with its status (regressions included)
+    rows: list[Regression] = field(default_factory=list)
+    require_significance: Optional[float] = None
     compared: int = 0
     allow_missing: bool = False
     #: What differs between the baseline's run and this one ("model base identity X -> Y", ...).
@@ -154,6 +179,48 @@ def source_differences(before: BaselineSource | None, now: Manifest | None) -> l
     return out
 
 
+def sample_item_values(run_dir: Path, primary_metrics: Mapping[str, str]) -> ItemValues:
+    """Item-level values of a run folder, read from ``samples/<model>/<task>.jsonl`` when first asked for: the
+    metric from each record's ``metrics``, the record's ``score`` for the task's primary metric."""
+    cache: dict[tuple[str, str], list] = {}
+
+    def values(model: str, task: str, metric: str) -> Optional[dict[str, float]]:
+        path = Path(run_dir) / "samples" / model / f"{task}.jsonl"
+        if (model, task) not in cache:
+            cache[(model, task)] = read_samples(path) if path.is_file() else []
+        out = {}
+        for r in cache[(model, task)]:
+            v = r.metrics.get(metric, r.score if primary_metrics.get(task) == metric else None)
+            if v is None:
+                return None
+            out[r.id] = float(v)
+        return out or None
+
+    return values
+
+
+def _tolerance_for(row: BaselineRow, tolerances: Mapping[str, float], default: float) -> float:
+    if row.tolerance is not None:
+        return float(row.tolerance)
+    for key in (f"{row.task}/{row.metric}", row.task):
+        if key in tolerances:
+            return float(tolerances[key])
+    return default
+
+
+def _paired_drop(row: BaselineRow, now: Optional[dict[str, float]]) -> tuple[Optional[float], int, str]:
+    """(p, items paired, note) of the change from the baseline run's items to this run's, on the shared ids."""
+    if not row.items:
+        return None, 0, "the baseline has no item-level values (re-write it with --write-baseline from a run folder)"
+    if not now:
+        return None, 0, "this run has no item-level values (pass the run folder, not results.json alone)"
+    ids = [i for i in row.items if i in now]
+    if not ids:
+        return None, 0, "no item in common with the baseline's run"
+    test = paired_difference([now[i] for i in ids], [row.items[i] for i in ids], n_resamples=200)
+    return (None if math.isnan(test.p_value) else test.p_value), len(ids), ""
+
+
 def check_run(
     results: Results,
     baseline: Baseline,
@@ -162,6 +229,9 @@ def check_run(
     use_ci: bool = False,
     allow_missing: bool = False,
     manifest: Manifest | None = None,
+    tolerances: Mapping[str, float] | None = None,
+    require_significance: float | None = None,
+    items: ItemValues | None = None,
 ) -> CheckOutcome:
     """Compare ``results`` with ``baseline`` row by row.
 
@@ -169,7 +239,9 @@ def check_run(
     run's); "all" checks every baseline row (truncation rates included: a rise is a regression). With ``use_ci``
     a drop beyond the tolerance counts only when the baseline value also lies outside the run's CI (a change that
     sampling noise cannot explain); rows without a CI fall back to the plain rule. Given the run's ``manifest``,
-    the outcome also lists what differs from the baseline's source run.
+    the outcome also lists what differs from the baseline's source run. ``tolerances`` (per task or
+    "task/metric") override the baseline file's; ``require_significance`` = alpha makes a drop fail only when the
+    paired test on items (``items``: this run's item-level values) gives p < alpha.
     """
     if metrics not in ("primary", "all"):
         raise ValueError(f"metrics must be 'primary' or 'all', got {metrics!r}")
@@ -179,7 +251,12 @@ def check_run(
     primary = {**results.primary_metrics, **baseline.primary_metrics}
     now = {_key(r.model, r.task, r.metric, r.params): r for r in results.rows}
 
-    outcome = CheckOutcome(allow_missing=allow_missing,
+    if require_significance is not None and not 0 < require_significance < 1:
+        raise ValueError(f"--require-significance must be an alpha between 0 and 1, got {require_significance}")
+    per_key = {**baseline.tolerances, **(tolerances or {})}
+    for key, value in per_key.items():
+        _check_tolerance(value, f"the {key}")
+    outcome = CheckOutcome(allow_missing=allow_missing, require_significance=require_significance,
                            differences=source_differences(baseline.source, manifest))
     for row in baseline.rows:
         key = (row.model, row.task, row.metric)
@@ -190,7 +267,7 @@ def check_run(
             outcome.missing.append(key)
             continue
         outcome.compared += 1
-        tol = default if row.tolerance is None else float(row.tolerance)
+        tol = _tolerance_for(row, per_key, default)
         base_value, value = float(row.value), float(got.value)
         if row.metric in NON_QUALITY_METRICS:  # lower is better
             worse = value - base_value > tol + _EPS
@@ -200,8 +277,17 @@ def check_run(
             worse = base_value - value > tol + _EPS
             if worse and use_ci and got.ci_high is not None:
                 worse = base_value > float(got.ci_high)
-        if worse:
-            outcome.regressions.append(Regression(*key, baseline=base_value, value=value, tolerance=tol))
+        checked = Regression(*key, baseline=base_value, value=value, tolerance=tol, status="ok")
+        if worse and require_significance is not None:
+            p, n, note = _paired_drop(row, items(*key) if items is not None else None)
+            significant = p is None or p < require_significance  # an untestable drop still fails
+            checked = Regression(*key, baseline=base_value, value=value, tolerance=tol, p_value=p, n_paired=n,
+                                 note=note, status="regressed" if significant else "not significant")
+        elif worse:
+            checked = Regression(*key, baseline=base_value, value=value, tolerance=tol)
+        outcome.rows.append(checked)
+        if checked.status == "regressed":
+            outcome.regressions.append(checked)
     return outcome
 
 
@@ -227,10 +313,21 @@ def format_outcome(outcome: CheckOutcome) -> str:
     if outcome.regressions:
         lines.append("")
         lines.extend(_table(
-            ["model", "task", "metric", "baseline", "now", "delta", "tolerance"],
+            ["model", "task", "metric", "baseline", "now", "delta", "tolerance"]
+            + (["p", "items"] if outcome.require_significance is not None else []),
             [[r.model, r.task, r.metric, f"{r.baseline:.4f}", f"{r.value:.4f}", f"{r.delta:+.4f}",
-              f"{r.tolerance:.4f}"] for r in outcome.regressions],
+              f"{r.tolerance:.4f}"] + ([_p(r.p_value), str(r.n_paired or 0)]
+                                       if outcome.require_significance is not None else [])
+             for r in outcome.regressions],
         ))
+        lines.extend(f"  {r.model} / {r.task} / {r.metric}: not tested: {r.note}" for r in outcome.regressions
+                     if r.note)
+    quiet = [r for r in outcome.rows if r.status == "not significant"]
+    if quiet:
+        lines.append("")
+        lines.append(f"drops beyond the tolerance that are not significant (p >= {outcome.require_significance}):")
+        lines.extend(f"  {r.model} / {r.task} / {r.metric}: {r.delta:+.4f} (p={_p(r.p_value)}, {r.n_paired} items)"
+                     for r in quiet)
     if outcome.missing:
         lines.append("")
         lines.append("missing from the run (model / task / metric):")
@@ -238,15 +335,78 @@ def format_outcome(outcome: CheckOutcome) -> str:
     return "\n".join(lines)
 
 
+def _p(p: Optional[float]) -> str:
+    return "–" if p is None else "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _status_text(r: Regression) -> str:
+    return {"ok": "pass", "regressed": "FAIL", "not significant": "pass (drop not significant)"}[r.status]
+
+
+def format_markdown(outcome: CheckOutcome) -> str:
+    """The outcome as Markdown for a CI job summary ($GITHUB_STEP_SUMMARY): verdict, a table of every compared
+    row (regressions first), missing rows, what differs from the baseline's run."""
+    icon = "✅" if outcome.passed else "❌"
+    out = [f"### {icon} harness check: {'PASS' if outcome.passed else 'FAIL'}", "",
+           f"{outcome.compared} rows compared, {len(outcome.regressions)} regressed, {len(outcome.missing)} missing"
+           + (" (allowed)" if outcome.missing and outcome.allow_missing else "")
+           + (f"; a drop fails only when significant (paired test, alpha {outcome.require_significance})"
+              if outcome.require_significance is not None else ""), ""]
+    sig = outcome.require_significance is not None
+    out.append("| model | task | metric | baseline | now | change | tolerance |" + (" p | items |" if sig else "")
+               + " status |")
+    out.append("|---|---|---|---:|---:|---:|---:|" + ("---:|---:|" if sig else "") + "---|")
+    order = {"regressed": 0, "not significant": 1, "ok": 2}
+    for r in sorted(outcome.rows, key=lambda r: order[r.status]):
+        cells = [r.model, r.task, r.metric, f"{100 * r.baseline:.1f}", f"{100 * r.value:.1f}",
+                 f"{100 * r.delta:+.1f}", f"{100 * r.tolerance:.1f}"]
+        if sig:
+            cells += [_p(r.p_value), str(r.n_paired or "–")]
+        cells.append(_status_text(r) + (f" ({r.note})" if r.note else ""))
+        out.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    if outcome.missing:
+        out += ["", "**Missing from the run:** " + ", ".join(f"{m} / {t} / {k}" for m, t, k in outcome.missing)]
+    if outcome.differences:
+        out += ["", "**What differs from the baseline's run:**", *(f"- {d}" for d in outcome.differences)]
+    return "\n".join(out) + "\n"
+
+
+def write_junit(outcome: CheckOutcome, path: str | Path) -> Path:
+    """JUnit XML: one test case per compared row (a regression is a failure) and per missing row (a failure,
+    or skipped when missing rows are allowed)."""
+    suite = ElementTree.Element("testsuite", name="harness check", tests=str(len(outcome.rows) + len(outcome.missing)),
+                                failures=str(len(outcome.regressions) + (0 if outcome.allow_missing
+                                                                         else len(outcome.missing))))
+    for r in outcome.rows:
+        case = ElementTree.SubElement(suite, "testcase", classname=f"{r.model}.{r.task}", name=r.metric)
+        text = (f"baseline {r.baseline:.4f}, now {r.value:.4f}, change {r.delta:+.4f}, tolerance {r.tolerance:.4f}"
+                + (f", p={_p(r.p_value)} on {r.n_paired} items" if r.p_value is not None else "")
+                + (f"; {r.note}" if r.note else ""))
+        if r.status == "regressed":
+            ElementTree.SubElement(case, "failure", message=f"regressed: {r.delta:+.4f}").text = text
+        else:
+            ElementTree.SubElement(case, "system-out").text = f"{_status_text(r)}: {text}"
+    for m, t, k in outcome.missing:
+        case = ElementTree.SubElement(suite, "testcase", classname=f"{m}.{t}", name=k)
+        tag = "skipped" if outcome.allow_missing else "failure"
+        ElementTree.SubElement(case, tag, message="missing from the run")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ElementTree.ElementTree(suite).write(path, encoding="utf-8", xml_declaration=True)
+    return path
+
+
 def make_baseline(results: Results, manifest: Manifest | None, tolerance: float = DEFAULT_TOLERANCE,
-                  metrics: Literal["primary", "all"] = "all") -> Baseline:
-    """A baseline from a run's results (rows with value, n, CI, params, seed; one file-wide tolerance) and, from
-    its manifest, where it came from (``source``)."""
+                  metrics: Literal["primary", "all"] = "all", items: ItemValues | None = None) -> Baseline:
+    """A baseline from a run's results (rows with value, n, CI, params, seed; one file-wide tolerance), with
+    each row's item-level values when ``items`` gives them (for ``--require-significance``), and, from its
+    manifest, where it came from (``source``)."""
     _check_tolerance(tolerance, "the")
     primary = results.primary_metrics
     rows = [
         BaselineRow(model=r.model, task=r.task, metric=r.metric, value=r.value, n=r.n, ci_low=r.ci_low,
-                    ci_high=r.ci_high, params=r.params, seed=r.seed)
+                    ci_high=r.ci_high, params=r.params, seed=r.seed,
+                    items=items(r.model, r.task, r.metric) if items is not None and not r.params else None)
         for r in results.rows
         if metrics == "all" or primary.get(r.task) == r.metric
     ]

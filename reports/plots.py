@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Iterable
 
 from common.artifacts import ResultRow, Results
+from reports.changes import tested_changes
 
 import matplotlib
 
@@ -18,6 +19,10 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 _MAX_WIDTH_IN = 18.0
+#: Okabe & Ito's colour-blind-safe palette (distinguishable with every common colour-vision deficiency).
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
+#: Drawn at twice the size they are shown at: sharp on high-density screens.
+_DPI = 200
 
 
 def ordered(items: Iterable[str], first: str | None = None) -> list[str]:
@@ -40,10 +45,16 @@ def model_order(results: Results, baseline_model: str = "base") -> list[str]:
     return ordered([*results.model_order, *(r.model for r in results.rows)], baseline_model)
 
 
-def _png(fig: Figure) -> bytes:
+def figure(width: float, height: float) -> Figure:
+    """A figure on the Agg canvas (no pyplot state)."""
+    fig = Figure(figsize=(width, height))
     FigureCanvasAgg(fig)
+    return fig
+
+
+def png(fig: Figure) -> bytes:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=_DPI, bbox_inches="tight")
     return buf.getvalue()
 
 
@@ -53,14 +64,15 @@ def _err(value: float, lo: float | None, hi: float | None) -> tuple[float, float
     return (max(0.0, value - lo), max(0.0, hi - value))
 
 
-def _colours(results: Results, baseline_model: str) -> dict[str, str]:
+def colours(results: Results, baseline_model: str) -> dict[str, str]:
     """One colour per model, the same in every chart (the baseline model first)."""
     models = ordered(model_order(results, baseline_model) + [c.model for c in results.comparisons], baseline_model)
-    return {m: f"C{i % 10}" for i, m in enumerate(models)}
+    return {m: PALETTE[i % len(PALETTE)] for i, m in enumerate(models)}
 
 
-def _grouped_bars(ax, tasks: list[str], models: list[str], cell, colours: dict[str, str]) -> None:
-    """Draw bars for every (model, task); ``cell(model, task)`` -> (value, err_low, err_high) or None."""
+def _grouped_bars(ax, tasks: list[str], models: list[str], cell, colours: dict[str, str], hatched=None) -> None:
+    """Draw bars for every (model, task); ``cell(model, task)`` -> (value, err_low, err_high) or None;
+    ``hatched(model, task)`` -> True draws that bar hatched and pale (a change that is not significant)."""
     width = 0.8 / max(1, len(models))
     for i, model in enumerate(models):
         xs, ys, lo, hi = [], [], [], []
@@ -73,8 +85,15 @@ def _grouped_bars(ax, tasks: list[str], models: list[str], cell, colours: dict[s
             lo.append(got[1])
             hi.append(got[2])
         if xs:
-            ax.bar(xs, ys, width, yerr=[lo, hi], capsize=2, label=model, color=colours.get(model, f"C{i % 10}"),
-                   error_kw={"elinewidth": 0.8, "ecolor": "#333"})
+            colour = colours.get(model, PALETTE[i % len(PALETTE)])
+            bars = ax.bar(xs, ys, width, yerr=[lo, hi], capsize=2, label=model, color=colour,
+                          edgecolor=colour, error_kw={"elinewidth": 0.8, "ecolor": "#333"})
+            if hatched is not None:
+                done = [t for t in tasks if cell(model, t) is not None]
+                for bar, task in zip(bars, done):
+                    if hatched(model, task):
+                        bar.set_facecolor("white")
+                        bar.set_hatch("///")
     ax.set_xticks(range(len(tasks)))
     ax.set_xticklabels(tasks, rotation=30 if len(tasks) > 4 else 0, ha="right" if len(tasks) > 4 else "center")
     ax.grid(axis="y", alpha=0.3)
@@ -98,14 +117,14 @@ def primary_metric_chart(results: Results, baseline_model: str = "base") -> byte
         lo, hi = _err(r.value, r.ci_low, r.ci_high)
         return (v, 100 * lo, 100 * hi)
 
-    fig = Figure(figsize=(min(_MAX_WIDTH_IN, 2.0 + 1.1 * len(tasks) * max(1, len(models)) ** 0.5), 4.2))
+    fig = figure(min(_MAX_WIDTH_IN, 2.0 + 1.1 * len(tasks) * max(1, len(models)) ** 0.5), 4.2)
     ax = fig.add_subplot()
-    _grouped_bars(ax, tasks, models, cell, _colours(results, baseline_model))
+    _grouped_bars(ax, tasks, models, cell, colours(results, baseline_model))
     ax.set_ylabel("primary metric (%)")
     ax.set_ylim(0, 100)
     ax.set_title("Primary metric by task (95% bootstrap CI)")
     ax.legend(fontsize=8, ncols=min(len(models), 6), loc="upper right")
-    return _png(fig)
+    return png(fig)
 
 
 def deltas_chart(results: Results, baseline_model: str = "base") -> bytes | None:
@@ -127,14 +146,17 @@ def deltas_chart(results: Results, baseline_model: str = "base") -> bytes | None
         lo, hi = _err(c.delta, c.ci_low, c.ci_high)
         return (100 * c.delta, 100 * lo, 100 * hi)
 
-    fig = Figure(figsize=(min(_MAX_WIDTH_IN, 2.0 + 1.1 * len(tasks) * max(1, len(models)) ** 0.5), 4.0))
+    significant = {(ch.comparison.model, ch.comparison.task) for ch in tested_changes(results)
+                   if ch.comparison.baseline == baseline_model and ch.significant}
+    fig = figure(min(_MAX_WIDTH_IN, 2.0 + 1.1 * len(tasks) * max(1, len(models)) ** 0.5), 4.0)
     ax = fig.add_subplot()
-    _grouped_bars(ax, tasks, models, cell, _colours(results, baseline_model))
+    _grouped_bars(ax, tasks, models, cell, colours(results, baseline_model),
+                  hatched=lambda m, t: (m, t) not in significant)
     ax.axhline(0, color="#333", linewidth=0.8)
     ax.set_ylabel(f"change vs {baseline_model} (points)")
-    ax.set_title(f"Paired change against {baseline_model} (95% bootstrap CI)")
+    ax.set_title(f"Paired change against {baseline_model} (95% bootstrap CI; hatched: not significant, Holm)")
     ax.legend(fontsize=8, ncols=min(len(models), 6))
-    return _png(fig)
+    return png(fig)
 
 
 def write_plots(results: Results, out_dir: str | Path, baseline_model: str = "base") -> dict[str, Path]:

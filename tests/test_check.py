@@ -216,3 +216,76 @@ def test_cli_check_writes_and_gates_with_the_manifest(tmp_path):
     base_file.write_text(json.dumps({"schema_version": 1, "rows": []}))
     got = runner.invoke(app, ["check", str(later), "--baseline", str(base_file)])
     assert got.exit_code == 2 and "--write-baseline FILE" in got.output
+
+
+def test_per_task_and_per_metric_tolerances():
+    res = _results()
+    baseline = _set(make_baseline(res, None), "cgd", "math500", "accuracy", 0.50)  # now 0.45: drop 0.05
+    assert check_run(res, baseline).failed  # file-wide 0.02
+    assert check_run(res, baseline, tolerances={"math500": 0.06}).passed
+    assert check_run(res, baseline, tolerances={"math500/accuracy": 0.06, "math500": 0.01}).passed  # metric first
+    assert check_run(res, baseline, tolerances={"amc23": 0.06}).failed  # another task's tolerance does not apply
+    baseline.tolerances = {"math500": 0.06}  # carried by the baseline file
+    assert check_run(res, baseline).passed
+
+
+def _items(right: int, n: int = 100) -> dict[str, float]:
+    return {f"math500/{i}": float(i < right) for i in range(n)}
+
+
+@pytest.mark.parametrize("lost, fails", [(5, False), (20, True)])
+def test_require_significance_fails_only_a_significant_drop(lost, fails):
+    # The baseline's run had items 0..49 right; this run lost `lost` of them (all discordant pairs are losses):
+    # McNemar p = 0.0625 for 5 losses (not significant at 0.05), < 1e-5 for 20.
+    res = _results()
+    baseline = make_baseline(res, None, items=lambda m, t, k: _items(50) if (m, t) == ("cgd", "math500") else None)
+    baseline = _set(baseline, "cgd", "math500", "accuracy", 0.50)
+    now = lambda m, t, k: _items(50 - lost) if (m, t) == ("cgd", "math500") else None  # noqa: E731
+    res.rows = [r.model_copy(update={"value": (50 - lost) / 100}) if (r.model, r.task, r.metric) == (
+        "cgd", "math500", "accuracy") else r for r in res.rows]
+    plain = check_run(res, baseline)
+    assert plain.failed  # without the option, any drop beyond the tolerance fails
+    out = check_run(res, baseline, require_significance=0.05, items=now)
+    assert out.failed is fails
+    row = next(r for r in out.rows if (r.model, r.task) == ("cgd", "math500"))
+    assert row.n_paired == 100 and (row.p_value < 0.001 if fails else abs(row.p_value - 0.0625) < 1e-9)
+    assert row.status == ("regressed" if fails else "not significant")
+    # A drop that cannot be tested (no item-level values in this run) still fails, and says why.
+    untested = check_run(res, baseline, require_significance=0.05, items=lambda m, t, k: None)
+    assert untested.failed and "no item-level values" in untested.regressions[0].note
+
+
+def test_markdown_summary_and_junit(tmp_path):
+    from xml.etree import ElementTree
+
+    from reports.check import format_markdown, write_junit
+
+    res = _results()
+    baseline = _set(make_baseline(res, None), "cgd", "math500", "accuracy", 0.60)
+    out = check_run(res, baseline, allow_missing=False)
+    md = format_markdown(out)
+    assert md.startswith("### ❌ harness check: FAIL")
+    assert "| cgd | math500 | accuracy | 60.0 | 45.0 | -15.0 | 2.0 | FAIL |" in md
+    assert md.count("\n| ") == 1 + 4  # header + 4 compared rows
+    suite = ElementTree.parse(write_junit(out, tmp_path / "junit.xml")).getroot()
+    assert suite.tag == "testsuite" and suite.get("tests") == "4" and suite.get("failures") == "1"
+    failed = [c for c in suite.iter("testcase") if c.find("failure") is not None]
+    assert [(c.get("classname"), c.get("name")) for c in failed] == [("cgd.math500", "accuracy")]
+    assert format_markdown(check_run(res, make_baseline(res, None))).startswith("### ✅ harness check: PASS")
+
+
+def test_cli_check_summary_junit_and_usage_errors(tmp_path):
+    from harness.cli import app
+
+    runner = CliRunner()
+    good = _run_folder(tmp_path, manifest("good"))
+    base_file = tmp_path / "b.json"
+    assert runner.invoke(app, ["check", str(good), "--write-baseline", str(base_file)]).exit_code == 0
+    junit = tmp_path / "out" / "junit.xml"
+    got = runner.invoke(app, ["check", str(good), "--baseline", str(base_file), "--summary", "md", "--junit",
+                              str(junit), "--tolerance-for", "math500=0.05"])
+    assert got.exit_code == 0 and got.output.startswith("### ✅ harness check: PASS") and junit.is_file()
+    for bad in (["--summary", "html"], ["--tolerance-for", "math500"], ["--tolerance-for", "math500=-1"],
+                ["--require-significance", "5"]):
+        got = runner.invoke(app, ["check", str(good), "--baseline", str(base_file), *bad])
+        assert got.exit_code == 2, (bad, got.output)

@@ -120,12 +120,15 @@ def test_report_renders_values_escapes_and_hides_sensitive_text(tmp_path):
         assert f"{100 * r.value:.1f}" in html
     cgd = next(r for r in results.rows if (r.model, r.task) == ("cgd", "math500"))
     assert f"[{100 * cgd.ci_low:.1f}, {100 * cgd.ci_high:.1f}]" in html
-    # Untrusted text is escaped wherever it appears; no script element anywhere.
-    assert XSS not in html and "<script" not in html.lower() and "<script>alert" not in html
+    # Untrusted text is escaped wherever it appears; the only script elements are the explorer's own two (its
+    # JSON data and its code), and the payload appears in the data with <, > and & written as \u escapes.
+    assert XSS not in html and "<script>alert" not in html
+    assert re.findall(r"<script[^>]*>", html, flags=re.I) == ['<script type="application/json" id="explorer-data">',
+                                                               "<script>"]
     escaped = "&lt;script&gt;alert(1)&lt;/script&gt;"
-    assert html.count(escaped) >= 3  # the response, and the model name in several tables
+    assert html.count(escaped) >= 3  # the model name in several tables
     assert f'<td class="l">{escaped}</td>' in html  # the model's row in the main table
-    assert f"Sure! {escaped} so" in html  # the response in the sample browser
+    assert "Sure! \\u003cscript\\u003ealert(1)\\u003c/script\\u003e so" in html  # the response, in the explorer
     # Sensitive task: ids shown, never the question text (not even quoted in a response or in details).
     assert "gpqa_diamond/0" in html
     assert "XeSECRETF4" not in html
@@ -147,7 +150,7 @@ def test_report_is_self_contained(run_dir):
     assert all(r.startswith(("data:image/png;base64,", "#")) for r in refs), refs
     assert not re.search(r"url\(\s*['\"]?\s*(https?:)?//", html, flags=re.I)
     assert "@import" not in html and "<link" not in html.lower()
-    assert html.count("data:image/png;base64,") == 2
+    assert html.count("data:image/png;base64,") == 3  # primary, deltas, response lengths
     assert (run_dir / "plots" / "primary.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (run_dir / "plots" / "deltas.png").is_file()
 
@@ -177,7 +180,7 @@ def test_partial_run_and_missing_manifest(tmp_path):
     amc = ctx["tasks"].index("amc23")
     sft_row = next(r for r in ctx["main_table"] if r["model"] == "sft")
     assert sft_row["cells"][amc] is None  # sft never ran amc23
-    assert all(e["model"] != "sft" for s in ctx["samples"] for it in s["examples"] for e in it["models"])
+    assert "sft" not in ctx["explorer"]["models"]  # no samples, no column in the explorer
 
 
 def test_settings_mismatch_warning_reads_the_engine(tmp_path):
@@ -190,6 +193,10 @@ def test_settings_mismatch_warning_reads_the_engine(tmp_path):
     # Identity, adapter and weights differ between base and trained models by design: no warning.
     ok = render_report(make_run(tmp_path / "ok")).read_text()
     assert "Settings differ" not in ok
+    # The run asked for dtype "auto" and the engine resolved it to the same dtype for every model: no warning.
+    auto = make_manifest()
+    auto.eval_settings["dtype"] = "auto"
+    assert "Settings differ" not in render_report(make_run(tmp_path / "auto", manifest=auto)).read_text()
     # Per-model generation parameters recorded in models[m].eval[task]: a different budget is named.
     man = make_manifest()
     man.models["cgd"].eval["math500"]["generation"] = {"max_new_tokens": 256}

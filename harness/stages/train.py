@@ -100,6 +100,15 @@ def check_selection(plan: Plan) -> None:
     sel = plan.config.train.select_checkpoint
     if sel is None:
         return
+    if sel.on != SELECTION_TASK:
+        if sel.on not in plan.tasks:
+            raise ConfigError(f"train.select_checkpoint.on={sel.on!r} is not a task of this run; name one of "
+                              f"{', '.join(plan.tasks)} or use the default pool_validation (held-out pool questions)")
+        primary = plan.task_objs[sel.on].primary_metric
+        if sel.metric != primary:
+            raise ConfigError(f"train.select_checkpoint.metric={sel.metric!r}: selection on {sel.on} uses its "
+                              f"primary metric; set train.select_checkpoint.metric={primary}")
+        return
     if plan.config.pool.validation_n <= 0:
         raise ConfigError("train.select_checkpoint scores checkpoints on held-out training questions, but "
                           "pool.validation_n=0; set pool.validation_n (e.g. 32) or unset train.select_checkpoint")
@@ -109,7 +118,11 @@ def check_selection(plan: Plan) -> None:
 
 
 def selection_docs(plan: Plan):
-    """The only items checkpoint selection ever sees: the pool's validation split (task pool_validation)."""
+    """The items checkpoint selection sees: the pool's validation split (task pool_validation), or the test
+    benchmark the config spells out in train.select_checkpoint.on (marked as test-set selection)."""
+    on = plan.config.train.select_checkpoint.on
+    if on != SELECTION_TASK:
+        return plan.task_objs[on], plan.docs[on]
     if SELECTION_TASK not in plan.docs:
         raise ConfigError("checkpoint selection needs the pool_validation task (pool.validation_n > 0)")
     return plan.task_objs[SELECTION_TASK], plan.docs[SELECTION_TASK]
@@ -148,7 +161,8 @@ def select_checkpoint(plan: Plan, student: Path | str, method: str, adapter: boo
     task, docs = selection_docs(plan)
     model_dir = plan.run_dir.model_dir(method)
     key = stable_hash({"model": fingerprint, "docs": docs_digest(docs), "metric": sel.metric,
-                       "eval": plan.config.eval.engine.model_dump(mode="json")})
+                       "eval": plan.config.eval.engine.model_dump(mode="json"),
+                       **({"on": sel.on} if sel.on != SELECTION_TASK else {})})
     path = model_dir / "selection.json"
     if path.exists():
         stored = json.loads(path.read_text())
@@ -167,13 +181,16 @@ def select_checkpoint(plan: Plan, student: Path | str, method: str, adapter: boo
     best = max(values)
     idx = [i for i, v in enumerate(values) if v == best]
     chosen = curve[idx[-1] if sel.ties == "last" else idx[0]]
-    out = {"key": key, "on": SELECTION_TASK, "n": len(docs), "metric": sel.metric, "every_steps": sel.every_steps,
+    test_set = sel.on != SELECTION_TASK
+    out = {"key": key, "on": sel.on, "n": len(docs), "metric": sel.metric, "every_steps": sel.every_steps,
            "ties": sel.ties, "curve": curve, "selected_step": chosen["step"], "selected": chosen["dir"],
-           "last_step": curve[-1]["step"], "selected_is_last": chosen is curve[-1]}
+           "last_step": curve[-1]["step"], "selected_is_last": chosen is curve[-1], "test_set_selection": test_set}
     write_json_atomic(path, out)
     out["selected_dir"] = str(model_dir / chosen["dir"])
+    where = (f"{len(docs)} items of the TEST benchmark {sel.on} (test-set selection, as the paper did: "
+             f"{sel.on}'s numbers for this model are optimistic)" if test_set else f"{len(docs)} held-out pool questions")
     console.print(f"[bold]select[/] {method}: step {chosen['step']} ({sel.metric} {chosen['value']:.3f} on "
-                  f"{len(docs)} held-out pool questions; curve " +
+                  f"{where}; curve " +
                   ", ".join(f"{c['step']}:{c['value']:.2f}" for c in curve) + ")", highlight=False)
     return out
 

@@ -37,6 +37,7 @@ import json
 import logging
 import math
 import os
+import re
 import secrets
 import select
 import shutil
@@ -542,3 +543,27 @@ def run_many(
             if progress is not None:
                 progress(1)
     return results  # type: ignore[return-value]
+
+
+# ---- finding the code in a response (HumanEval and file-defined code tasks alike) ----
+# ```lang ... ``` blocks; an unclosed fence (a response cut off by the token limit) runs to the end of the text.
+_FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.S)
+_PYTHON_LANGS = {"python", "py", "python3", ""}
+
+
+def def_pattern(entry_point: str) -> re.Pattern[str]:
+    return re.compile(rf"^def\s+{re.escape(entry_point)}\s*\(", re.M)
+
+
+def extract_code(response: str, entry_point: str | None = None) -> str:
+    """The code in a response: a fenced Python block if there is one, else the raw text."""
+    blocks = [(lang.lower(), body) for lang, body in _FENCE.findall(response)]
+    if not blocks:
+        return response
+    candidates = [body for lang, body in blocks if lang in _PYTHON_LANGS] or [body for _, body in blocks]
+    if entry_point:
+        pat = def_pattern(entry_point)
+        for body in candidates:
+            if pat.search(body):
+                return body
+    return candidates[0]

@@ -1,0 +1,141 @@
+"""Training and training data: per trained model its identity, adapter, training metrics and target
+truncation; checkpoint-selection curves; what each method learned from, side by side."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Mapping, Optional
+
+from common.artifacts import Manifest
+from common.labels import conclusion_of
+from reports import plots
+from reports.fmt import clip, describe_model, number, pct, short
+
+#: Above this share of target tokens cut from a method's training examples, it trained on truncated targets.
+TRAIN_TOKENS_LOST_WARN = 0.01
+
+
+def training_section(manifest: Optional[Manifest]) -> tuple[list[dict], list[str]]:
+    """Per trained model: identity, adapter, training metrics and how much of its targets were cut at the
+    training sequence length (``models[m].train["truncation"]``); warnings above ``TRAIN_TOKENS_LOST_WARN``."""
+    out, warnings = [], []
+    if manifest is None:
+        return out, warnings
+    for model, info in manifest.models.items():
+        if not info.train and info.method is None:
+            continue
+        train = dict(info.train)
+        trunc = train.pop("truncation", None)
+        metrics = [(k, number(v)) for k, v in train.items() if not isinstance(v, Mapping)]
+        metrics += [(k, short(v, 300)) for k, v in train.items() if isinstance(v, Mapping)]
+        trunc_text = None
+        if isinstance(trunc, Mapping):
+            ex, ex_cut = trunc.get("examples") or 0, trunc.get("examples_truncated") or 0
+            tok, tok_lost = trunc.get("target_tokens") or 0, trunc.get("target_tokens_lost") or 0
+            share = tok_lost / tok if tok else 0.0
+            trunc_text = (f"{ex_cut:,} of {ex:,} examples truncated; {tok_lost:,} of {tok:,} target tokens lost "
+                          f"({pct(share, 2)}%)")
+            if share > TRAIN_TOKENS_LOST_WARN:
+                warnings.append(f"{model} lost {pct(share, 1)}% of its training target tokens to truncation "
+                                f"({tok_lost:,} of {tok:,}; {ex_cut:,} of {ex:,} examples), over "
+                                f"{pct(TRAIN_TOKENS_LOST_WARN, 0)}%: it learned from cut-off targets")
+        out.append({"model": model, "method": info.method or "–", "identity": describe_model(info.identity),
+                    "adapter": short(info.adapter or info.path or "–"), "truncation": trunc_text,
+                    "metrics": metrics})
+    return out, warnings
+
+
+def selection_section(manifest: Optional[Manifest]) -> tuple[list[dict], bytes | None]:
+    """Checkpoint-selection curves (pool_validation score per kept step) and which step each method uses."""
+    if manifest is None:
+        return [], None
+    out = []
+    for name, rec in manifest.models.items():
+        sel = (rec.train or {}).get("selection") or {}
+        if not sel.get("curve"):
+            continue
+        out.append({"model": name, "metric": sel.get("metric"), "on": sel.get("on"), "n": sel.get("n"),
+                    "test_set": bool(sel.get("test_set_selection")),
+                    "selected": sel.get("selected_step"), "last": sel.get("last_step"),
+                    "curve": [(c["step"], c["value"]) for c in sel["curve"]],
+                    "curve_text": ", ".join(f"{c['step']}: {pct(c['value'])}" for c in sel["curve"])})
+    if not out:
+        return out, None
+    fig = plots.figure(6, 3.2)
+    ax = fig.subplots()
+    for s in out:
+        xs, ys = zip(*s["curve"])
+        line, = ax.plot(xs, [100 * (y or 0) for y in ys], marker="o", label=s["model"])
+        sel_y = dict(s["curve"]).get(s["selected"])
+        if sel_y is not None:
+            ax.plot([s["selected"]], [100 * sel_y], marker="*", markersize=14, color=line.get_color())
+    ax.set_xlabel("optimiser step")
+    ax.set_ylabel(f"{out[0]['metric']} on pool_validation (%)")
+    ax.legend(fontsize=7)
+    ax.set_title("checkpoint selection (★ = chosen)", fontsize=9)
+    fig.tight_layout()
+    return out, plots.png(fig)
+
+
+_STAGE_COLUMNS = ("probe", "critique", "refine", "direct")
+
+
+def training_data_section(run_dir: Path, manifest: Optional[Manifest], k: int = 6) -> Optional[dict]:
+    """Per-stage statistics from the manifest (tokens, cost, seconds, flags, retries, right/wrong, lengths) and,
+    for a few pool questions (wrong drafts first), the draft, critique, refinement and direct answer with the
+    critique's verdict and its agreement with the gold answer. Every text is untrusted model output: the template
+    escapes it."""
+    path = run_dir / "data" / "items.jsonl"
+    td = (manifest.training_data if manifest is not None else None) or {}
+    if not path.exists() and not td:
+        return None
+    stats = []
+    for stage in _STAGE_COLUMNS:
+        rec = td.get(stage)
+        if isinstance(rec, Mapping):
+            stats.append({"stage": stage, "rows": [(key, short(v, 200)) for key, v in rec.items()
+                                                     if key not in ("fingerprint",)]})
+    pool = td.get("pool") if isinstance(td.get("pool"), Mapping) else {}
+    decon = None
+    if pool:
+        decon = {"source": pool.get("source"), "mode": pool.get("decontamination"), "ngram": pool.get("ngram"),
+                 "examined": pool.get("examined"), "removed": pool.get("removed", 0),
+                 "by_task": short(pool.get("removed_by_task") or {}, 300),
+                 "by_rule": short(pool.get("removed_by_rule") or {}, 200),
+                 "against": ", ".join(pool.get("against") or [])}
+    examples = []
+    if path.exists():
+        rows = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                rows.append(json.loads(line))
+            except ValueError:
+                continue
+        def order(r: dict) -> tuple:
+            probe_ok = ((r.get("meta") or {}).get("checks") or {}).get("probe", {}).get("correct")
+            return (probe_ok is not False, r.get("id", ""))
+        for r in sorted(rows, key=order)[:k]:
+            meta = r.get("meta") or {}
+            checks = meta.get("checks") or {}
+            specific = meta.get("specific_critique") or r.get("critique")
+            verdict = conclusion_of(specific) if specific else None
+            agrees = checks.get("verdict_agrees")
+            usage = meta.get("usage") or {}
+            examples.append({
+                "id": r.get("id", ""), "question": clip(r.get("question") or ""),
+                "gold": short(r.get("gold_answer") or "–", 200),
+                "probe": clip(r.get("probe") or ""), "critique": clip(specific or ""),
+                "trained_critique": clip(r.get("critique") or "") if r.get("critique") != specific else None,
+                "critique_from": meta.get("critique_from"),
+                "refined": clip(r.get("refined") or ""), "direct": clip(r.get("direct") or ""),
+                "verdict": verdict or "none (flagged)",
+                "agrees": "–" if agrees is None else ("yes" if agrees else "no"),
+                "probe_correct": {True: "right", False: "wrong", None: "–"}[(checks.get("probe") or {}).get("correct")],
+                "refined_correct": {True: "right", False: "wrong", None: "–"}[
+                    (checks.get("refined") or {}).get("correct")],
+                "flagged": bool((usage.get("critique") or {}).get("flagged")),
+                "retries": (usage.get("critique") or {}).get("retries", 0)})
+    total = td.get("teacher_total") if isinstance(td.get("teacher_total"), Mapping) else None
+    return {"stats": stats, "decontamination": decon, "examples": examples,
+            "total": [(key, short(v, 100)) for key, v in total.items()] if total else [],
+            "filter": short(td.get("correctness_filter"), 200) if td.get("correctness_filter") else None}
