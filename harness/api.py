@@ -64,6 +64,15 @@ class Run:
     def report(self) -> Path:
         return self.path / "report.html"
 
+    @property
+    def frames(self) -> Any:
+        """The run as typed pandas DataFrames (``reports.frames.RunFrames``): ``.results`` (one row per result
+        row), ``.comparisons`` (paired tests with Holm-adjusted p) and ``.samples`` (one row per item per model and
+        task), e.g. ``load_run(p).frames.samples.groupby(["model", "task"], observed=True)["score"].mean()``."""
+        from reports.frames import load_frames
+
+        return load_frames(self.path)
+
     def table(self, metric: str | None = None) -> dict[tuple[str, str], float]:
         """(model, task) -> value of ``metric`` (default: each task's primary metric)."""
         prim = self.results.primary_metrics
