@@ -262,6 +262,9 @@ class ExecutorConfig(Strict):
     address: str | None = None
     #: GPUs the run may use (sizing, sharding and the dry run's schedule); None = what the machine/cluster has.
     gpus: int | None = Field(None, ge=0)
+    #: Memory of each GPU, for the fit check before any model call (harness/sizing.py): a run whose per-GPU
+    #: training estimate exceeds it is refused.
+    gpu_memory_gb: float = Field(80.0, gt=0)
     #: CPUs the run may use; None = what the machine/cluster has.
     cpus: int | None = Field(None, ge=1)
     #: A failed unit is retried this many times (fresh names, partial outputs cleaned), then reported.
