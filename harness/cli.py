@@ -49,23 +49,9 @@ def user_errors(fn: Callable) -> Callable:
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from common.artifacts import SchemaMismatch
-        from common.files import CorruptFile
-        from distill.methods import UnknownMethod
-        from distill.prompts import PromptTemplateError
-        from harness.config import ConfigError
-        from harness.engines import EngineUnavailable
-        from harness.engines.http_limits import APIRequestError
-        from harness.engines.identity import ModelNotFound
-        from harness.runlock import RunFolderBusy
-        from harness.scoring import ScoreInputError
-        from tasks.data import DataMissing
-        from tasks.registry import TaskOptionError, UnknownTask
+        from harness.api import user_error_types
 
-        known = (ConfigError, UnknownTask, UnknownMethod, DataMissing, EngineUnavailable, UserError, ScoreInputError,
-                 SchemaMismatch, CorruptFile, ModelNotFound, PromptTemplateError, TaskOptionError,
-                 APIRequestError,  # an API that refuses for good (bad key, unknown model): its one line, no key
-                 RunFolderBusy)  # another driver holds the run folder: who, and what to do
+        known = (*user_error_types(), UserError)
         try:
             return fn(*args, **kwargs)
         except known as e:
@@ -81,32 +67,53 @@ class UserError(Exception):
 
 
 def _load(config, preset, overrides, *, methods=None, tasks=None, limit=None, student=None, teacher=None,
-          output_dir=None, executor=None):
-    from harness.config import load_config
+          output_dir=None, seeds=None, eval_seeds=None, executor=None):
+    """The validated config (harness.api.build_config: the API and the CLI share it), list options checked."""
+    from harness.api import build_config
 
-    extra: dict = {}
-    if methods is not None:
-        extra["methods"] = methods
-    if tasks is not None:
-        extra.setdefault("eval", {})["tasks"] = tasks
-    if limit is not None:
-        extra.setdefault("eval", {})["limit"] = limit
-    if student is not None:
-        extra["student"] = {"model": student}
-    if teacher is not None:
-        extra["teacher"] = ({"kind": teacher} if teacher in ("oracle", "reference")
-                            else {"kind": "llm", "model": teacher})
-    if output_dir is not None:
-        extra["output_dir"] = str(output_dir)
-    if executor is not None:
-        extra["executor"] = {"kind": executor}
-    return load_config(config, preset, overrides, extra)
+    _check_path_option("--config", config, want="file")
+    return build_config(config, preset, overrides, methods=methods, tasks=tasks, limit=limit, student=student,
+                        teacher=teacher, output_dir=output_dir, seeds=seeds, eval_seeds=eval_seeds,
+                        extra={"executor": {"kind": executor}} if executor else None)
+
+
+def _check_run_options(run_id: str | None, output_dir: Path | None) -> None:
+    """A run id is a folder name (``--run-id ../x`` would write outside --output-dir); the output folder must
+    be a folder we can write."""
+    from harness.api import UsageError, check_run_id
+
+    try:
+        check_run_id(run_id)
+    except UsageError as e:
+        raise UserError(str(e)) from None
+    _check_path_option("--output-dir", output_dir, want="writable-dir")
+
+
+def _check_path_option(option: str, path: Path | None, want: str) -> None:
+    """A user-given path of the wrong kind is one line, not a traceback from deep inside."""
+    if path is None:
+        return
+    p = Path(path).expanduser()
+    if want == "file" and p.is_dir():
+        raise UserError(f"{option} {path} is a folder; pass a file")
+    if want == "dir" and p.exists() and not p.is_dir():
+        raise UserError(f"{option} {path} is a file; pass a folder")
+    if want == "writable-dir":
+        import os
+
+        existing = next((q for q in [p, *p.parents] if q.exists()), None)
+        if p.exists() and not p.is_dir():
+            raise UserError(f"{option} {path} is a file; pass a folder (it is created if absent)")
+        if existing is not None and (not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK)):
+            raise UserError(f"{option} {path}: {existing} cannot be written; pass a folder you can write to")
 
 
 def _print_plan(plan, dry_run: bool) -> None:
     from harness.stages.plan import estimate_cost
 
     cfg = plan.config
+    if not dry_run:
+        _check_memory(cfg, False)  # a run that cannot fit: its one line, before anything else is printed
     t = Table(title=f"plan: {plan.run_id}", show_header=True)
     t.add_column("task")
     t.add_column("items", justify="right")
@@ -124,7 +131,24 @@ def _print_plan(plan, dry_run: bool) -> None:
         console.print("estimate: expected figures, with the cap (every output at its budget) where it differs", highlight=False)
         for line in cost.lines():
             console.print(escape(line), highlight=False, soft_wrap=True)
+        _check_memory(cfg, True)
     console.print(f"run folder: {plan.run_dir.root}")
+
+
+def _check_memory(cfg, show: bool) -> None:
+    """Per-GPU memory estimate (printed by --dry-run); a run that cannot fit stops here, before any model call."""
+    from harness import sizing
+    from harness.config import ConfigError
+
+    train, serve = sizing.estimate(cfg)
+    if show:
+        for est in (train, serve):
+            if est is not None:
+                console.print(est.line(), highlight=False, soft_wrap=True)
+    try:
+        sizing.check_fits(cfg)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
 
 
 def _experiment(cfg, run_id, dry_run: bool) -> None:
@@ -191,19 +215,9 @@ def compare(config: ConfigOpt = None, preset: PresetOpt = None, methods: Methods
     (or --seeds) runs every cell of the grid and writes one combined report."""
     from harness import pipeline
 
+    _check_run_options(run_id, output_dir)
     cfg = _load(config, preset, set_, methods=methods, tasks=tasks, limit=limit, student=student,
-                teacher=teacher, output_dir=output_dir, executor=executor)
-    if seeds is not None:
-        try:
-            cfg = cfg.model_copy(update={"seeds": [int(x) for x in seeds.split(",") if x.strip()]})
-        except ValueError:
-            raise UserError(f"--seeds {seeds!r} is not a comma-separated list of integers; write e.g. --seeds 0,1,2")
-    if eval_seeds is not None:
-        try:
-            cfg = cfg.model_copy(update={"eval_seeds": [int(x) for x in eval_seeds.split(",") if x.strip()]})
-        except ValueError:
-            raise UserError(f"--eval-seeds {eval_seeds!r} is not a comma-separated list of integers; write e.g. "
-                            "--eval-seeds 0,1,2")
+                teacher=teacher, output_dir=output_dir, seeds=seeds, eval_seeds=eval_seeds, executor=executor)
     from harness import sweep
 
     if sweep.is_experiment(cfg):
@@ -225,6 +239,7 @@ def train(config: ConfigOpt = None, preset: PresetOpt = None, methods: MethodsOp
     """Build training data and train one student per method (no evaluation)."""
     from harness import pipeline
 
+    _check_run_options(run_id, output_dir)
     cfg = _load(config, preset, set_, methods=methods, student=student, teacher=teacher, output_dir=output_dir)
     plan = pipeline.plan_run(cfg, run_id)
     _print_plan(plan, dry_run)
@@ -239,15 +254,21 @@ def train(config: ConfigOpt = None, preset: PresetOpt = None, methods: MethodsOp
 @user_errors
 def eval_(model: Annotated[Optional[str], typer.Option("--model", help="Model to evaluate (default: the config's student).")] = None,
           adapter: Annotated[Optional[Path], typer.Option("--adapter", help="A LoRA adapter folder for --model.")] = None,
-          name: Annotated[str, typer.Option("--name", help="Row label for this model in results.")] = "model",
+          name: Annotated[Optional[str], typer.Option("--name", help="Row label for --model in results (default: model).")] = None,
           config: ConfigOpt = None, preset: PresetOpt = None, tasks: TasksOpt = None, limit: LimitOpt = None,
           run_id: RunIdOpt = None, output_dir: OutputOpt = None, set_: SetOpt = None,
           dry_run: DryRunOpt = False) -> None:
     """Evaluate one model (and the config's student as `base`) on tasks, without training."""
     from harness import pipeline
 
+    if model is None and adapter is None and name is not None:
+        raise UserError(f"--name {name!r} labels --model, which is not given; pass --model (or drop --name: the "
+                        "config's student is evaluated as base)")
+    name = name or "model"
     if adapter is not None and not adapter.exists():
         raise UserError(f"adapter folder {adapter} not found; pass a folder written by `harness train`")
+    _check_path_option("--adapter", adapter, want="dir")
+    _check_run_options(run_id, output_dir)
     cfg = _load(config, preset, set_, tasks=tasks, limit=limit, output_dir=output_dir)
     plan = pipeline.plan_run(cfg, run_id or None, train=False)
     if (model is not None or adapter is not None) and name == "base":
@@ -316,14 +337,58 @@ def check_adapter_fits(model: str | Path, adapter: Path) -> None:
 
 @app.command()
 @user_errors
-def report(run: RunArg) -> None:
-    """Re-aggregate a run's stored samples and re-render its report.html (same model order as the run)."""
+def report(runs: Annotated[list[Path], typer.Argument(help="One or more run folders (results/<run-id>).")],
+           output: Annotated[Optional[Path], typer.Option("--output", help="Write the HTML report here (needed for several runs).")] = None,
+           fmt: Annotated[str, typer.Option("--format", help="html (the report), or md, latex or csv tables with CIs on stdout.")] = "html",
+           force: Annotated[bool, typer.Option("--force", help="Combine runs whose evaluation settings differ (the report says what differs).")] = False) -> None:
+    """Re-aggregate a run's stored samples and re-render its report.html (same model order as the run); with
+    several runs, one report of all their models, refused when their evaluation settings differ (prompts, budgets,
+    grader versions, data fingerprints) unless --force."""
     from common.artifacts import Manifest, load_artifact
-    from harness.stages.aggregate import aggregate, render
+    from harness.stages.aggregate import aggregate
+    from reports.export import FORMATS, export
+    from reports.html import render_report
+    from reports.stats import load_results, write_results
 
-    rd = _run_dir(run)
-    aggregate(rd, load_artifact(Manifest, rd.manifest, "run manifest"))
-    console.print(f"report: {render(rd)}")
+    if fmt not in ("html", *FORMATS):
+        raise UserError(f"--format {fmt!r} is not a format; use html, md, latex or csv")
+    dirs = [_run_dir(r) for r in runs]
+    manifests = [load_artifact(Manifest, rd.manifest, "run manifest") for rd in dirs]
+    if len(dirs) == 1:
+        if fmt != "html":
+            path = dirs[0].results
+            if not path.is_file():
+                aggregate(dirs[0], manifests[0])
+            typer.echo(export(load_results(path), fmt), nl=False)
+            return
+        aggregate(dirs[0], manifests[0])
+        console.print(f"report: {render_report(dirs[0].root, out_path=output)}")
+        return
+    from harness.stages.combine import combine_runs, evaluation_differences, remove
+
+    if any(m.experiment for m in manifests):
+        raise UserError("an experiment folder (sweep or seeds) cannot be combined with other runs; pass plain runs, "
+                        "or report the experiment on its own")
+    if fmt == "html" and output is None:
+        raise UserError("several runs make one combined report: pass --output FILE (e.g. --output combined.html)")
+    differences = evaluation_differences(dirs, manifests)
+    if differences and not force:
+        more = f" (and {len(differences) - 1} more)" if len(differences) > 1 else ""
+        raise UserError(f"the runs were evaluated differently: {differences[0]}{more}; compare runs with the same "
+                        "evaluation settings, or pass --force to combine them anyway")
+    for d in differences:
+        console.print(f"[yellow]differs:[/] {d}")
+    combined = combine_runs(dirs, manifests, [f"evaluation settings differ (--force): {d}" for d in differences])
+    try:
+        results = load_results(combined.results)
+        results = results.model_copy(update={"run_id": " + ".join(rd.root.name for rd in dirs)})
+        write_results(combined.results, results)
+        if fmt != "html":
+            typer.echo(export(results, fmt), nl=False)
+            return
+        console.print(f"report: {render_report(combined.root, out_path=output.resolve())}")
+    finally:
+        remove(combined)
 
 
 @app.command()
@@ -450,6 +515,8 @@ def score(task: Annotated[str, typer.Option("--task", "-t", help="The task whose
     """Score externally produced responses with a task's scorer; print the task's metrics."""
     from harness.scoring import score_file
 
+    _check_path_option("--input", input, want="file")
+    _check_path_option("--output", output, want="file")
     metrics = score_file(task, input, output)
     for k, v in metrics.items():
         typer.echo(f"{k}\t{v:.4f}" if isinstance(v, float) else f"{k}\t{v}")
@@ -472,6 +539,85 @@ def _run_dir(run: Path):
     if not rd.manifest.exists():
         raise UserError(f"{run} is not a run folder (no manifest.json); pass results/<run-id>")
     return rd
+
+
+def run_status(root: Path) -> dict:
+    """What a run folder holds: status (complete, partial, or the stage it stopped in), methods, tasks, age."""
+    import json
+    import time
+
+    manifest: dict = {}
+    if (root / "manifest.json").is_file():
+        try:
+            manifest = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            manifest = {}
+    samples = sorted((root / "samples").glob("*/*.jsonl")) if (root / "samples").is_dir() else []
+    models = sorted(d.name for d in (root / "models").iterdir()) if (root / "models").is_dir() else []
+    methods = manifest.get("methods") or models
+    tasks = list(manifest.get("tasks") or {}) or sorted({f.stem for f in samples})
+    if (root / "cells").is_dir() and not (root / "results.json").is_file():
+        status = "partial (sweep: cells under cells/)"
+    elif (root / "results.json").is_file() and (root / "report.html").is_file():
+        status = "complete"
+    elif (root / "results.json").is_file():
+        status = "partial: stopped in report"
+    elif samples:
+        status = "partial: stopped in evaluate"
+    elif models:
+        unfinished = [m for m in models if not (root / "models" / m / "final").exists()]
+        status = f"partial: stopped in train ({', '.join(unfinished)})" if unfinished else \
+            "partial: stopped before evaluate"
+    elif (root / "data").is_dir():
+        status = "partial: stopped in training data"
+    else:
+        status = "empty (stopped in plan)"
+    newest = max((f.stat().st_mtime for f in [root, *root.iterdir()]), default=root.stat().st_mtime)
+    return {"run": root.name, "status": status, "methods": methods, "tasks": tasks,
+            "age_s": max(0.0, time.time() - newest)}
+
+
+def _age(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+@app.command()
+@user_errors
+def runs(output_dir: Annotated[Path, typer.Argument(help="The folder holding run folders.")] = Path("results")) -> None:
+    """List the run folders under an output folder: status (complete, partial with the stage it stopped in),
+    methods, tasks and age, newest first."""
+    if not output_dir.exists():
+        raise UserError(f"{output_dir} not found; pass the --output-dir your runs went to (default: results)")
+    _check_path_option("output folder", output_dir, want="dir")
+    found = [run_status(d) for d in output_dir.iterdir()
+             if d.is_dir() and any((d / x).exists() for x in ("manifest.json", "results.json", "samples", "data",
+                                                                  "models", "cells"))]
+    if not found:
+        console.print(f"no run folders under {output_dir}")
+        return
+    t = Table(title=f"runs in {output_dir}")
+    for col in ("run", "status", "methods", "tasks", "age"):
+        t.add_column(col)
+    for r in sorted(found, key=lambda r: r["age_s"]):
+        t.add_row(r["run"], r["status"], ",".join(r["methods"]) or "-", ",".join(r["tasks"]) or "-", _age(r["age_s"]))
+    console.print(t)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        from harness import __version__
+
+        typer.echo(f"harness {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: Annotated[bool, typer.Option("--version", callback=_version_callback, is_eager=True,
+                                                 help="Print the version and exit.")] = False) -> None:
+    """Evaluation-first benchmarking harness for LLM distillation (SFT vs CFT vs CGD)."""
 
 
 def main() -> None:  # pragma: no cover

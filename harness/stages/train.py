@@ -1,5 +1,7 @@
 """Train: one student per method on its prompt-completion examples, with the same optimiser settings and the
-same number of optimiser steps for every method. A trained model is reused only when its fingerprint (student
+same data exposure for every method (train.budget: num_epochs passes over each method's own examples, or the
+same number of tokens), whatever packing, sequence length or number of processes; a method may have its own
+recipe (train.recipes), marked as such. A trained model is reused only when its fingerprint (student
 identity, examples digest, training config, seed) matches; a stale one is trained again and the run says so."""
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from common.units import Resources, TrainedModel, Unit
 from distill.items import TrainItem
 from distill.methods import build_dataset, get_method
 from distill.mix import mix_by_conclusion
+from distill.train import TrainConfig, TrainExposure
 from harness.config import ConfigError, RunConfig
 from harness.executors import Job, raise_failures
 from harness.models import identity_of
@@ -23,17 +26,45 @@ from harness.stages.plan import Plan
 TRUNCATION_WARN = 0.01
 
 
-def shared_train_config(cfg: RunConfig, datasets: dict[str, list[dict]]):
-    """The one TrainConfig every method gets: the run seed, and max_steps fixed by the smallest dataset when not
-    given, so no method sees more updates than another."""
-    tcfg = cfg.train.model_copy()
-    if tcfg.seed is None:
-        tcfg.seed = cfg.seed
-    if tcfg.max_steps is None:
-        per_step = tcfg.per_device_batch_size * tcfg.gradient_accumulation_steps
-        smallest = min(len(r) for r in datasets.values())
-        tcfg.max_steps = max(1, (smallest * tcfg.num_epochs) // per_step)
-    return tcfg
+#: Warn when methods' data passes differ by more than this share.
+EXPOSURE_WARN = 0.01
+
+
+def method_train_configs(cfg: RunConfig, student: Path | str,
+                         datasets: dict[str, list[dict]]) -> dict[str, TrainConfig]:
+    """Each method's TrainConfig: the shared one with the run seed and the method's own recipe. The step count
+    follows from the budget once TRL has built the method's rows (distill.train.plan_exposure); a tokens
+    budget left open becomes the smallest method's tokens for its epochs, so no method repeats data."""
+    base = cfg.train.model_copy(update={"seed": cfg.train.seed if cfg.train.seed is not None else cfg.seed})
+    per_method = {m: base.for_method(m) for m in datasets}
+    if base.budget == "tokens" and base.max_steps is None and base.budget_tokens is None:
+        from distill.train import count_rows
+
+        tokens = {m: count_rows(student, rows, per_method[m])[1] * per_method[m].num_epochs
+                  for m, rows in datasets.items()}
+        target = min(tokens.values())
+        console.print(f"[bold]train[/] budget: {target:,} tokens per method (the smallest method's, "
+                      f"{min(tokens, key=tokens.get)})", highlight=False)
+        per_method = {m: c.model_copy(update={"budget_tokens": target}) for m, c in per_method.items()}
+    return per_method
+
+
+def check_exposure(exposures: dict[str, TrainExposure], configs: dict[str, TrainConfig]) -> list[str]:
+    """Warnings (also printed) when methods saw their data unequally often, or more often than their
+    num_epochs asks (a fixed step count or a tokens budget past one pass): data is never repeated silently."""
+    out = []
+    passes = {m: e.data_passes for m, e in exposures.items()}
+    if passes and max(passes.values()) > (1 + EXPOSURE_WARN) * min(passes.values()):
+        out.append("methods saw their data unequally often (data_passes " +
+                   ", ".join(f"{m} {v:.3f}" for m, v in passes.items()) + "); use train.budget=epochs and "
+                   "leave train.max_steps unset for equal exposure")
+    for m, e in exposures.items():
+        if e.data_passes > configs[m].num_epochs + 1e-9:
+            out.append(f"{m} repeats its data: {e.data_passes:.2f} passes over its {e.rows} rows with "
+                       f"num_epochs={configs[m].num_epochs} (budget {e.budget})")
+    for w in out:
+        console.print(f"[yellow]warning[/] {w}", highlight=False)
+    return out
 
 
 def truncation_stats(student: Path | str, rows: list[dict], max_length: int) -> dict[str, int]:
@@ -71,6 +102,15 @@ def check_selection(plan: Plan) -> None:
     sel = plan.config.train.select_checkpoint
     if sel is None:
         return
+    if sel.on != SELECTION_TASK:
+        if sel.on not in plan.tasks:
+            raise ConfigError(f"train.select_checkpoint.on={sel.on!r} is not a task of this run; name one of "
+                              f"{', '.join(plan.tasks)} or use the default pool_validation (held-out pool questions)")
+        primary = plan.task_objs[sel.on].primary_metric
+        if sel.metric != primary:
+            raise ConfigError(f"train.select_checkpoint.metric={sel.metric!r}: selection on {sel.on} uses its "
+                              f"primary metric; set train.select_checkpoint.metric={primary}")
+        return
     if plan.config.pool.validation_n <= 0:
         raise ConfigError("train.select_checkpoint scores checkpoints on held-out training questions, but "
                           "pool.validation_n=0; set pool.validation_n (e.g. 32) or unset train.select_checkpoint")
@@ -80,7 +120,11 @@ def check_selection(plan: Plan) -> None:
 
 
 def selection_docs(plan: Plan):
-    """The only items checkpoint selection ever sees: the pool's validation split (task pool_validation)."""
+    """The items checkpoint selection sees: the pool's validation split (task pool_validation), or the test
+    benchmark the config spells out in train.select_checkpoint.on (marked as test-set selection)."""
+    on = plan.config.train.select_checkpoint.on
+    if on != SELECTION_TASK:
+        return plan.task_objs[on], plan.docs[on]
     if SELECTION_TASK not in plan.docs:
         raise ConfigError("checkpoint selection needs the pool_validation task (pool.validation_n > 0)")
     return plan.task_objs[SELECTION_TASK], plan.docs[SELECTION_TASK]
@@ -119,7 +163,8 @@ def select_checkpoint(plan: Plan, student: Path | str, method: str, adapter: boo
     task, docs = selection_docs(plan)
     model_dir = plan.run_dir.model_dir(method)
     key = stable_hash({"model": fingerprint, "docs": docs_digest(docs), "metric": sel.metric,
-                       "eval": plan.config.eval.engine.model_dump(mode="json")})
+                       "eval": plan.config.eval.engine.model_dump(mode="json"),
+                       **({"on": sel.on} if sel.on != SELECTION_TASK else {})})
     path = model_dir / "selection.json"
     if path.exists():
         stored = json.loads(path.read_text())
@@ -138,38 +183,42 @@ def select_checkpoint(plan: Plan, student: Path | str, method: str, adapter: boo
     best = max(values)
     idx = [i for i, v in enumerate(values) if v == best]
     chosen = curve[idx[-1] if sel.ties == "last" else idx[0]]
-    out = {"key": key, "on": SELECTION_TASK, "n": len(docs), "metric": sel.metric, "every_steps": sel.every_steps,
+    test_set = sel.on != SELECTION_TASK
+    out = {"key": key, "on": sel.on, "n": len(docs), "metric": sel.metric, "every_steps": sel.every_steps,
            "ties": sel.ties, "curve": curve, "selected_step": chosen["step"], "selected": chosen["dir"],
-           "last_step": curve[-1]["step"], "selected_is_last": chosen is curve[-1]}
+           "last_step": curve[-1]["step"], "selected_is_last": chosen is curve[-1], "test_set_selection": test_set}
     write_json_atomic(path, out)
     out["selected_dir"] = str(model_dir / chosen["dir"])
+    where = (f"{len(docs)} items of the TEST benchmark {sel.on} (test-set selection, as the paper did: "
+             f"{sel.on}'s numbers for this model are optimistic)" if test_set else f"{len(docs)} held-out pool questions")
     console.print(f"[bold]select[/] {method}: step {chosen['step']} ({sel.metric} {chosen['value']:.3f} on "
-                  f"{len(docs)} held-out pool questions; curve " +
+                  f"{where}; curve " +
                   ", ".join(f"{c['step']}:{c['value']:.2f}" for c in curve) + ")", highlight=False)
     return out
 
 
-def train_job(student: Path | str, rows: list[dict], model_dir: Path, tcfg) -> bool:
-    """One train unit (method x seed x cell): train the student into ``model_dir`` (resuming from its last
-    complete checkpoint); True when the result is a LoRA adapter. The driver writes the done record
-    (fingerprint.json) from the returned value."""
-    from distill.train import train_student
+def train_job(student: Path | str, examples: Path, model_dir: Path, tcfg: TrainConfig) -> bool:
+    """One train unit (method x seed x cell): train the student into ``model_dir`` through distill.train's entry
+    point (one process, or train.distributed.nproc processes under torchrun), resuming from its last complete
+    checkpoint; True when the result is a LoRA adapter. The driver writes the done record (fingerprint.json)."""
+    from distill.train import TrainJob, launch
     from harness.progress import quiet_hf_progress
 
     quiet_hf_progress()
-    res = train_student(student, rows, model_dir, tcfg, progress=True)
+    res = launch(TrainJob(base_model=str(student), examples=str(examples), out_dir=str(model_dir), config=tcfg),
+                 progress=True)
     sort_target_modules(model_dir)
     return res.adapter
 
 
-def train_resources(cfg: RunConfig) -> Resources:
-    """A train unit's needs: the GPUs its job asks for (one per process on GPU; none on CPU)."""
-    gpus = float(cfg.executor.gpus and 1 or 0)
-    return Resources(gpus=gpus, cpus=1.0)
+def train_resources(cfg: RunConfig, tcfg: TrainConfig) -> Resources:
+    """A train unit's needs: one GPU per training process when the run has GPUs, one CPU per process."""
+    nproc = float(tcfg.distributed.nproc)  # a gang: all its processes on one node, or none
+    return Resources(gpus=nproc if cfg.executor.gpus else 0.0, cpus=nproc)
 
 
-def train_methods(plan: Plan, student: Path | str, items: list[TrainItem], cache=None,
-                  donor=None, executor=None) -> dict[str, TrainedModel]:
+def train_methods(plan: Plan, student: Path | str, items: list[TrainItem], cache=None, donor=None,
+                  executor=None) -> dict[str, TrainedModel]:
     """``donor``: a sibling sweep cell's RunDir; a model it trained with this very fingerprint is linked in.
     Every method to train is one unit for ``executor`` (in order, in this process, by default)."""
     from harness.executors.local import LocalExecutor
@@ -182,15 +231,17 @@ def train_methods(plan: Plan, student: Path | str, items: list[TrainItem], cache
     for m, rows in datasets.items():
         if not rows:
             raise ConfigError(f"method {m} has no training examples (its teacher stage produced nothing)")
-    tcfg = shared_train_config(cfg, datasets)
+    tcfgs = method_train_configs(cfg, student, datasets)
     student_id = identity_of(cfg.eval.engine, student)
     rd = plan.run_dir
     fingerprints: dict[str, str] = {}
-    stored: dict[str, dict | None] = {}
+    stored: dict[str, dict] = {}
     jobs: list[Job] = []
     for m, rows in datasets.items():
+        tcfg = tcfgs[m]
+        # The number of processes is not part of what is trained (same global batch, same data order).
         fingerprint = fingerprints[m] = stable_hash({"student": student_id, "examples": stable_hash(rows),
-                                                     "train": tcfg.model_dump(mode="json")})
+                                                     "train": tcfg.model_dump(mode="json", exclude={"distributed"})})
         fp_path = rd.model_dir(m) / "fingerprint.json"
         if donor is not None and not rd.model_dir(m).exists():
             donor_fp = donor.model_dir(m) / "fingerprint.json"
@@ -205,17 +256,20 @@ def train_methods(plan: Plan, student: Path | str, items: list[TrainItem], cache
                           "settings; training again")
             shutil.rmtree(rd.model_dir(m))
             rec = None
-        stored[m] = rec if rec is not None and (rd.model_dir(m) / "final").exists() else None
-        if stored[m] is None:
-            write_jsonl_atomic(rd.train_data(m), rows)
-            truncation = truncation_stats(student, rows, tcfg.max_length)
-            if truncation["examples_dropped"] == len(rows):
-                raise ConfigError(f"method {m}: every training prompt is longer than train.max_length="
-                                  f"{tcfg.max_length} tokens, so nothing is left to learn; raise train.max_length")
-            console.print(f"[bold]train[/] {m}: {len(rows)} examples, {tcfg.max_steps} steps")
-            unit = Unit("train", f"train/{m}", fingerprint, train_resources(cfg))
-            jobs.append(Job(unit, train_job, (student, rows, rd.model_dir(m), tcfg)))
-            stored[m] = {"fingerprint": fingerprint, "truncation": truncation}
+        if rec is not None and (rd.model_dir(m) / "final").exists():
+            stored[m] = rec
+            continue
+        write_jsonl_atomic(rd.train_data(m), rows)
+        truncation = truncation_stats(student, rows, tcfg.max_length)
+        if truncation["examples_dropped"] == len(rows):
+            raise ConfigError(f"method {m}: every training prompt is longer than train.max_length="
+                              f"{tcfg.max_length} tokens, so nothing is left to learn; raise train.max_length")
+        own = " (own recipe)" if m in cfg.train.recipes else ""
+        console.print(f"[bold]train[/] {m}{own}: {len(rows)} examples, budget "
+                      f"{'max_steps=' + str(tcfg.max_steps) if tcfg.max_steps else tcfg.budget}", highlight=False)
+        unit = Unit("train", f"train/{m}", fingerprint, train_resources(cfg, tcfg))
+        jobs.append(Job(unit, train_job, (student, rd.train_data(m), rd.model_dir(m), tcfg)))
+        stored[m] = {"fingerprint": fingerprint, "truncation": truncation}
     outcomes = executor.run(jobs, rd.root / "logs" / "units")
     for job, o in zip(jobs, outcomes):
         if o.error is None:
@@ -225,8 +279,9 @@ def train_methods(plan: Plan, student: Path | str, items: list[TrainItem], cache
     raise_failures(outcomes)
     trained_now = {j.unit.name.split("/", 1)[1] for j in jobs}
     out: dict[str, TrainedModel] = {}
+    exposures: dict[str, TrainExposure] = {}
     for m, rows in datasets.items():
-        rec = stored[m]
+        tcfg, rec = tcfgs[m], stored[m]
         truncation = rec["truncation"]
         lost = truncation["target_tokens_lost"] / max(1, truncation["target_tokens"])
         if lost > TRUNCATION_WARN:
@@ -241,7 +296,18 @@ def train_methods(plan: Plan, student: Path | str, items: list[TrainItem], cache
             model_dir = Path(selection["selected_dir"])
         else:
             metrics["selection"] = {"on": None, "selected": "last checkpoint (as the paper)"}
+        if "exposure" in metrics:
+            exposure = exposures[m] = TrainExposure.model_validate(metrics["exposure"])
+            if m in trained_now:
+                console.print(f"[bold]train[/] {m}: {exposure.steps} steps of {exposure.global_batch} rows, "
+                              f"{exposure.rows} rows a pass, data_passes {exposure.data_passes:.3f}", highlight=False)
+        recipe = cfg.train.recipes.get(m)
+        metrics["recipe"] = ({"own": True, **recipe.model_dump(exclude_none=True)} if recipe is not None
+                             else {"own": False})
         out[m] = TrainedModel(method=m, model_dir=str(model_dir), adapter=rec["adapter"], examples=len(rows),
                               fingerprint=fingerprints[m], truncation=truncation, reused=m not in trained_now,
                               metrics=metrics)
+    warnings = check_exposure(exposures, tcfgs)
+    for tm in out.values():
+        tm.metrics["exposure_warnings"] = warnings
     return out

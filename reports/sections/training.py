@@ -55,6 +55,7 @@ def selection_section(manifest: Optional[Manifest]) -> tuple[list[dict], bytes |
         if not sel.get("curve"):
             continue
         out.append({"model": name, "metric": sel.get("metric"), "on": sel.get("on"), "n": sel.get("n"),
+                    "test_set": bool(sel.get("test_set_selection")),
                     "selected": sel.get("selected_step"), "last": sel.get("last_step"),
                     "curve": [(c["step"], c["value"]) for c in sel["curve"]],
                     "curve_text": ", ".join(f"{c['step']}: {pct(c['value'])}" for c in sel["curve"])})
