@@ -31,6 +31,7 @@ def user_error_types() -> tuple[type[BaseException], ...]:
     from common.files import CorruptFile
     from distill.methods import UnknownMethod
     from distill.prompts import PromptTemplateError
+    from distill.train import TrainError
     from harness.config import ConfigError
     from harness.engines import EngineUnavailable
     from harness.engines.http_limits import APIRequestError
@@ -43,7 +44,8 @@ def user_error_types() -> tuple[type[BaseException], ...]:
     return (ConfigError, UnknownTask, UnknownMethod, DataMissing, EngineUnavailable, UsageError, ScoreInputError,
             SchemaMismatch, CorruptFile, ModelNotFound, PromptTemplateError, TaskOptionError,
             APIRequestError,  # an API that refuses for good (bad key, unknown model): its one line, no key
-            RunFolderBusy)  # another driver holds the run folder: who, and what to do
+            RunFolderBusy,  # another driver holds the run folder: who, and what to do
+            TrainError)  # a training request that cannot go ahead as asked (zero3 without deepspeed, ...)
 
 
 @dataclass(frozen=True)

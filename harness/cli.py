@@ -109,6 +109,8 @@ def _print_plan(plan, dry_run: bool) -> None:
     from harness.stages.plan import estimate_cost
 
     cfg = plan.config
+    if not dry_run:
+        _check_memory(cfg, False)  # a run that cannot fit: its one line, before anything else is printed
     t = Table(title=f"plan: {plan.run_id}", show_header=True)
     t.add_column("task")
     t.add_column("items", justify="right")
@@ -126,7 +128,24 @@ def _print_plan(plan, dry_run: bool) -> None:
         console.print("estimate: expected figures, with the cap (every output at its budget) where it differs", highlight=False)
         for line in cost.lines():
             console.print(escape(line), highlight=False, soft_wrap=True)
+        _check_memory(cfg, True)
     console.print(f"run folder: {plan.run_dir.root}")
+
+
+def _check_memory(cfg, show: bool) -> None:
+    """Per-GPU memory estimate (printed by --dry-run); a run that cannot fit stops here, before any model call."""
+    from harness import sizing
+    from harness.config import ConfigError
+
+    train, serve = sizing.estimate(cfg)
+    if show:
+        for est in (train, serve):
+            if est is not None:
+                console.print(est.line(), highlight=False, soft_wrap=True)
+    try:
+        sizing.check_fits(cfg)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
 
 
 def _experiment(cfg, run_id, dry_run: bool) -> None:
