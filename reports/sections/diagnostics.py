@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 from common.artifacts import Results, SampleRecord
+from reports import plots
 from reports.changes import tested_changes
 from reports.fmt import ci_text, p_text, pct, signed_pct
 from reports.sections.samples import SampleSet
@@ -172,8 +173,6 @@ def secondary_tests(results: Results, labels: Mapping[str, str]) -> list[Seconda
 def length_histogram(samples: SampleSet, tasks: list[str], labels: Mapping[str, str],
                      colours: Mapping[str, str]) -> bytes | None:
     """Completion length (tokens) per model, one panel per generative task (step histograms, shared bins)."""
-    from reports import plots
-
     panels = []
     for t in tasks:
         by_model = samples.by_model(t)
