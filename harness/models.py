@@ -7,6 +7,7 @@ from typing import Any
 
 from common.files import stable_hash
 from common.types import SamplingParams
+from distill.teachers import teacher_class
 from harness.config import ConfigError, EngineConfig, RunConfig
 from harness.engines import build_engine, engine_identity
 from harness.store import CachedEngine, CallCache
@@ -87,7 +88,7 @@ def teacher_params(cfg: RunConfig) -> SamplingParams:
 def teacher_fingerprint(cfg: RunConfig) -> dict[str, Any]:
     """What decides the teacher's outputs: its kind, model identity, prompt wording and sampling."""
     parts: dict[str, Any] = {"kind": cfg.teacher.kind, "prompts": cfg.prompts.digest()}
-    if cfg.teacher.kind == "llm":
+    if teacher_class(cfg.teacher.kind).needs_engine:
         parts["model"] = identity_of(cfg.teacher.engine, cfg.teacher.model)
         parts["params"] = teacher_params(cfg).to_dict()
         if cfg.teacher.strip_thinking:  # unset: the fingerprint every earlier run had
@@ -98,20 +99,12 @@ def teacher_fingerprint(cfg: RunConfig) -> dict[str, Any]:
 
 
 def make_teacher(cfg: RunConfig, cache: CallCache | None):
-    kind = cfg.teacher.kind
-    if kind == "oracle":
-        from distill.teachers.oracle import OracleTeacher
-
-        return OracleTeacher(style=cfg.teacher.style)
-    if kind == "reference":
-        from distill.teachers.reference import ReferenceTeacher
-
-        return ReferenceTeacher()
-    from distill.teachers.llm import LLMTeacher
-
+    """The registered teacher of ``teacher.kind`` (distill/teachers/__init__.py); one that needs an engine gets
+    ``teacher.model`` served through the call cache."""
+    cls = teacher_class(cfg.teacher.kind)
+    if not cls.needs_engine:
+        return cls.from_config(cfg.teacher, cfg.prompts)
     assert cache is not None
     engine = serve(cfg.teacher.engine, cfg.teacher.model, None, cache)
-    return LLMTeacher(engine, cfg.prompts, teacher_params(cfg),
-                      identity=f"llm:{stable_hash(teacher_fingerprint(cfg))[:16]}",
-                      batch_size=cfg.teacher.batch_size, conclusion_retries=cfg.teacher.conclusion_retries,
-                      strip_thinking=cfg.teacher.strip_thinking)
+    return cls.from_config(cfg.teacher, cfg.prompts, engine, teacher_params(cfg),
+                           identity=f"llm:{stable_hash(teacher_fingerprint(cfg))[:16]}")

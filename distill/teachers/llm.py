@@ -17,6 +17,7 @@ from distill.items import TrainItem
 from distill.prompts import PromptTemplates
 from common.labels import conclusion_of  # noqa: F401  (re-exported)
 from common.types import Completion, Prompt, ProgressFn, SamplingParams
+from distill.teachers import register_teacher
 from distill.teachers.base import TextModel
 from distill.teachers.thinking import strip_thinking, thinking_pattern
 
@@ -58,6 +59,7 @@ def specific_critique(item: TrainItem) -> str | None:
     return item.meta.get("specific_critique") or item.critique
 
 
+@register_teacher("llm")
 class LLMTeacher:
     """Teacher protocol over an Engine. ``batch_size`` prompts go to ``engine.generate`` per call, so a long
     stage shows steady progress and a crash loses at most one batch (the engine's cache keeps the rest).
@@ -98,6 +100,15 @@ class LLMTeacher:
         #: How many critiques needed the follow-up, and how many stayed without a valid conclusion (last call).
         self.last_stats: dict[str, int] = {}
         self.last_usage: list[CallUsage] = []
+
+    needs_engine = True
+
+    @classmethod
+    def from_config(cls, section, prompts=None, engine=None, params=None, identity=None) -> "LLMTeacher":
+        """``section``: the teacher config (batch_size, conclusion_retries, strip_thinking); ``engine``: the
+        served teacher model."""
+        return cls(engine, prompts, params, identity=identity, batch_size=section.batch_size,
+                   conclusion_retries=section.conclusion_retries, strip_thinking=section.strip_thinking)
         #: Per item of the last call: the output before its thinking was stripped (None = nothing stripped, or
         #: no pattern set), and whether a set pattern found no thinking to strip.
         self.last_raw: list[str | None] = []

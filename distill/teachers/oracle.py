@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from distill.items import TrainItem
+from distill.teachers import register_teacher
 from tasks.scorers.extract import after_answer_is, last_boxed
 from tasks.synthetic import OP_NAMES, Problem, as_int, format_step, problem_of
 
@@ -186,8 +187,15 @@ def _teacher_prose(problem: Problem) -> str:
     return "\n".join(sentences)  # a sentence a line: the oracle's own checker reads one equation a line
 
 
+@register_teacher("oracle")
 class OracleTeacher:
     """Teacher protocol (distill/teachers/base.py) for the synthetic task, computed exactly."""
+
+    needs_engine = False
+
+    @classmethod
+    def from_config(cls, section, prompts=None, engine=None, params=None, identity=None) -> "OracleTeacher":
+        return cls(style=section.style)
 
     #: teacher.style -> identity (part of the teacher fingerprint: each style's outputs are cached apart)
     IDENTITIES = {"student": "oracle-synthetic-v1", "teacher": "oracle-synthetic-teacher-style-v1"}

@@ -15,6 +15,7 @@ from typing import Sequence
 from math_verify import parse, verify
 
 from distill.items import TrainItem
+from distill.teachers import register_teacher
 from tasks.scorers.extract import extract_answer, last_boxed
 
 _TIMEOUT_S = 5  # math-verify's own default; it uses SIGALRM, which only works in the main thread
@@ -64,10 +65,16 @@ def reference_critique(item: TrainItem) -> str:
     )
 
 
+@register_teacher("reference")
 class ReferenceTeacher:
     """Teacher built from the dataset's gold solutions (see the module docstring)."""
 
     identity = "reference-v1"
+    needs_engine = False
+
+    @classmethod
+    def from_config(cls, section, prompts=None, engine=None, params=None, identity=None) -> "ReferenceTeacher":
+        return cls()
 
     def critique(self, items: Sequence[TrainItem]) -> list[str]:
         missing = [it.id for it in items if it.probe is None]
