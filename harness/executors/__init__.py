@@ -3,9 +3,7 @@
 An executor module decorates its class with ``@register_executor("name")`` and adds one line to
 ``EXECUTOR_MODULES`` (as engines do). ``run(jobs)`` executes independent jobs (a unit, a function and its
 arguments) and returns one ``Outcome`` per job, in order: the value, or the error after ``max_retries`` more
-attempts (each with a fresh name); a failed unit never stops the others. ``on_done(job, outcome)`` is called in
-the driver as each unit finishes, so its output is committed (with its done record) before the next one ends: a
-run killed halfway keeps every finished unit. The driver alone writes the run folder
+attempts (each with a fresh name); a failed unit never stops the others. The driver alone writes the run folder
 and the call cache, from the values jobs return.
 """
 from __future__ import annotations
@@ -41,8 +39,7 @@ class Executor(Protocol):
     #: True when jobs run in this process (so they may use the driver's cache and progress bars directly).
     in_process: bool
 
-    def run(self, jobs: Sequence[Job], log_dir: Path | None = None,
-            on_done: Callable[[Job, Outcome], None] | None = None) -> list[Outcome]: ...
+    def run(self, jobs: Sequence[Job], log_dir: Path | None = None) -> list[Outcome]: ...
 
     def describe(self) -> dict[str, Any]: ...
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from common.units import Outcome
 from harness.executors import Job, register_executor
@@ -19,14 +19,8 @@ class LocalExecutor:
     def __init__(self, cfg) -> None:
         self.cfg = cfg
 
-    def run(self, jobs: Sequence[Job], log_dir: Path | None = None,
-            on_done: Callable[[Job, Outcome], None] | None = None) -> list[Outcome]:
-        out = []
-        for job in jobs:
-            out.append(Outcome(job.unit, job.fn(*job.args)))
-            if on_done is not None:
-                on_done(job, out[-1])
-        return out
+    def run(self, jobs: Sequence[Job], log_dir: Path | None = None) -> list[Outcome]:
+        return [Outcome(job.unit, job.fn(*job.args)) for job in jobs]
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "local", "resources": {"CPU": os.cpu_count()}}

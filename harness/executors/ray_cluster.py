@@ -13,12 +13,12 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from common.progress import console, progress_bar
 from common.units import Outcome
 from harness.config import ConfigError
-from harness.executors import Job, error_log, register_executor
+from harness.executors import Job, register_executor
 
 #: Seconds to wait for a cluster to answer ray.init before saying so (a wrong address hangs otherwise).
 CONNECT_TIMEOUT_S = 60
@@ -90,8 +90,9 @@ class RayExecutor:
                 raise ConfigError(f"{missing[0]} is not visible from Ray node {host}; put output_dir and the models "
                                   "on a file system every node mounts (e.g. NFS) and point the config there")
 
-    def run(self, jobs: Sequence[Job], log_dir: Path | None = None,
-            on_done: Callable[[Job, Outcome], None] | None = None) -> list[Outcome]:
+    def run(self, jobs: Sequence[Job], log_dir: Path | None = None) -> list[Outcome]:
+        from harness.executors import error_log
+
         if not jobs:
             return []
         self.check_capacity(jobs)
@@ -123,7 +124,7 @@ class RayExecutor:
                 i = pending.pop(done[0])
                 try:
                     outcomes[i] = Outcome(jobs[i].unit, ray.get(done[0]), attempts=attempts[i])
-                except Exception as e:  # the unit raised (RayTaskError), or its worker died (WorkerCrashedError)
+                except (ray.exceptions.RayError, Exception) as e:  # the unit raised, or its worker died
                     cause = getattr(e, "cause", None) or e
                     log = error_log(log_dir, jobs[i].unit, attempts[i], cause)
                     if attempts[i] <= self.cfg.max_retries:
@@ -134,7 +135,5 @@ class RayExecutor:
                         continue
                     outcomes[i] = Outcome(jobs[i].unit, error=f"{type(cause).__name__}: {str(cause)[:300]}",
                                           attempts=attempts[i], log=log)
-                if on_done is not None:
-                    on_done(jobs[i], outcomes[i])
                 advance(1)
         return outcomes  # type: ignore[return-value]

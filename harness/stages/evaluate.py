@@ -220,10 +220,10 @@ def evaluate_models(plan: Plan, models: list[ModelToEvaluate], cache: CallCache,
             fps[unit.name] = (gen_fp, score_fp)
             jobs.append(Job(unit, eval_unit, (plan, m, name, identity,
                                                cache if executor.in_process else str(cache.path))))
-
-    def done(job: Job, o) -> None:  # stored as each unit finishes (a later kill keeps it)
+    outcomes = executor.run(jobs, rd.root / "logs" / "units")
+    for job, o in zip(jobs, outcomes):
         if o.error is not None:
-            return
+            continue
         out: EvalOutput = o.value
         model, name = job.args[1].name, job.args[2]
         if out.new_cache_rows:
@@ -237,8 +237,6 @@ def evaluate_models(plan: Plan, models: list[ModelToEvaluate], cache: CallCache,
         me.engine, me.loaded = out.engine, True
         me.cache_hits += out.hits
         me.cache_misses += out.misses
-
-    outcomes = executor.run(jobs, rd.root / "logs" / "units", on_done=done)
     release_engines()
     raise_failures(outcomes)
     for me in stats.values():  # the run's task order, whichever unit finished first

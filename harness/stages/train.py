@@ -270,13 +270,13 @@ def train_methods(plan: Plan, student: Path | str, items: list[TrainItem], cache
         unit = Unit("train", f"train/{m}", fingerprint, train_resources(cfg, tcfg))
         jobs.append(Job(unit, train_job, (student, rd.train_data(m), rd.model_dir(m), tcfg)))
         stored[m] = {"fingerprint": fingerprint, "truncation": truncation}
-    def done(job: Job, o) -> None:  # the done record, as each job finishes (a later kill keeps it)
+    outcomes = executor.run(jobs, rd.root / "logs" / "units")
+    for job, o in zip(jobs, outcomes):
         if o.error is None:
             m = job.unit.name.split("/", 1)[1]
             stored[m]["adapter"] = o.value
-            write_json_atomic(rd.model_dir(m) / "fingerprint.json", stored[m])
-
-    raise_failures(executor.run(jobs, rd.root / "logs" / "units", on_done=done))
+            write_json_atomic(rd.model_dir(m) / "fingerprint.json", stored[m])  # the done record
+    raise_failures(outcomes)
     trained_now = {j.unit.name.split("/", 1)[1] for j in jobs}
     out: dict[str, TrainedModel] = {}
     exposures: dict[str, TrainExposure] = {}
