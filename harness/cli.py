@@ -70,6 +70,10 @@ def _load(config, preset, overrides, *, methods=None, tasks=None, limit=None, st
     from harness.api import build_config
 
     _check_path_option("--config", config, want="file")
+    if student is not None and student != "tiny" and (config is None or Path(config).name == "tiny.yaml"):
+        console.print(f"[yellow]warning:[/] --student {student} on configs/tiny.yaml keeps the tiny student's learning "
+                      "rate, budgets and synthetic pool; for a real model start from --config configs/starter.yaml "
+                      "(docs/your-own-models.md)", highlight=False, soft_wrap=True)
     return build_config(config, preset, overrides, methods=methods, tasks=tasks, limit=limit, student=student,
                         teacher=teacher, output_dir=output_dir, seeds=seeds, eval_seeds=eval_seeds)
 
@@ -151,6 +155,7 @@ def _experiment(cfg, run_id, dry_run: bool) -> None:
         return
     top = sweep.run_experiment(cfg, rid, command=" ".join(shlex.quote(a) for a in ["harness", *sys.argv[1:]]))
     console.print(f"report: {top.report}")
+    _track(cfg, top.root)
 
 
 def _summary(run_dir: Path) -> None:
@@ -174,6 +179,14 @@ def _summary(run_dir: Path) -> None:
         t.add_row(m, *cells)
     console.print(t)
     console.print(f"report: {run_dir / 'report.html'}")
+
+
+def _track(cfg, root: Path) -> None:
+    """Log the finished run to the trackers of `tracking:` (none by default)."""
+    if cfg.tracking.enabled:
+        from harness.tracking import track_run
+
+        track_run(cfg.tracking, root, log=lambda line: console.print(line, highlight=False))
 
 
 def _pct(v) -> str:
@@ -206,6 +219,7 @@ def compare(config: ConfigOpt = None, preset: PresetOpt = None, methods: Methods
         return
     rd = pipeline.run(plan, command=" ".join(shlex.quote(a) for a in ["harness", *sys.argv[1:]]))
     _summary(rd.root)
+    _track(cfg, rd.root)
 
 
 @app.command()
@@ -268,6 +282,7 @@ def eval_(model: Annotated[Optional[str], typer.Option("--model", help="Model to
         extra[name] = (student, str(adapter) if adapter else None)
     rd = pipeline.run(plan, command=" ".join(["harness", *sys.argv[1:]]), extra_models=extra)
     _summary(rd.root)
+    _track(cfg, rd.root)
 
 
 def _tensor_shapes(folder: Path) -> dict[str, tuple[int, ...]]:
