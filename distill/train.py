@@ -55,6 +55,30 @@ class CheckpointSelection(BaseModel):
     ties: Literal["last", "first"] = "last"
 
 
+class DistributedConfig(BaseModel):
+    """One training job over ``nproc`` processes (one per GPU; gloo on CPU), launched by torchrun."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    nproc: int = Field(1, ge=1)
+    #: ddp: every process holds the whole model; fsdp: FSDP2 full sharding; zero3: DeepSpeed ZeRO-3 (needs
+    #: the deepspeed package). See configs/accelerate/ for the same choices under `accelerate launch`.
+    strategy: Literal["ddp", "fsdp", "zero3"] = "ddp"
+
+
+class Recipe(BaseModel):
+    """A method's own optimiser recipe (e.g. CFT's published lr 5e-6, batch 512); unset fields keep the shared
+    value. The manifest and report mark such a method as trained with its own recipe."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    learning_rate: float | None = Field(None, gt=0)
+    global_batch: int | None = Field(None, ge=1)
+    num_epochs: int | None = Field(None, ge=1)
+    warmup_ratio: float | None = Field(None, ge=0.0, lt=1.0)
+    lr_scheduler: str | None = None
+
+
 class TrainConfig(BaseModel):
     """Optimiser and adapter settings, shared by every method in a comparison."""
 
@@ -68,14 +92,28 @@ class TrainConfig(BaseModel):
     target_modules: str | list[str] = "all-linear"
     learning_rate: float = Field(1e-4, gt=0)
     num_epochs: int = Field(1, ge=1)
-    #: None: as many steps as num_epochs takes. The pipeline sets the SAME value for every method.
+    #: How much each method trains. epochs (the paper's): num_epochs passes over the method's own examples
+    #: (packed rows when packing), so methods whose examples differ in length still see their data equally
+    #: often. tokens: a compute-matched ablation, every method trains on budget_tokens tokens (None: the
+    #: smallest method's tokens for num_epochs passes, so no method repeats data).
+    budget: Literal["epochs", "tokens"] = "epochs"
+    budget_tokens: int | None = Field(None, ge=1)
+    #: Set: exactly this many optimiser steps for every method (overrides the budget; tests and smoke runs).
     max_steps: int | None = Field(None, ge=1)
     per_device_batch_size: int = Field(8, ge=1)
     gradient_accumulation_steps: int = Field(1, ge=1)
+    #: Examples (rows) per optimiser step over all processes. None: per_device_batch_size x
+    #: gradient_accumulation_steps. With several processes the accumulation is derived so that this stays.
+    global_batch: int | None = Field(None, ge=1)
+    distributed: DistributedConfig = Field(default_factory=DistributedConfig)
+    #: Per-method overrides {method: Recipe}; a method without one trains with the shared settings.
+    recipes: dict[str, Recipe] = Field(default_factory=dict)
     max_length: int = Field(1024, ge=8)
     warmup_ratio: float = Field(0.03, ge=0.0, lt=1.0)
     lr_scheduler: str = "cosine"
     weight_decay: float = Field(0.0, ge=0.0)
+    #: transformers' optimizer name; adamw_bnb_8bit (needs bitsandbytes) keeps AdamW's moments in 8 bits.
+    optim: str = "adamw_torch"
     max_grad_norm: float = Field(1.0, gt=0)
     #: None: the run's seed (the pipeline fills it in), so `--set seed=N` reaches training.
     seed: int | None = None
@@ -95,9 +133,139 @@ class TrainConfig(BaseModel):
     @model_validator(mode="after")
     def _check(self) -> "TrainConfig":
         # A static list (transformers.SchedulerType) so that loading a config does not import transformers.
-        if self.lr_scheduler not in LR_SCHEDULERS:
-            raise ValueError(f"lr_scheduler={self.lr_scheduler!r} is unknown; use one of {', '.join(LR_SCHEDULERS)}")
+        for sched in [self.lr_scheduler, *(r.lr_scheduler for r in self.recipes.values() if r.lr_scheduler)]:
+            if sched not in LR_SCHEDULERS:
+                raise ValueError(f"lr_scheduler={sched!r} is unknown; use one of {', '.join(LR_SCHEDULERS)}")
+        self.accumulation(self.distributed.nproc)  # raises when the global batch does not divide
+        for r in self.recipes.values():
+            if r.global_batch is not None:
+                self.accumulation(self.distributed.nproc, r.global_batch)
         return self
+
+    def for_method(self, method: str) -> "TrainConfig":
+        """This config with ``method``'s own recipe applied (no recipes left in it)."""
+        recipe = self.recipes.get(method)
+        update = {k: v for k, v in recipe.model_dump().items() if v is not None} if recipe else {}
+        return self.model_copy(update={**update, "recipes": {}})
+
+    def global_batch_size(self) -> int:
+        return self.global_batch or self.per_device_batch_size * self.gradient_accumulation_steps
+
+    def accumulation(self, world_size: int, global_batch: int | None = None) -> int:
+        """Gradient accumulation steps that keep the global batch over ``world_size`` processes."""
+        g = global_batch or self.global_batch_size()
+        per_step = self.per_device_batch_size * world_size
+        if g % per_step:
+            raise ValueError(f"global batch {g} is not a multiple of per_device_batch_size x processes = "
+                             f"{self.per_device_batch_size} x {world_size}; change train.global_batch or "
+                             "train.per_device_batch_size")
+        return g // per_step
+
+
+class TrainExposure(BaseModel):
+    """How much of its data one method's training saw. A pass is one sweep over the examples TRL trains on
+    (packed rows when packing: each holds whole examples), so data_passes = examples seen / examples."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    budget: Literal["epochs", "tokens", "steps"]
+    examples: int  # examples TRL trains on (after it drops the ones truncation emptied)
+    rows: int  # rows per pass: packed rows when packing, else = examples
+    packing: bool
+    tokens_per_pass: int  # prompt + completion tokens in one pass
+    target_tokens: int | None  # what the budget asks for (None for a fixed step count)
+    world_size: int
+    per_device_batch: int
+    accumulation: int
+    global_batch: int  # rows per optimiser step, all processes
+    steps_per_pass: int
+    steps: int  # optimiser steps
+    rows_seen: int
+    data_passes: float  # rows_seen / rows
+    tokens_trained: int | None = None  # measured: non-padding tokens the Trainer fed (all processes)
+
+    @property
+    def repeats_data(self) -> bool:
+        return self.data_passes > 1.0 + 1e-9
+
+
+def plan_exposure(rows: int, tokens_per_pass: int, cfg: TrainConfig, world_size: int, packing: bool,
+                  examples: int) -> TrainExposure:
+    """Optimiser steps for the budget, counted the way transformers' Trainer walks its data: per process
+    ceil(ceil(rows / batch) / processes) batches a pass (accelerate gives every process the same number),
+    ceil(batches / accumulation) optimiser steps a pass, the last one short when they do not divide."""
+    import math
+
+    acc = cfg.accumulation(world_size)
+    g = cfg.per_device_batch_size * acc * world_size
+    batches = math.ceil(math.ceil(rows / cfg.per_device_batch_size) / world_size)
+    per_pass = max(1, math.ceil(batches / acc))
+    target = None
+    if cfg.max_steps is not None:
+        budget, steps = "steps", cfg.max_steps
+    elif cfg.budget == "epochs":
+        budget, steps, target = "epochs", cfg.num_epochs * per_pass, cfg.num_epochs * tokens_per_pass
+    else:
+        if cfg.budget_tokens is None:
+            raise TrainError("train.budget=tokens needs train.budget_tokens (the pipeline fills it in from the "
+                             "smallest method); set it or use train.budget=epochs")
+        budget, target = "tokens", cfg.budget_tokens
+        passes = target / max(1, tokens_per_pass)
+        whole = math.floor(passes)
+        steps = whole * per_pass + min(per_pass, round((passes - whole) * rows / g))
+        steps = max(1, steps)
+    whole, rest = divmod(steps, per_pass)
+    seen = whole * rows + min(rows, rest * g)
+    return TrainExposure(budget=budget, examples=examples, rows=rows, packing=packing,
+                         tokens_per_pass=tokens_per_pass, target_tokens=target, world_size=world_size,
+                         per_device_batch=cfg.per_device_batch_size, accumulation=acc, global_batch=g,
+                         steps_per_pass=per_pass, steps=steps, rows_seen=seen, data_passes=seen / max(1, rows))
+
+
+def count_rows(base_model: str | Path, examples: list[dict], cfg: TrainConfig) -> tuple[int, int]:
+    """(rows, tokens) of one pass before any model is loaded: each example tokenised as TRL does for
+    conversational prompt-completion data (chat template; prompt with the generation prompt), then packed by
+    TRL's own pack_dataset (its SFTConfig's default strategy) when packing, else cut at max_length with the
+    examples that lose their whole completion dropped (as TRL does)."""
+    import datasets
+    from transformers import AutoTokenizer
+    from trl import SFTConfig, pack_dataset
+
+    tok = AutoTokenizer.from_pretrained(_model_ref(base_model))
+
+    def ids(messages: list[dict], **kw) -> list[int]:
+        out = tok.apply_chat_template(messages, tokenize=True, return_dict=True, **kw)
+        return list(out["input_ids"])
+
+    seqs = []
+    for e in examples:
+        prompt = ids(e["prompt"], add_generation_prompt=True)
+        full = ids(e["prompt"] + e["completion"])
+        if not cfg.packing:
+            if len(prompt) >= cfg.max_length:
+                continue  # nothing of the completion is left
+            full = full[:cfg.max_length]
+        seqs.append(full)
+    if not cfg.packing:
+        return len(seqs), sum(len(x) for x in seqs)
+    strategy = SFTConfig.__dataclass_fields__["packing_strategy"].default
+    bars = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        packed = pack_dataset(datasets.Dataset.from_dict({"input_ids": seqs}), cfg.max_length, strategy)
+    finally:
+        if bars:
+            datasets.enable_progress_bars()
+    return len(packed), sum(len(x) for x in packed["input_ids"])
+
+
+def world_size() -> int:
+    """Processes of this training job (torchrun and accelerate set WORLD_SIZE)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 @dataclass
@@ -108,6 +276,77 @@ class TrainResult:
 
 
 # ---------------------------------------------------------------------------------------------------------
+class TrainJob(BaseModel):
+    """One training job as a value an executor can ship: the base model, the examples file (JSONL of
+    {"prompt", "completion"}), the output folder and the settings (train.distributed says how many processes)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_model: str
+    examples: str  # path of a JSONL file
+    out_dir: str
+    config: TrainConfig
+
+    def read_examples(self) -> list[dict]:
+        with open(self.examples, encoding="utf-8") as f:
+            return [json.loads(line) for line in f if line.strip()]
+
+
+def launch(job: TrainJob, nproc: int | None = None, progress: bool = True, timeout: float | None = None
+           ) -> TrainResult:
+    """Run ``job`` on ``nproc`` processes (default: job.config.distributed.nproc). One process trains here, in
+    this process (the embedded default pays no start-up); more run ``torchrun --standalone`` over this module's
+    entry point (``python -m distill.train JOB.json``), NCCL on GPUs and gloo on CPU. A gang: all ranks or
+    none; a failed job leaves its last complete checkpoint, which the next launch resumes at any world size."""
+    import subprocess
+    import sys
+
+    n = nproc or job.config.distributed.nproc
+    final = Path(job.out_dir) / "final"
+    if n != job.config.distributed.nproc:
+        job = job.model_copy(update={"config": job.config.model_copy(
+            update={"distributed": job.config.distributed.model_copy(update={"nproc": n})})})
+    if final.exists():  # reused: train_student checks the request without starting processes
+        return train_student(job.base_model, job.read_examples(), Path(job.out_dir), job.config, progress=False)
+    out = Path(job.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    spec = out / "job.json"  # also for a rerun by hand: accelerate launch ... -m distill.train job.json
+    _write_json_atomic(spec, job.model_dump(mode="json"))
+    if n == 1:
+        return train_student(job.base_model, job.read_examples(), Path(job.out_dir), job.config, progress=progress)
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // n)))  # no oversubscribed CPU
+    if not progress:
+        env["HARNESS_TRAIN_PROGRESS"] = "0"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}",
+           "-m", "distill.train", str(spec)]
+    log = out / "launch.log"
+    with open(log, "ab") as fh:
+        rc = subprocess.run(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT if not progress else None,
+                            timeout=timeout).returncode
+    if rc != 0 or not final.exists():
+        tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
+        raise TrainError(f"training on {n} processes failed (exit {rc}; {tail[0] if tail else 'no output'}); "
+                         f"full log: {log}; the next run resumes from the last complete checkpoint")
+    return _result_from(final)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of one training process: ``torchrun --nproc_per_node N -m distill.train JOB.json`` (or
+    ``accelerate launch --config_file configs/accelerate/<strategy>.yaml -m distill.train JOB.json``)."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1 or not Path(args[0]).is_file():
+        print("usage: python -m distill.train JOB.json (a TrainJob written by distill.train.launch)",
+              file=sys.stderr)
+        return 2
+    job = TrainJob.model_validate_json(Path(args[0]).read_text(encoding="utf-8"))
+    progress = os.environ.get("HARNESS_TRAIN_PROGRESS", "1") != "0" and is_main_process()
+    train_student(job.base_model, job.read_examples(), Path(job.out_dir), job.config, progress=progress)
+    return 0
+
+
 def train_student(
     base_model: str | Path,
     examples: list[dict],
@@ -131,11 +370,20 @@ def train_student(
     last = _last_checkpoint(ckpt_root)
     if last is not None:
         _check_request(out_dir, request, last)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    _write_json_atomic(out_dir / "request.json", request)
+    main = is_main_process()
+    # One name for every process: under FSDP all of them take part in writing the weights.
+    tmp = out_dir / ".final.tmp"
+    if main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        _write_json_atomic(out_dir / "request.json", request)
+        shutil.rmtree(tmp, ignore_errors=True)
 
     t0 = time.perf_counter()
     trainer = build_trainer(base_model, examples, out_dir, cfg, progress=progress, callbacks=callbacks)
+    # Packing keeps every example (pack_dataset's bfd cuts an over-long one to max_length, it drops none).
+    exposure = plan_exposure(*_pass_size(trainer.train_dataset), cfg, world_size(), cfg.packing,
+                             len(examples) if cfg.packing else len(trainer.train_dataset))
+    trainer.args.max_steps = exposure.steps  # read by Trainer.train(), which also derives the warmup from it
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=_RENAMED_API_WARNING, category=FutureWarning)
@@ -145,15 +393,17 @@ def train_student(
             if type(cb).__name__ == "RichTrainProgress":
                 cb.close()
     seconds = time.perf_counter() - t0
+    exposure.tokens_trained = int(trainer.state.num_input_tokens_seen)
 
-    tmp = out_dir / f".final.tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=_RENAMED_API_WARNING, category=FutureWarning)
-        trainer.save_model(str(tmp))  # the adapter only for a PeftModel, else the full model
+        trainer.save_model(str(tmp))  # the adapter only for a PeftModel, else the full model; all processes
+    if not main:
+        _release(trainer)
+        return TrainResult(model_dir=final, adapter=cfg.use_lora, metrics={})
     trainer.processing_class.save_pretrained(str(tmp))
     metrics = _metrics(trainer, output, base_model, examples, cfg, seconds, resumed_from=last)
+    metrics["exposure"] = exposure.model_dump()
     _write_json_atomic(tmp / "train_metrics.json", metrics)
     try:
         os.replace(tmp, final)  # atomic: readers see no final/ or a complete one
@@ -167,6 +417,11 @@ def train_student(
         shutil.rmtree(ckpt_root, ignore_errors=True)
     _release(trainer)  # the pipeline trains methods one after another in one process
     return _result_from(final)
+
+
+def _pass_size(ds) -> tuple[int, int]:
+    """(rows, tokens) of the dataset the Trainer walks: TRL's tokenised (and packed) training set."""
+    return len(ds), sum(len(x) for x in ds["input_ids"])
 
 
 _CHECKPOINT_STATE = ("optimizer.pt", "scheduler.pt", "rng_state.pth", "trainer_state.json", "training_args.bin",
@@ -257,12 +512,15 @@ def build_trainer(base_model: str | Path, examples: list[dict], out_dir: Path, c
         packing=cfg.packing,
         learning_rate=cfg.learning_rate,
         num_train_epochs=cfg.num_epochs,
+        # train_student sets the budget's step count once TRL has tokenised (and packed) the data.
         max_steps=int(cfg.max_steps) if cfg.max_steps is not None else -1,
         per_device_train_batch_size=cfg.per_device_batch_size,
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        # The global batch stays what the config says, whatever the number of processes.
+        gradient_accumulation_steps=cfg.accumulation(world_size()),
         lr_scheduler_type=cfg.lr_scheduler,
         warmup_steps=cfg.warmup_ratio,  # transformers 5: a float < 1 is a fraction of the total steps
         weight_decay=cfg.weight_decay,
+        optim=cfg.optim,
         max_grad_norm=cfg.max_grad_norm,
         seed=cfg.seed or 0,
         data_seed=cfg.seed or 0,
@@ -281,6 +539,7 @@ def build_trainer(base_model: str | Path, examples: list[dict], out_dir: Path, c
         include_num_input_tokens_seen="non_padding",  # kept in trainer_state.json, so it survives a resume
         dataloader_num_workers=0,
         dataset_num_proc=None,
+        **_strategy_kwargs(cfg, world_size()),
     )
     # datasets' own tqdm bars (tokenising, labelling) would clutter the rich display: off while preparing.
     bars_were_on = datasets.is_progress_bar_enabled()
@@ -297,6 +556,28 @@ def build_trainer(base_model: str | Path, examples: list[dict], out_dir: Path, c
     if progress:
         trainer.add_callback(rich_progress_callback())
     return trainer
+
+
+def _strategy_kwargs(cfg: TrainConfig, world: int) -> dict:
+    """TrainingArguments for the sharding strategy (DDP needs none: the Trainer wraps the model itself)."""
+    if world == 1 or cfg.distributed.strategy == "ddp":
+        return {}
+    if cfg.distributed.strategy == "fsdp":
+        # FSDP2: parameters, gradients and optimiser state sharded over the processes; full state dict on save
+        # so final/ and the checkpoints load at any world size.
+        return {"fsdp": "full_shard auto_wrap",
+                "fsdp_config": {"version": 2, "reshard_after_forward": True,
+                                "state_dict_type": "FULL_STATE_DICT", "cpu_ram_efficient_loading": False}}
+    try:
+        import deepspeed  # noqa: F401
+    except ImportError as e:
+        raise TrainError("train.distributed.strategy=zero3 needs DeepSpeed: pip install deepspeed (or use "
+                         "strategy fsdp, which shards the same way with torch alone)") from e
+    return {"deepspeed": str(ACCELERATE_CONFIGS / "zero3_ds.json")}
+
+
+#: Ready configs for `accelerate launch` and the DeepSpeed ZeRO-3 settings the zero3 strategy passes to the Trainer.
+ACCELERATE_CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "accelerate"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -415,8 +696,9 @@ def _examples_digest(examples: list[dict]) -> str:
     return h.hexdigest()
 
 
-#: Settings that do not change the trained weights, so a resume may differ in them.
-_BOOKKEEPING = {"logging_steps", "save_steps", "keep_checkpoints"}
+#: Settings that do not change what is trained, so a resume may differ in them. The number of processes is one:
+#: the global batch and the order of the data stay, so a checkpoint resumes at another world size.
+_BOOKKEEPING = {"logging_steps", "save_steps", "keep_checkpoints", "distributed"}
 
 
 def _request(base_model: str | Path, examples: list[dict], cfg: TrainConfig) -> dict:
@@ -508,3 +790,7 @@ def _write_json_atomic(path: Path, obj) -> None:
     tmp = path.with_suffix(path.suffix + f".tmp-{os.getpid()}")
     tmp.write_text(json.dumps(obj, indent=2, default=str))
     os.replace(tmp, path)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

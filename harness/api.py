@@ -31,21 +31,22 @@ def user_error_types() -> tuple[type[BaseException], ...]:
     from common.files import CorruptFile
     from distill.methods import UnknownMethod
     from distill.prompts import PromptTemplateError
+    from distill.train import TrainError
     from harness.config import ConfigError
     from harness.engines import EngineUnavailable
     from harness.engines.http_limits import APIRequestError
     from harness.engines.identity import ModelNotFound
     from harness.runlock import RunFolderBusy
     from harness.scoring import ScoreInputError
+    from harness.tracking import TrackingError
     from tasks.data import DataMissing
     from tasks.registry import TaskOptionError, UnknownTask
-
-    from harness.tracking import TrackingError
 
     return (ConfigError, UnknownTask, UnknownMethod, DataMissing, EngineUnavailable, UsageError, ScoreInputError,
             SchemaMismatch, CorruptFile, ModelNotFound, PromptTemplateError, TaskOptionError,
             APIRequestError,  # an API that refuses for good (bad key, unknown model): its one line, no key
             RunFolderBusy,  # another driver holds the run folder: who, and what to do
+            TrainError,  # a training request that cannot go ahead as asked (zero3 without deepspeed, ...)
             TrackingError)
 
 
@@ -64,6 +65,15 @@ class Run:
     @property
     def report(self) -> Path:
         return self.path / "report.html"
+
+    @property
+    def frames(self) -> Any:
+        """The run as typed pandas DataFrames (``reports.frames.RunFrames``): ``.results`` (one row per result
+        row), ``.comparisons`` (paired tests with Holm-adjusted p) and ``.samples`` (one row per item per model and
+        task), e.g. ``load_run(p).frames.samples.groupby(["model", "task"], observed=True)["score"].mean()``."""
+        from reports.frames import load_frames
+
+        return load_frames(self.path)
 
     def table(self, metric: str | None = None) -> dict[tuple[str, str], float]:
         """(model, task) -> value of ``metric`` (default: each task's primary metric)."""

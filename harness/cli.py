@@ -113,6 +113,8 @@ def _print_plan(plan, dry_run: bool) -> None:
     from harness.stages.plan import estimate_cost
 
     cfg = plan.config
+    if not dry_run:
+        _check_memory(cfg, False)  # a run that cannot fit: its one line, before anything else is printed
     t = Table(title=f"plan: {plan.run_id}", show_header=True)
     t.add_column("task")
     t.add_column("items", justify="right")
@@ -130,7 +132,24 @@ def _print_plan(plan, dry_run: bool) -> None:
         console.print("estimate: expected figures, with the cap (every output at its budget) where it differs", highlight=False)
         for line in cost.lines():
             console.print(escape(line), highlight=False, soft_wrap=True)
+        _check_memory(cfg, True)
     console.print(f"run folder: {plan.run_dir.root}")
+
+
+def _check_memory(cfg, show: bool) -> None:
+    """Per-GPU memory estimate (printed by --dry-run); a run that cannot fit stops here, before any model call."""
+    from harness import sizing
+    from harness.config import ConfigError
+
+    train, serve = sizing.estimate(cfg)
+    if show:
+        for est in (train, serve):
+            if est is not None:
+                console.print(est.line(), highlight=False, soft_wrap=True)
+    try:
+        sizing.check_fits(cfg)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
 
 
 def _experiment(cfg, run_id, dry_run: bool) -> None:
@@ -329,14 +348,58 @@ def check_adapter_fits(model: str | Path, adapter: Path) -> None:
 
 @app.command()
 @user_errors
-def report(run: RunArg) -> None:
-    """Re-aggregate a run's stored samples and re-render its report.html (same model order as the run)."""
+def report(runs: Annotated[list[Path], typer.Argument(help="One or more run folders (results/<run-id>).")],
+           output: Annotated[Optional[Path], typer.Option("--output", help="Write the HTML report here (needed for several runs).")] = None,
+           fmt: Annotated[str, typer.Option("--format", help="html (the report), or md, latex or csv tables with CIs on stdout.")] = "html",
+           force: Annotated[bool, typer.Option("--force", help="Combine runs whose evaluation settings differ (the report says what differs).")] = False) -> None:
+    """Re-aggregate a run's stored samples and re-render its report.html (same model order as the run); with
+    several runs, one report of all their models, refused when their evaluation settings differ (prompts, budgets,
+    grader versions, data fingerprints) unless --force."""
     from common.artifacts import Manifest, load_artifact
-    from harness.stages.aggregate import aggregate, render
+    from harness.stages.aggregate import aggregate
+    from reports.export import FORMATS, export
+    from reports.html import render_report
+    from reports.stats import load_results, write_results
 
-    rd = _run_dir(run)
-    aggregate(rd, load_artifact(Manifest, rd.manifest, "run manifest"))
-    console.print(f"report: {render(rd)}")
+    if fmt not in ("html", *FORMATS):
+        raise UserError(f"--format {fmt!r} is not a format; use html, md, latex or csv")
+    dirs = [_run_dir(r) for r in runs]
+    manifests = [load_artifact(Manifest, rd.manifest, "run manifest") for rd in dirs]
+    if len(dirs) == 1:
+        if fmt != "html":
+            path = dirs[0].results
+            if not path.is_file():
+                aggregate(dirs[0], manifests[0])
+            typer.echo(export(load_results(path), fmt), nl=False)
+            return
+        aggregate(dirs[0], manifests[0])
+        console.print(f"report: {render_report(dirs[0].root, out_path=output)}")
+        return
+    from harness.stages.combine import combine_runs, evaluation_differences, remove
+
+    if any(m.experiment for m in manifests):
+        raise UserError("an experiment folder (sweep or seeds) cannot be combined with other runs; pass plain runs, "
+                        "or report the experiment on its own")
+    if fmt == "html" and output is None:
+        raise UserError("several runs make one combined report: pass --output FILE (e.g. --output combined.html)")
+    differences = evaluation_differences(dirs, manifests)
+    if differences and not force:
+        more = f" (and {len(differences) - 1} more)" if len(differences) > 1 else ""
+        raise UserError(f"the runs were evaluated differently: {differences[0]}{more}; compare runs with the same "
+                        "evaluation settings, or pass --force to combine them anyway")
+    for d in differences:
+        console.print(f"[yellow]differs:[/] {d}")
+    combined = combine_runs(dirs, manifests, [f"evaluation settings differ (--force): {d}" for d in differences])
+    try:
+        results = load_results(combined.results)
+        results = results.model_copy(update={"run_id": " + ".join(rd.root.name for rd in dirs)})
+        write_results(combined.results, results)
+        if fmt != "html":
+            typer.echo(export(results, fmt), nl=False)
+            return
+        console.print(f"report: {render_report(combined.root, out_path=output.resolve())}")
+    finally:
+        remove(combined)
 
 
 @app.command()

@@ -54,4 +54,65 @@ for bs in (32, 128):
     toks = sum(c[0].completion_tokens for c in out)
     print(f"batch {bs}: {toks} new tokens in {dt:.1f}s = {toks/dt:.0f} tokens/s ({e.model.dtype})")
 PY
+echo "== multi-process training: 2 processes on 2 GPUs (DDP) follow 1 process, same global batch"
+NGPU=$(nvidia-smi -L | wc -l)
+if [ "$NGPU" -ge 2 ]; then
+python3 - <<'PY' 2>&1 | tail -6 | tee "$OUT/train_2gpu.txt"
+import glob, json, os, tempfile
+from distill.train import TrainConfig, TrainJob, launch
+tiny = sorted(glob.glob(os.path.join(os.environ["HARNESS_CACHE_DIR"], "tiny-*")))[0]
+d = tempfile.mkdtemp()
+ex = os.path.join(d, "examples.jsonl")
+with open(ex, "w") as f:
+    for a in range(256):
+        f.write(json.dumps({"prompt": [{"role": "user", "content": f"What is {a} + {a}?"}],
+                            "completion": [{"role": "assistant", "content": f"{a} + {a} = {2 * a}"}]}) + "\n")
+curves = {}
+for n in (1, 2):
+    cfg = TrainConfig(use_lora=False, learning_rate=1e-4, per_device_batch_size=16 // n, global_batch=16,
+                      logging_steps=1, warmup_ratio=0.0, seed=0, distributed={"nproc": n, "strategy": "ddp"})
+    res = launch(TrainJob(base_model=tiny, examples=ex, out_dir=os.path.join(d, f"n{n}"), config=cfg),
+                 progress=False, timeout=600)
+    curves[n] = [l for _, l in res.metrics["loss_curve"]]
+    print(f"{n} process(es): {res.metrics['steps']} steps, data_passes {res.metrics['exposure']['data_passes']}, "
+          f"bf16 {res.metrics['bf16']}, final loss {curves[n][-1]:.4f}")
+gap = max(abs(a - b) for a, b in zip(curves[1], curves[2]))
+print(f"max loss gap 1 vs 2 GPUs: {gap:.4f} (bf16 autocast: expect up to ~0.02)")
+PY
+else
+  echo "only $NGPU GPU: skipped" | tee "$OUT/train_2gpu.txt"
+fi
+
+echo "== training MFU: a Llama-3.2-1B-shaped model (1.24B params), full fine-tuning, bf16 autocast, 8 x 1024 packed"
+python3 - <<'PY' 2>&1 | tail -4 | tee "$OUT/train_mfu.txt"
+import glob, json, os, tempfile, torch
+from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+from distill.train import TrainConfig, train_student
+tiny = sorted(glob.glob(os.path.join(os.environ["HARNESS_CACHE_DIR"], "tiny-*")))[0]
+d = tempfile.mkdtemp()
+tok = AutoTokenizer.from_pretrained(tiny)
+tok.save_pretrained(d)  # the tiny student's tokenizer; the model keeps Llama 3's 128256-row embedding
+cfg = LlamaConfig(vocab_size=128256, hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
+                  num_attention_heads=32, num_key_value_heads=8, max_position_embeddings=2048,
+                  tie_word_embeddings=True, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+torch.manual_seed(0)
+LlamaForCausalLM(cfg).save_pretrained(d)
+n_params = sum(p.numel() for p in LlamaForCausalLM(cfg).parameters())
+words = "the student reviews each step of the solution and checks the final answer again".split()
+examples = [{"prompt": [{"role": "user", "content": f"Problem {i}: explain."}],
+             "completion": [{"role": "assistant", "content": " ".join(words[(i + j) % len(words)] for j in range(300))}]}
+            for i in range(400)]
+tc = TrainConfig(use_lora=False, learning_rate=1e-5, per_device_batch_size=8, max_length=1024, packing=True,
+                 max_steps=30, logging_steps=5, warmup_ratio=0.0, seed=0, gradient_checkpointing=False)
+res = train_student(d, examples, os.path.join(d, "out"), tc, progress=False)
+m = res.metrics
+tok_s = m["tokens_seen"] / m["train_runtime"]
+peak = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "A10": 125e12}  # dense bf16, SXM where both
+name = torch.cuda.get_device_name(0)
+p = next((v for k, v in peak.items() if k in name), None)
+flops = 6 * n_params * tok_s  # 6N a token (forward + backward), attention's s^2 term left out
+print(f"{name}: {n_params / 1e9:.2f}B params, {tok_s:,.0f} tokens/s, {flops / 1e12:.0f} TFLOP/s" +
+      (f", MFU {100 * flops / p:.1f}% of {p / 1e12:.0f} TFLOP/s bf16 dense" if p else ", peak unknown: no MFU"))
+PY
+
 echo "== done"

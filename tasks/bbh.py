@@ -1,4 +1,7 @@
-"""BIG-Bench Hard: 27 subtasks, 3-shot chain of thought, graded like lm-evaluation-harness's ``bbh_cot_fewshot``.
+"""BIG-Bench Hard: 27 subtasks, 3-shot chain of thought, graded like lm-evaluation-harness's ``bbh_cot_fewshot``;
+or (``variant: mc``) the Open LLM Leaderboard's multiple-choice variant, lm-eval's ``leaderboard_bbh_*``: 24
+subtasks, a 3-shot answer-only prompt, log-likelihood of each option, ``acc_norm`` (the CGD paper's BBH numbers
+match this variant, 10+ points from CoT).
 
 Prompt: the subtask's description and three worked examples from the BBH repo's ``cot-prompts/<subtask>.txt``,
 then ``Q: {input}\\nA: Let's think step by step.\\n`` -- byte-identical to lm-eval's rendered few-shot context
@@ -21,7 +24,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 from pydantic import Field, field_validator
 
@@ -169,6 +172,45 @@ def _subtask_of(doc_id: str) -> str:
     return doc_id.split("/", 1)[0]
 
 
+# ---- the leaderboard's multiple-choice variant (lm-eval leaderboard_bbh_*) --------------------------------------
+#: The 24 subtasks of lm-eval's leaderboard_bbh group (no dyck_languages, multistep_arithmetic_two, word_sorting:
+#: their answers are free text, not options).
+MC_SUBTASKS: tuple[str, ...] = tuple(s for s in SUBTASKS
+                                     if s not in ("dyck_languages", "multistep_arithmetic_two", "word_sorting"))
+MC_QUERY = "Q: {input}\nA:"  # leaderboard_bbh doc_to_text; choices follow after lm-eval's target_delimiter " "
+
+
+@lru_cache(maxsize=None)
+def mc_config(subtask: str) -> dict[str, Any]:
+    """lm-eval's ``leaderboard/bbh_mc/<subtask>.yaml`` (its description, 3 few-shot samples, doc_to_choice)."""
+    from lm_eval.tasks._yaml_loader import load_yaml
+
+    return load_yaml(_lm_eval_bbh_dir().parent / "leaderboard" / "bbh_mc" / f"{subtask}.yaml")
+
+
+def mc_prompt(subtask: str, question: str) -> str:
+    """The leaderboard's 3-shot answer-only context: description, three "Q: ...\nA: target" shots, the query."""
+    cfg = mc_config(subtask)
+    shots = cfg["fewshot_config"]["samples"][:3]
+    # lm-eval joins the leaderboard's description straight onto the first shot ("...from context.Q: ..."): its
+    # YAML descriptions lack the trailing blank line the CoT ones have. Kept, to score what the leaderboard scores.
+    parts = [cfg["description"]]
+    parts += [MC_QUERY.format(input=s["input"]) + " " + s["target"] + "\n\n" for s in shots]
+    parts.append(MC_QUERY.format(input=question))
+    return "".join(parts)
+
+
+def acc_norm(loglikelihoods: Sequence[float], choices: Sequence[str], gold: int) -> tuple[float, float, int]:
+    """(acc, acc_norm, chosen index) as lm-eval's multiple-choice process_results: acc_norm divides each
+    choice's log-likelihood by its length in characters (the option text, without the delimiter)."""
+    import numpy as np
+
+    lls = np.array(loglikelihoods, dtype=float)
+    lengths = np.array([float(len(c)) for c in choices])
+    chosen = int(np.argmax(lls / lengths))
+    return float(int(np.argmax(lls)) == gold), float(chosen == gold), chosen
+
+
 # ---- the task -----------------------------------------------------------------------------------------------
 @register_task("bbh")
 class BBH(Task):
@@ -189,6 +231,10 @@ class BBH(Task):
     class Options(GenerationOptions):
         subtasks: tuple[str, ...] = Field(SUBTASKS, description="subtasks to evaluate (default all 27)")
         chat: bool = Field(False, description="send the prompt as one user message instead of plain text")
+        #: cot: 3-shot chain of thought, exact match (lm-eval bbh_cot_fewshot); mc: the Open LLM Leaderboard's
+        #: multiple-choice variant (lm-eval leaderboard_bbh_*: 3-shot answer-only prompt, log-likelihood over the
+        #: options, acc_norm, 24 subtasks), whose numbers the CGD paper's BBH column matches.
+        variant: Literal["cot", "mc"] = Field("cot", description="cot (generation) or mc (leaderboard, log-likelihood)")
 
         @field_validator("subtasks", mode="before")
         @classmethod
@@ -206,10 +252,22 @@ class BBH(Task):
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
+        self.variant = self.opts.variant
         self.subtasks: list[str] = list(self.opts.subtasks)
+        if self.variant == "mc":
+            if "subtasks" in options and (bad := [s for s in self.subtasks if s not in MC_SUBTASKS]):
+                from tasks.base import TaskOptionError
+
+                raise TaskOptionError(f"task bbh: option 'subtasks': variant mc has no subtask(s) {', '.join(bad)} (free-text answers); "
+                                      f"choose from {', '.join(MC_SUBTASKS)}")
+            self.subtasks = [s for s in self.subtasks if s in MC_SUBTASKS]
+            self.output_type = "multiple_choice"
+            self.primary_metric = "acc_norm"
         self.chat = self.opts.chat
 
     def docs(self) -> list[Doc]:
+        if self.variant == "mc":
+            return self._mc_docs()
         out: list[Doc] = []
         for sub in self.subtasks:
             examples, source = load_examples(sub)
@@ -222,6 +280,30 @@ class BBH(Task):
                     meta={"subtask": sub, "input": ex["input"], "source": source},
                 ))
         return out
+
+    def _mc_docs(self) -> list[Doc]:
+        out: list[Doc] = []
+        for sub in self.subtasks:
+            examples, source = load_examples(sub)
+            options = [str(c) for c in mc_config(sub)["doc_to_choice"]]
+            for i, ex in enumerate(examples):
+                text = mc_prompt(sub, ex["input"])
+                out.append(Doc(
+                    id=f"{sub}/{i}",
+                    prompt=[{"role": "user", "content": text}] if self.chat else text,
+                    # three BBH targets name no option (e.g. "Monsters, Inc"); lm-eval scores them 0, and so do we
+                    gold=options.index(ex["target"]) if ex["target"] in options else -1,
+                    choices=[" " + c for c in options],  # lm-eval's target_delimiter before each option
+                    meta={"subtask": sub, "options": options, "source": source},
+                ))
+        return out
+
+    def score_loglikelihoods(self, doc: Doc, loglikelihoods: Sequence[tuple[float, bool]]) -> Scored:
+        options = doc.meta["options"]
+        if len(loglikelihoods) != len(options):
+            raise ValueError(f"bbh {doc.id}: got {len(loglikelihoods)} log-likelihoods for {len(options)} options")
+        acc, norm, chosen = acc_norm([x[0] for x in loglikelihoods], options, int(doc.gold))
+        return Scored(id=doc.id, score=norm, metrics={"acc_norm": norm, "acc": acc}, extracted=options[chosen])
 
     def score(self, doc: Doc, responses: Sequence[str]) -> Scored:
         sub = doc.meta.get("subtask") or _subtask_of(doc.id)
@@ -251,10 +333,11 @@ class BBH(Task):
         subs = sorted(by_sub)
         sizes = [len(by_sub[s]) for s in subs]
         out: dict[str, float] = {}
-        for metric in ("exact_match", "exact_match_flexible"):
+        metrics = ("acc_norm", "acc") if self.variant == "mc" else ("exact_match", "exact_match_flexible")
+        for metric in metrics:
             means = []
             for sub in subs:
-                vals = [s.metrics.get(metric, s.score if metric == "exact_match" else 0.0) for s in by_sub[sub]]
+                vals = [s.metrics.get(metric, s.score if metric == metrics[0] else 0.0) for s in by_sub[sub]]
                 means.append(sum(vals) / len(vals))
                 out[f"{metric}/{sub}"] = means[-1]
             # lm-eval's group score (weight_by_size: true), and the plain mean over subtasks beside it.

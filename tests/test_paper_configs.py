@@ -21,7 +21,7 @@ def test_paper_config_validates_and_estimates(name):
     cfg = load_config(ROOT / "configs" / f"{name}.yaml", overrides=["eval.tasks=[math500]"])
     assert cfg.teacher.kind == "llm" and cfg.pool.source == "hf:TIGER-Lab/WebInstructSub"
     assert not cfg.train.use_lora and cfg.train.learning_rate == 1e-6 and cfg.train.num_epochs == 1
-    assert cfg.train.per_device_batch_size * cfg.train.gradient_accumulation_steps == 64
+    assert cfg.train.global_batch_size() == 64 and cfg.train.distributed.nproc == 8  # sharded, as the paper
     plan = plan_run(cfg, run_id="dry")
     est = estimate_cost(plan)
     assert est["teacher_calls"] == 2 * 100_000 and est["teacher_tokens"] > 0

@@ -20,7 +20,8 @@ ALL_TASKS = task_names()
 WRONG_TYPE = {"max_new_tokens": "lots", "temperature": "warm", "n": [2], "stop": 5, "num_fewshot": "five",
               "shuffle_seed": "x", "chat": {"a": 1}, "categories": 3, "subtasks": 3, "subsets": 3,
               "allow_partial": "maybe", "grading_timeout": "soon", "grading_workers": "many", "progress": "loud",
-              "timeout_s": "soon", "memory_mb": "much", "workers": "many", "seed": "abc", "samples": "some"}
+              "timeout_s": "soon", "memory_mb": "much", "workers": "many", "seed": "abc", "samples": "some",
+              "variant": 3}
 
 
 def _valid_keys(name: str) -> list[str]:

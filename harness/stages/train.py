@@ -1,5 +1,7 @@
 """Train: one student per method on its prompt-completion examples, with the same optimiser settings and the
-same number of optimiser steps for every method. A trained model is reused only when its fingerprint (student
+same data exposure for every method (train.budget: num_epochs passes over each method's own examples, or the
+same number of tokens), whatever packing, sequence length or number of processes; a method may have its own
+recipe (train.recipes), marked as such. A trained model is reused only when its fingerprint (student
 identity, examples digest, training config, seed) matches; a stale one is trained again and the run says so."""
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from common.files import read_json_or_none, stable_hash, write_json_atomic, writ
 from distill.items import TrainItem
 from distill.methods import build_dataset, get_method
 from distill.mix import mix_by_conclusion
+from distill.train import TrainConfig, TrainExposure
 from harness.config import ConfigError, RunConfig
 from harness.models import identity_of
 from harness.progress import console
@@ -21,17 +24,45 @@ from harness.stages.plan import Plan
 TRUNCATION_WARN = 0.01
 
 
-def shared_train_config(cfg: RunConfig, datasets: dict[str, list[dict]]):
-    """The one TrainConfig every method gets: the run seed, and max_steps fixed by the smallest dataset when not
-    given, so no method sees more updates than another."""
-    tcfg = cfg.train.model_copy()
-    if tcfg.seed is None:
-        tcfg.seed = cfg.seed
-    if tcfg.max_steps is None:
-        per_step = tcfg.per_device_batch_size * tcfg.gradient_accumulation_steps
-        smallest = min(len(r) for r in datasets.values())
-        tcfg.max_steps = max(1, (smallest * tcfg.num_epochs) // per_step)
-    return tcfg
+#: Warn when methods' data passes differ by more than this share.
+EXPOSURE_WARN = 0.01
+
+
+def method_train_configs(cfg: RunConfig, student: Path | str,
+                         datasets: dict[str, list[dict]]) -> dict[str, TrainConfig]:
+    """Each method's TrainConfig: the shared one with the run seed and the method's own recipe. The step count
+    follows from the budget once TRL has built the method's rows (distill.train.plan_exposure); a tokens
+    budget left open becomes the smallest method's tokens for its epochs, so no method repeats data."""
+    base = cfg.train.model_copy(update={"seed": cfg.train.seed if cfg.train.seed is not None else cfg.seed})
+    per_method = {m: base.for_method(m) for m in datasets}
+    if base.budget == "tokens" and base.max_steps is None and base.budget_tokens is None:
+        from distill.train import count_rows
+
+        tokens = {m: count_rows(student, rows, per_method[m])[1] * per_method[m].num_epochs
+                  for m, rows in datasets.items()}
+        target = min(tokens.values())
+        console.print(f"[bold]train[/] budget: {target:,} tokens per method (the smallest method's, "
+                      f"{min(tokens, key=tokens.get)})", highlight=False)
+        per_method = {m: c.model_copy(update={"budget_tokens": target}) for m, c in per_method.items()}
+    return per_method
+
+
+def check_exposure(exposures: dict[str, TrainExposure], configs: dict[str, TrainConfig]) -> list[str]:
+    """Warnings (also printed) when methods saw their data unequally often, or more often than their
+    num_epochs asks (a fixed step count or a tokens budget past one pass): data is never repeated silently."""
+    out = []
+    passes = {m: e.data_passes for m, e in exposures.items()}
+    if passes and max(passes.values()) > (1 + EXPOSURE_WARN) * min(passes.values()):
+        out.append("methods saw their data unequally often (data_passes " +
+                   ", ".join(f"{m} {v:.3f}" for m, v in passes.items()) + "); use train.budget=epochs and "
+                   "leave train.max_steps unset for equal exposure")
+    for m, e in exposures.items():
+        if e.data_passes > configs[m].num_epochs + 1e-9:
+            out.append(f"{m} repeats its data: {e.data_passes:.2f} passes over its {e.rows} rows with "
+                       f"num_epochs={configs[m].num_epochs} (budget {e.budget})")
+    for w in out:
+        console.print(f"[yellow]warning[/] {w}", highlight=False)
+    return out
 
 
 def truncation_stats(student: Path | str, rows: list[dict], max_length: int) -> dict[str, int]:
@@ -174,13 +205,15 @@ def train_methods(plan: Plan, student: Path | str, items: list[TrainItem], cache
     for m, rows in datasets.items():
         if not rows:
             raise ConfigError(f"method {m} has no training examples (its teacher stage produced nothing)")
-    tcfg = shared_train_config(cfg, datasets)
+    tcfgs = method_train_configs(cfg, student, datasets)
     student_id = identity_of(cfg.eval.engine, student)
     out: dict[str, dict[str, Any]] = {}
     for m, rows in datasets.items():
+        tcfg = tcfgs[m]
         rd = plan.run_dir
+        # The number of processes is not part of what is trained (same global batch, same data order).
         fingerprint = stable_hash({"student": student_id, "examples": stable_hash(rows),
-                                   "train": tcfg.model_dump(mode="json")})
+                                   "train": tcfg.model_dump(mode="json", exclude={"distributed"})})
         fp_path = rd.model_dir(m) / "fingerprint.json"
         if donor is not None and not rd.model_dir(m).exists():
             donor_fp = donor.model_dir(m) / "fingerprint.json"
@@ -204,12 +237,16 @@ def train_methods(plan: Plan, student: Path | str, items: list[TrainItem], cache
             if truncation["examples_dropped"] == len(rows):
                 raise ConfigError(f"method {m}: every training prompt is longer than train.max_length="
                                   f"{tcfg.max_length} tokens, so nothing is left to learn; raise train.max_length")
-            console.print(f"[bold]train[/] {m}: {len(rows)} examples, {tcfg.max_steps} steps")
-            from distill.train import train_student
+            own = " (own recipe)" if m in cfg.train.recipes else ""
+            console.print(f"[bold]train[/] {m}{own}: {len(rows)} examples, budget "
+                          f"{'max_steps=' + str(tcfg.max_steps) if tcfg.max_steps else tcfg.budget}", highlight=False)
+            from distill.train import TrainJob, launch
             from harness.progress import quiet_hf_progress
 
             quiet_hf_progress()
-            res = train_student(student, rows, rd.model_dir(m), tcfg, progress=True)
+            # One process here, or train.distributed.nproc processes under torchrun over the same entry point.
+            res = launch(TrainJob(base_model=str(student), examples=str(rd.train_data(m)),
+                                  out_dir=str(rd.model_dir(m)), config=tcfg), progress=True)
             sort_target_modules(rd.model_dir(m))
             stored = {"fingerprint": fingerprint, "truncation": truncation, "adapter": res.adapter}
             write_json_atomic(fp_path, stored)
@@ -227,6 +264,18 @@ def train_methods(plan: Plan, student: Path | str, items: list[TrainItem], cache
             model_dir = Path(selection["selected_dir"])
         else:
             metrics["selection"] = {"on": None, "selected": "last checkpoint (as the paper)"}
+        exposure = TrainExposure.model_validate(metrics["exposure"]) if "exposure" in metrics else None
+        if exposure is not None and not reused:
+            console.print(f"[bold]train[/] {m}: {exposure.steps} steps of {exposure.global_batch} rows, "
+                          f"{exposure.rows} rows a pass, data_passes {exposure.data_passes:.3f}", highlight=False)
+        recipe = cfg.train.recipes.get(m)
+        metrics["recipe"] = ({"own": True, **recipe.model_dump(exclude_none=True)} if recipe is not None
+                             else {"own": False})
         out[m] = {"model_dir": str(model_dir), "adapter": stored["adapter"], "examples": len(rows),
-                  "fingerprint": fingerprint, "truncation": truncation, "reused": reused, "metrics": metrics}
+                  "fingerprint": fingerprint, "truncation": truncation, "reused": reused, "metrics": metrics,
+                  "exposure": exposure}
+    exposures = {m: o["exposure"] for m, o in out.items() if o["exposure"] is not None}
+    warnings = check_exposure(exposures, tcfgs)
+    for o in out.values():
+        o["metrics"]["exposure_warnings"] = warnings
     return out
