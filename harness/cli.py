@@ -71,9 +71,10 @@ def _load(config, preset, overrides, *, methods=None, tasks=None, limit=None, st
 
     _check_path_option("--config", config, want="file")
     if student is not None and student != "tiny" and (config is None or Path(config).name == "tiny.yaml"):
-        console.print(f"[yellow]warning:[/] --student {student} on configs/tiny.yaml keeps the tiny student's learning "
-                      "rate, budgets and synthetic pool; for a real model start from --config configs/starter.yaml "
-                      "(docs/your-own-models.md)", highlight=False, soft_wrap=True)
+        # shown with the plan, once every check passed (an error stays one line)
+        _PENDING_WARNINGS.append(f"--student {student} on configs/tiny.yaml keeps the tiny student's learning rate, "
+                                 "budgets and synthetic pool; for a real model start from --config "
+                                 "configs/starter.yaml (docs/your-own-models.md)")
     return build_config(config, preset, overrides, methods=methods, tasks=tasks, limit=limit, student=student,
                         teacher=teacher, output_dir=output_dir, seeds=seeds, eval_seeds=eval_seeds)
 
@@ -109,7 +110,12 @@ def _check_path_option(option: str, path: Path | None, want: str) -> None:
             raise UserError(f"{option} {path}: {existing} cannot be written; pass a folder you can write to")
 
 
+_PENDING_WARNINGS: list[str] = []
+
+
 def _print_plan(plan, dry_run: bool) -> None:
+    while _PENDING_WARNINGS:
+        console.print(f"[yellow]warning:[/] {escape(_PENDING_WARNINGS.pop(0))}", highlight=False, soft_wrap=True)
     from harness.stages.plan import estimate_cost
 
     cfg = plan.config
