@@ -39,6 +39,8 @@ SeedsOpt = Annotated[Optional[str], typer.Option("--seeds", help="Train each met
 EvalSeedsOpt = Annotated[Optional[str], typer.Option("--eval-seeds", help="Evaluate sampled tasks once per "
                          "sampling seed, e.g. 0,1,2 (no retraining, no new teacher call; mean ± sd rows).")]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Print the plan and a cost estimate, then stop.")]
+ExecutorOpt = Annotated[Optional[str], typer.Option("--executor", help="Where units run: local (this process, "
+                        "in order) or ray (a Ray cluster: executor.address or RAY_ADDRESS, else a local one).")]
 RunArg = Annotated[Path, typer.Argument(help="A run folder (results/<run-id>).")]
 
 
@@ -65,13 +67,14 @@ class UserError(Exception):
 
 
 def _load(config, preset, overrides, *, methods=None, tasks=None, limit=None, student=None, teacher=None,
-          output_dir=None, seeds=None, eval_seeds=None):
+          output_dir=None, seeds=None, eval_seeds=None, executor=None):
     """The validated config (harness.api.build_config: the API and the CLI share it), list options checked."""
     from harness.api import build_config
 
     _check_path_option("--config", config, want="file")
     return build_config(config, preset, overrides, methods=methods, tasks=tasks, limit=limit, student=student,
-                        teacher=teacher, output_dir=output_dir, seeds=seeds, eval_seeds=eval_seeds)
+                        teacher=teacher, output_dir=output_dir, seeds=seeds, eval_seeds=eval_seeds,
+                        extra={"executor": {"kind": executor}} if executor else None)
 
 
 def _check_run_options(run_id: str | None, output_dir: Path | None) -> None:
@@ -205,7 +208,8 @@ def _pct(v) -> str:
 def compare(config: ConfigOpt = None, preset: PresetOpt = None, methods: MethodsOpt = None, tasks: TasksOpt = None,
             limit: LimitOpt = None, student: StudentOpt = None, teacher: TeacherOpt = None,
             run_id: RunIdOpt = None, output_dir: OutputOpt = None, set_: SetOpt = None,
-            seeds: SeedsOpt = None, eval_seeds: EvalSeedsOpt = None, dry_run: DryRunOpt = False) -> None:
+            seeds: SeedsOpt = None, eval_seeds: EvalSeedsOpt = None, dry_run: DryRunOpt = False,
+            executor: ExecutorOpt = None) -> None:
     """Build each method's data with the teacher, train one student per method, evaluate base + every
     method on the same tasks, and write results.json, report.html and manifest.json. A config with `sweep:`
     (or --seeds) runs every cell of the grid and writes one combined report."""
@@ -213,7 +217,7 @@ def compare(config: ConfigOpt = None, preset: PresetOpt = None, methods: Methods
 
     _check_run_options(run_id, output_dir)
     cfg = _load(config, preset, set_, methods=methods, tasks=tasks, limit=limit, student=student,
-                teacher=teacher, output_dir=output_dir, seeds=seeds, eval_seeds=eval_seeds)
+                teacher=teacher, output_dir=output_dir, seeds=seeds, eval_seeds=eval_seeds, executor=executor)
     from harness import sweep
 
     if sweep.is_experiment(cfg):
