@@ -132,7 +132,22 @@ def _print_plan(plan, dry_run: bool) -> None:
         for line in cost.lines():
             console.print(escape(line), highlight=False, soft_wrap=True)
         _check_memory(cfg, True)
+    if dry_run:
+        _print_schedule([plan])
     console.print(f"run folder: {plan.run_dir.root}")
+
+
+def _print_schedule(plans: list) -> None:
+    """With --executor ray or executor.gpus: the unit graph's GPU-hours and wall time on that many GPUs."""
+    cfg = plans[0].config
+    if cfg.executor.kind != "ray" and not cfg.executor.gpus:
+        return
+    from harness.schedule import schedule
+    from harness.stages.plan import estimate_cost
+
+    plan_schedule = schedule(plans, [estimate_cost(p) for p in plans], cfg.executor.gpus or 1)
+    for line in plan_schedule.lines():
+        console.print(line, highlight=False)
 
 
 def _check_memory(cfg, show: bool) -> None:
@@ -170,6 +185,7 @@ def _experiment(cfg, run_id, dry_run: bool) -> None:
                   "cells where their fingerprints match): " + ", ".join(f"{k}={v:,}" for k, v in total.items()))
     _print_plan(planned[0][1], False)
     if dry_run:
+        _print_schedule([p for _, p in planned])
         return
     top = sweep.run_experiment(cfg, rid, command=" ".join(shlex.quote(a) for a in ["harness", *sys.argv[1:]]))
     console.print(f"report: {top.report}")
