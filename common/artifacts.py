@@ -178,6 +178,8 @@ class Manifest(Artifact):
     data_dir: Optional[str] = None
     timings_seconds: dict[str, float] = Field(default_factory=dict)
     cache: dict[str, Any] = Field(default_factory=dict)
+    #: Where the units ran: {"kind": "local"|"ray", "address", "nodes", "resources": {"CPU", "GPU", ...}}.
+    executor: dict[str, Any] = Field(default_factory=dict)
     warnings: list[str] = Field(default_factory=list)
     rescored: Optional[dict[str, Any]] = None
     #: A sweep/seed experiment: in a cell's folder {"cell", "params", "seed"}; at the top {"cells": [...], ...}.

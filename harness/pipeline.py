@@ -13,7 +13,9 @@ from pathlib import Path
 from common.artifacts import save_artifact
 from common.files import link_file, stable_hash
 from distill.items import TrainItem
-from harness.models import resolve_student
+from common.units import ModelEval, TrainedModel
+from harness.executors import build_executor
+from harness.models import release_engines, resolve_student
 from harness.progress import console
 from harness.runlock import run_lock
 from harness.stages.aggregate import aggregate, render
@@ -64,7 +66,9 @@ def _run(plan: Plan, cache: CallCache, *, command: str, extra_models: dict[str, 
 
     student = resolve_student(plan.config)
     lap("student")
-    trained: dict[str, dict] = {}
+    executor = build_executor(plan.config.executor)
+    executor.check_visible([rd.root, *([Path(student)] if Path(student).exists() else [])])
+    trained: dict[str, TrainedModel] = {}
     training_data: dict = {}
     if plan.methods:
         if donor is not None:
@@ -73,22 +77,21 @@ def _run(plan: Plan, cache: CallCache, *, command: str, extra_models: dict[str, 
         lap("training_data")
         if validation:
             add_validation_task(plan, validation)
-        trained = train_methods(plan, student, items, cache, donor=donor)
+        release_engines()  # the probe's engine gives its memory back before this process trains
+        trained = train_methods(plan, student, items, cache, donor=donor, executor=executor)
         lap("train")
-    eval_stats: dict = {}
+    eval_stats: dict[str, ModelEval] = {}
     if evaluate:
         models = [ModelToEvaluate("base", student)]
-        for m, info in trained.items():
-            models.append(ModelToEvaluate(m, student, Path(info["model_dir"])) if info["adapter"]
-                          else ModelToEvaluate(m, Path(info["model_dir"])))
+        for m, tm in trained.items():
+            models.append(ModelToEvaluate(m, student, Path(tm.model_dir)) if tm.adapter
+                          else ModelToEvaluate(m, Path(tm.model_dir)))
         for name, (path, adapter) in (extra_models or {}).items():
             models.append(ModelToEvaluate(name, path, Path(adapter) if adapter else None))
         shared = share_samples(plan, models, donor) if donor is not None else []
-        eval_stats = evaluate_models(plan, models, cache)
+        eval_stats = evaluate_models(plan, models, cache, executor)
         for name, task in shared:
-            eval_stats[name]["tasks"][task]["shared_from"] = str(donor.root)
-        for m in models:
-            eval_stats[m.name].update(path=str(m.path), adapter=str(m.adapter) if m.adapter else None)
+            eval_stats[name].tasks[task].shared_from = str(donor.root)
         lap("evaluate")
     inputs = results_inputs(plan, trained, eval_stats)
     if evaluate and nothing_new(rd, training_data, trained, eval_stats, inputs):
@@ -98,7 +101,8 @@ def _run(plan: Plan, cache: CallCache, *, command: str, extra_models: dict[str, 
 
     manifest = build_manifest(plan, student=student, trained=trained, eval_stats=eval_stats,
                               training_data=training_data, timings=timings, command=command,
-                              cache={"path": str(cache.path), "corrupt_entries": cache.corrupt})
+                              cache={"path": str(cache.path), "corrupt_entries": cache.corrupt},
+                              executor=executor.describe())
     if cell is not None:
         manifest.experiment = dict(cell)
     save_artifact(rd.manifest, manifest)
@@ -137,21 +141,22 @@ def share_samples(plan: Plan, models: list[ModelToEvaluate], donor: RunDir) -> l
     return shared
 
 
-def results_inputs(plan: Plan, trained: dict, eval_stats: dict) -> str:
+def results_inputs(plan: Plan, trained: dict[str, TrainedModel], eval_stats: dict[str, ModelEval]) -> str:
     """A key over everything results.json and the report are computed from."""
     return stable_hash({
         "config": plan.config.model_dump(mode="json", exclude={"output_dir", "executor"}), "model_order": plan.model_order,
-        "scores": {m: {t: e["scoring"] for t, e in st["tasks"].items()} for m, st in eval_stats.items()},
-        "models": {m: info["fingerprint"] for m, info in trained.items()}})[:24]
+        "scores": {m: {t: e.scoring for t, e in me.tasks.items()} for m, me in eval_stats.items()},
+        "models": {m: tm.fingerprint for m, tm in trained.items()}})[:24]
 
 
-def nothing_new(rd: RunDir, training_data: dict, trained: dict, eval_stats: dict, inputs: str) -> bool:
+def nothing_new(rd: RunDir, training_data: dict, trained: dict[str, TrainedModel], eval_stats: dict[str, ModelEval],
+                inputs: str) -> bool:
     """True when this run computed nothing and the stored results were made from exactly these inputs."""
     if any(rec.get("computed") for rec in training_data.values()):
         return False
-    if any(not info["reused"] for info in trained.values()):
+    if any(not tm.reused for tm in trained.values()):
         return False
-    if any(e.get("reused") != "samples" for st in eval_stats.values() for e in st["tasks"].values()):
+    if any(e.reused != "samples" for me in eval_stats.values() for e in me.tasks.values()):
         return False
     if not (rd.results.exists() and rd.report.exists() and rd.manifest.exists()):
         return False

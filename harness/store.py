@@ -91,6 +91,53 @@ class CallCache:
         self._db.close()
 
 
+class WorkerCache:
+    """A worker's view of the call cache: reads the driver's SQLite file (read-only, when this node sees it) and
+    keeps the calls it makes in memory; the driver commits them (``new_rows``) from the unit's returned value.
+    Workers never write SQLite: one writer, and a worker killed mid-unit leaves no half-written entry."""
+
+    def __init__(self, path: Path | str | None) -> None:
+        self.path = Path(path) if path else None
+        self._db = None
+        if self.path is not None and self.path.exists():
+            try:
+                self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False, timeout=60)
+            except sqlite3.Error:
+                self._db = None  # unreadable from here: every call is a miss, made again
+        self.new_rows: list[tuple[str, str, str, Any]] = []
+        self._new: dict[str, Any] = {}
+        self.corrupt = 0
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, Any]:
+        found = {k: self._new[k] for k in keys if k in self._new}
+        rest = [k for k in keys if k not in found]
+        if self._db is not None:
+            for i in range(0, len(rest), 500):
+                chunk = rest[i : i + 500]
+                q = f"SELECT key, value, checksum FROM calls_v2 WHERE key IN ({','.join('?' * len(chunk))})"
+                try:
+                    rows = self._db.execute(q, chunk).fetchall()
+                except sqlite3.Error:
+                    rows = []
+                for k, v, c in rows:
+                    try:
+                        if _checksum(v) != c:
+                            raise ValueError("checksum")
+                        found[k] = json.loads(v)
+                    except ValueError:
+                        self.corrupt += 1
+        return found
+
+    def put_many(self, rows: Iterable[tuple[str, str, str, Any]]) -> None:
+        for row in rows:
+            self.new_rows.append(row)
+            self._new[row[0]] = row[3]
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+
+
 class CachedEngine:
     """Wraps an engine: answers from the cache, sends only the misses, stores them batch by batch."""
 

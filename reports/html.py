@@ -18,7 +18,9 @@ from common.artifacts import Results
 from reports import plots
 from reports.fmt import describe_model, kv, pct, redact, short, teacher_text  # noqa: F401  (redact re-exported)
 from reports.rundata import display_results, load_manifest, partial_info, task_label
-from reports.sections.diagnostics import diagnostics_section, length_histogram, secondary_tests
+from reports.sections.diagnostics import (
+    diagnostics_section, length_histogram, pass_at_k_chart, secondary_tests,
+)
 from reports.sections.experiment import seed_table
 from reports.sections.explorer import explorer_section
 from reports.sections.paper import experiment_tables, paper_section
@@ -27,7 +29,7 @@ from reports.sections.results import (
 )
 from reports.sections.samples import SampleSet
 from reports.sections.setup import config_summary, settings_section
-from reports.sections.training import selection_section, training_data_section, training_section
+from reports.sections.training import loss_chart, selection_section, training_data_section, training_section
 from reports.sections.verdict import verdict_section
 from reports.stats import load_results
 
@@ -51,7 +53,7 @@ def build_context(run_dir: Path, baseline_model: str = "base", results: Results 
     config = redact(manifest.config if manifest is not None else {})
     settings, warnings = settings_section(manifest, models, tasks, results, labels)
     truncation, truncation_warnings, truncation_tasks = truncation_section(results, manifest, models, tasks, labels)
-    training, training_warnings = training_section(manifest)
+    training, training_warnings = training_section(manifest, run_dir)
     samples = SampleSet.load(run_dir, manifest, models, tasks)
     verdict = verdict_section(results, models, tasks, baseline_model, labels)
     lengths_png = length_histogram(samples, tasks, labels, plots.colours(results, baseline_model))
@@ -70,7 +72,13 @@ def build_context(run_dir: Path, baseline_model: str = "base", results: Results 
     summary = config_summary(config)
     if manifest is not None and manifest.skipped_tasks:
         summary.insert(0, ("skipped tasks", short(manifest.skipped_tasks, 400)))
-    plot_bytes = {"primary": primary_png, "deltas": deltas_png, "selection": selection_png, "lengths": lengths_png}
+    loss_png = loss_chart(training["curves"], plots.colours(results, baseline_model))
+    budget = [f"{k}={v}" for k, v in (("pool", (config.get("pool") or {}).get("n")),
+                                      ("steps", (config.get("train") or {}).get("max_steps"))) if v is not None]
+    differs = f"student {student}, teacher {teacher_text(config.get('teacher'))}" + (
+        f", budget {', '.join(budget)}" if budget else "")
+    plot_bytes = {"primary": primary_png, "deltas": deltas_png, "selection": selection_png, "lengths": lengths_png,
+                  "loss": loss_png, "pass_at_k": pass_at_k_chart(results, labels, plots.colours(results, baseline_model))}
     m = manifest
     return {
         "run_id": results.run_id or (m.run_id if m else run_dir.name),
@@ -101,6 +109,8 @@ def build_context(run_dir: Path, baseline_model: str = "base", results: Results 
         "pairs": pairs,
         "metric_tables": metric_tables(results, models, tasks, labels),
         "paper_tables": paper_section(results, models, partial),
+        "paper_differs": differs,
+        "paper_differs_short": short(differs, 90),
         "training": training,
         "training_data": training_data_section(run_dir, m),
         "manifest_sections": [(name, kv(redact(getattr(m, name)))) if m else (name, [])
@@ -108,6 +118,8 @@ def build_context(run_dir: Path, baseline_model: str = "base", results: Results 
                                            "timings_seconds")],
         "plots": {name: base64.b64encode(png).decode("ascii") for name, png in plot_bytes.items() if png is not None},
         "plot_bytes": plot_bytes,
+        # drawn at 2x: shown at half their pixel width (the PNG header's), sharp on high-density screens
+        "plot_widths": {name: int.from_bytes(png[16:20], "big") // 2 for name, png in plot_bytes.items() if png},
         "experiment_tables": experiment_tables(full_results),
         "seed_table": seed_table(full_results),
         "selection": selection,

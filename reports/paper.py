@@ -197,6 +197,8 @@ def experiment_table(results, spec: dict, path: str | Path | None = None) -> dic
         cells = []
         for col in spec.get("columns", []):
             hit = sub[(sub["method"] == row["paper"]) & (sub["benchmark"] == col["paper"])]
+            if row.get("teacher"):  # a table with rows per teacher (T3)
+                hit = hit[hit["teacher"] == row["teacher"]]
             paper_v = float(hit["value"].iloc[0]) if len(hit) else None
             note = str(hit["note"].iloc[0]) if len(hit) else ""
             per_seed = _our_per_seed(results, row["model"], col, row.get("params") or {})

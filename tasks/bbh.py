@@ -291,7 +291,8 @@ class BBH(Task):
                 out.append(Doc(
                     id=f"{sub}/{i}",
                     prompt=[{"role": "user", "content": text}] if self.chat else text,
-                    gold=options.index(ex["target"]),
+                    # three BBH targets name no option (e.g. "Monsters, Inc"); lm-eval scores them 0, and so do we
+                    gold=options.index(ex["target"]) if ex["target"] in options else -1,
                     choices=[" " + c for c in options],  # lm-eval's target_delimiter before each option
                     meta={"subtask": sub, "options": options, "source": source},
                 ))

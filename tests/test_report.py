@@ -249,12 +249,12 @@ def test_partial_task_is_marked_and_not_set_unmarked_beside_the_paper(tmp_path):
     assert t1["headers"][col]["partial"] == "amc23 (partial: 20 of 40)"
     paper_cells = [row["cells"][col] for row in t1["rows"] if row["kind"] == "paper"]
     assert paper_cells and all(c["partial"] for c in paper_cells)  # no paper AMC23 number stands unmarked
-    ours = [row["cells"][col] for row in t1["rows"] if row["kind"] == "ours"]
+    ours = [row["ours"][col] for row in t1["rows"] if row["ours"]]
     assert ours and all(c["partial"] for c in ours if c["value"])
     section = html.split('id="paper"')[1].split('id="training"')[0]
     assert "37.5" in section  # cgd's AMC23 in T1, shown ...
-    cell = re.search(r"<td[^>]*>37.5(.*?)</td>", section).group(0)
-    assert 'class="flag"' in cell and "not comparable: partial data" in cell  # ... only with the note
+    cell = re.search(r"<td[^>]*>37.5(.*?)</td>", section).group(0)  # in our column group
+    assert re.match(r'<td class="[^"]*\bflag\b', cell) and "not comparable: partial data" in cell  # ... with the note
     # A column of a task that ran in full carries no such note.
     math_cells = [row["cells"][t1["columns"].index("MATH500")] for row in t1["rows"]]
     assert not any(c["partial"] for c in math_cells)
@@ -305,3 +305,16 @@ def test_config_redaction_hides_secrets_not_budgets():
     out = redact({"eval": {"max_new_tokens": {"*": 64}}, "teacher": {"options": {"api_key": "sk-123", "hf_token": "t"}}})
     assert out["eval"]["max_new_tokens"] == {"*": 64}
     assert out["teacher"]["options"] == {"api_key": "***", "hf_token": "***"}
+
+
+def test_pass_at_k_chart_only_where_sampled():
+    from common.artifacts import ResultRow, Results
+    from reports.sections.diagnostics import pass_at_k_chart
+
+    rows = [ResultRow(model=m, task="synthetic_ood", metric=f"pass@{k}", value=v, n=10)
+            for m, vals in {"base": (0.1, 0.2, 0.3), "sft": (0.2, 0.3, 0.5)}.items() for k, v in zip((1, 2, 4), vals)]
+    sampled = Results(run_id="x", primary_metrics={"synthetic_ood": "accuracy"}, rows=rows)
+    assert pass_at_k_chart(sampled, {}, {})[:8] == b"\x89PNG\r\n\x1a\n"
+    greedy = Results(run_id="x", primary_metrics={"synthetic_ood": "accuracy"},
+                     rows=[r for r in rows if r.metric == "pass@1"])
+    assert pass_at_k_chart(greedy, {}, {}) is None

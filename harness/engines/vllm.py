@@ -89,6 +89,21 @@ def clear_llm_cache() -> None:
     _LLM_CACHE.clear()
 
 
+def release_memory() -> None:
+    """Give the GPU back before this process trains: drop the shared LLMs, then vLLM's own clean-up (model
+    parallel groups, the distributed environment, the CUDA cache). ``del LLM`` alone leaks memory (vLLM #20860);
+    where even this is not enough (a multi-GPU engine), the engine belongs in a process that ends (a Ray unit)."""
+    had = bool(_LLM_CACHE)
+    clear_llm_cache()
+    if not had:
+        return
+    try:
+        from vllm.distributed.parallel_state import cleanup_dist_env_and_memory
+    except ImportError:  # an older or CPU-only vLLM: the cache is cleared, the rest is gc's
+        return
+    cleanup_dist_env_and_memory()
+
+
 @register_engine("vllm")
 class VLLMEngine:
     """Offline ``vllm.LLM`` generation and prompt log-probabilities."""

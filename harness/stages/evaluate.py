@@ -19,10 +19,12 @@ from typing import Any, Sequence
 from common.artifacts import (Fingerprint, SampleFileMeta, SampleRecord, SchemaMismatch, load_artifact,
                               read_samples, save_artifact, write_samples)
 from common.files import stable_hash
-from harness.models import identity_of, serve
+from common.units import EvalOutput, ModelEval, Resources, TaskEval, Unit
+from harness.executors import Executor, Job, raise_failures
+from harness.models import identity_of, release_engines, serve_unit
 from harness.progress import console, progress_bar
 from harness.stages.plan import Plan, generation_params
-from harness.store import CachedEngine, CallCache
+from harness.store import CachedEngine, CallCache, WorkerCache
 from tasks.base import Doc, Scored, Task
 
 
@@ -146,52 +148,106 @@ def stored_meta(path: Path) -> SampleFileMeta | None:
         return None  # an older or damaged sidecar: evaluate again
 
 
-def evaluate_models(plan: Plan, models: list[ModelToEvaluate], cache: CallCache) -> dict[str, dict]:
-    """(model x task) evaluation; returns per model its identity, engine description and per-task record."""
+def task_names(plan: Plan) -> list[str]:
+    """The run's tasks, then pool_validation when the plan holds it (held-out questions, never a test task)."""
+    return [*plan.tasks, *(["pool_validation"] if "pool_validation" in plan.docs else [])]
+
+
+def eval_unit(plan: Plan, model: ModelToEvaluate, task_name: str, identity: str, cache) -> EvalOutput:
+    """One (model, task) evaluation unit: generate (or score log-likelihoods) and score. ``cache``: the driver's
+    CallCache (in-process executor) or its path (a worker reads it and returns the calls it made)."""
+    t0 = time.perf_counter()
+    own = not isinstance(cache, CallCache)
+    view = WorkerCache(cache) if own else cache
+    engine = serve_unit(plan.config.eval.engine, model.path, model.adapter, view)
+    if engine.identity != identity:  # the loaded engine must agree with the cheap identity
+        raise RuntimeError(f"engine identity {engine.identity} != computed {identity}")
+    records = evaluate_task(engine, plan.task_objs[task_name], plan.docs[task_name], plan,
+                            f"eval {model.name}/{task_name}")
+    out = EvalOutput(records=records, engine=engine.describe(), hits=engine.hits, misses=engine.misses,
+                     seconds=time.perf_counter() - t0)
+    if own:
+        out.new_cache_rows = view.new_rows
+        view.close()
+    return out
+
+
+def _store(rd, model: str, task: str, records: list[SampleRecord], gen_fp: Fingerprint, score_fp: Fingerprint) -> None:
+    write_samples(rd.samples(model, task), records)
+    save_artifact(rd.samples_meta(model, task), SampleFileMeta(
+        model=model, task=task, n=len(records), generation=gen_fp, scoring=score_fp,
+        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())))
+
+
+def evaluate_models(plan: Plan, models: list[ModelToEvaluate], cache: CallCache,
+                    executor: Executor | None = None) -> dict[str, ModelEval]:
+    """(model x task) evaluation: stored samples are reused or re-scored here; every pair to generate is one unit
+    for the executor (in order, in this process, by default). Returns each model's typed ``ModelEval``."""
+    from harness.executors.local import LocalExecutor
+
+    executor = executor or LocalExecutor(plan.config.executor)
     cfg = plan.config
     rd = plan.run_dir
-    stats: dict[str, dict] = {}
+    stats: dict[str, ModelEval] = {}
+    jobs: list[Job] = []
+    fps: dict[str, tuple[Fingerprint, Fingerprint]] = {}
     for m in models:
         identity = identity_of(cfg.eval.engine, m.path, m.adapter)
-        engine: CachedEngine | None = None
-        info: dict[str, Any] = {"identity": identity, "tasks": {}}
-        for name in [*plan.tasks, *(["pool_validation"] if "pool_validation" in plan.docs else [])]:
+        me = stats[m.name] = ModelEval(m.name, str(m.path), str(m.adapter) if m.adapter else None, identity)
+        for name in task_names(plan):
             task, docs = plan.task_objs[name], plan.docs[name]
             gen_fp, score_fp = fingerprints(plan, identity, name)
-            out, meta_path = rd.samples(m.name, name), rd.samples_meta(m.name, name)
-            old = stored_meta(meta_path)
-            t0 = time.perf_counter()
-            entry: dict[str, Any] = {"fingerprint": gen_fp.key, "scoring": score_fp.key}
-            stored = intact_samples(out, old.n) if old is not None and old.generation.key == gen_fp.key else None
+            old = stored_meta(rd.samples_meta(m.name, name))
+            stored = (intact_samples(rd.samples(m.name, name), old.n)
+                      if old is not None and old.generation.key == gen_fp.key else None)
             if stored is not None:
                 if old.scoring.key == score_fp.key:
-                    entry["reused"] = "samples"
-                    info["tasks"][name] = entry
+                    me.tasks[name] = TaskEval(m.name, name, gen_fp.key, score_fp.key, reused="samples")
                     continue
-                records = score_records(task, docs, stored)
-                entry["reused"] = "responses (re-scored: grader changed)"
-            else:
-                if old is not None and old.generation.key == gen_fp.key:
-                    console.print(f"[yellow]evaluate[/] {m.name}/{name}: the stored samples file is missing or "
-                                  "damaged; evaluating again (through the call cache)", highlight=False)
-                elif old is not None:
-                    console.print(f"[yellow]evaluate[/] {m.name}/{name}: stored samples were made with a different "
-                                  f"{_what_differs(old.generation, gen_fp)}; evaluating again", highlight=False)
-                if engine is None:
-                    engine = serve(cfg.eval.engine, m.path, m.adapter, cache)
-                    if engine.identity != identity:  # the loaded engine must agree with the cheap identity
-                        raise RuntimeError(f"engine identity {engine.identity} != computed {identity}")
-                    info["engine"] = engine.describe()
-                records = evaluate_task(engine, task, docs, plan, f"eval {m.name}/{name}")
-                entry["reused"] = None
-            write_samples(out, records)
-            save_artifact(meta_path, SampleFileMeta(
-                model=m.name, task=name, n=len(records), generation=gen_fp, scoring=score_fp,
-                created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())))
-            entry["seconds"] = round(time.perf_counter() - t0, 2)
-            info["tasks"][name] = entry
-        if engine is not None:
-            info.update(cache_hits=engine.hits, cache_misses=engine.misses)
-            del engine
-        stats[m.name] = info
+                t0 = time.perf_counter()
+                _store(rd, m.name, name, score_records(task, docs, stored), gen_fp, score_fp)
+                me.tasks[name] = TaskEval(m.name, name, gen_fp.key, score_fp.key,
+                                          reused="responses (re-scored: grader changed)",
+                                          seconds=round(time.perf_counter() - t0, 2))
+                continue
+            if old is not None and old.generation.key == gen_fp.key:
+                console.print(f"[yellow]evaluate[/] {m.name}/{name}: the stored samples file is missing or "
+                              "damaged; evaluating again (through the call cache)", highlight=False)
+            elif old is not None:
+                console.print(f"[yellow]evaluate[/] {m.name}/{name}: stored samples were made with a different "
+                              f"{_what_differs(old.generation, gen_fp)}; evaluating again", highlight=False)
+            unit = Unit("eval", f"eval/{m.name}/{name}", gen_fp.key, eval_resources(cfg))
+            fps[unit.name] = (gen_fp, score_fp)
+            jobs.append(Job(unit, eval_unit, (plan, m, name, identity,
+                                               cache if executor.in_process else str(cache.path))))
+    outcomes = executor.run(jobs, rd.root / "logs" / "units")
+    for job, o in zip(jobs, outcomes):
+        if o.error is not None:
+            continue
+        out: EvalOutput = o.value
+        model, name = job.args[1].name, job.args[2]
+        if out.new_cache_rows:
+            cache.put_many(out.new_cache_rows)
+        gen_fp, score_fp = fps[job.unit.name]
+        t0 = time.perf_counter()
+        _store(rd, model, name, out.records, gen_fp, score_fp)
+        me = stats[model]
+        me.tasks[name] = TaskEval(model, name, gen_fp.key, score_fp.key, reused=None,
+                                  seconds=round(out.seconds + time.perf_counter() - t0, 2))
+        me.engine, me.loaded = out.engine, True
+        me.cache_hits += out.hits
+        me.cache_misses += out.misses
+    release_engines()
+    raise_failures(outcomes)
+    for me in stats.values():  # the run's task order, whichever unit finished first
+        me.tasks = {t: me.tasks[t] for t in task_names(plan) if t in me.tasks}
     return stats
+
+
+def eval_resources(cfg) -> Resources:
+    """One evaluation unit's needs: the engine's GPUs (tensor parallel size on vLLM), one CPU."""
+    e = cfg.eval.engine
+    on_gpu = e.device.startswith("cuda") or (e.device == "auto" and bool(cfg.executor.gpus))
+    if e.backend not in ("hf", "vllm") or not on_gpu:  # API engines and CPU runs need no GPU
+        return Resources(gpus=0.0, cpus=1.0)
+    return Resources(gpus=float(e.options.get("tensor_parallel_size", 1)) if e.backend == "vllm" else 1.0, cpus=1.0)

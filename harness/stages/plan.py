@@ -43,6 +43,11 @@ class Plan:
 
 
 def config_hash(cfg: RunConfig) -> str:
+    return stable_hash(config_identity(cfg))[:10]
+
+
+def config_identity(cfg: RunConfig) -> dict[str, Any]:
+    """What the run id is a hash of: the config without where and how far the run goes."""
     # The output folder is where the run goes, not what it computes; the teacher's spending caps and request
     # batch decide how far a run gets, not what it computes (a raised cap resumes the same run folder).
     # The executor decides where units run, not what they compute.
@@ -62,7 +67,7 @@ def config_hash(cfg: RunConfig) -> str:
     unset_pool = {f for f in ("student_answer_field", "critique_field") if getattr(cfg.pool, f) is None}
     if unset_pool:
         exclude["pool"] = {*exclude.get("pool", ()), *unset_pool}
-    return stable_hash(cfg.model_dump(mode="json", exclude=exclude))[:10]
+    return cfg.model_dump(mode="json", exclude=exclude)
 
 
 def make_task(cfg: RunConfig, name: str) -> Task:

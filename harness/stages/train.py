@@ -10,12 +10,14 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from common.files import read_json_or_none, stable_hash, write_json_atomic, write_jsonl_atomic
+from common.files import link_tree, read_json_or_none, stable_hash, write_json_atomic, write_jsonl_atomic
+from common.units import Resources, TrainedModel, Unit
 from distill.items import TrainItem
 from distill.methods import build_dataset, get_method
 from distill.mix import mix_by_conclusion
 from distill.train import TrainConfig, TrainExposure
 from harness.config import ConfigError, RunConfig
+from harness.executors import Job, raise_failures
 from harness.models import identity_of
 from harness.progress import console
 from harness.stages.plan import Plan
@@ -195,10 +197,34 @@ def select_checkpoint(plan: Plan, student: Path | str, method: str, adapter: boo
     return out
 
 
-def train_methods(plan: Plan, student: Path | str, items: list[TrainItem], cache=None,
-                  donor=None) -> dict[str, dict[str, Any]]:
-    """``donor``: a sibling sweep cell's RunDir; a model it trained with this very fingerprint is linked in."""
+def train_job(student: Path | str, examples: Path, model_dir: Path, tcfg: TrainConfig) -> bool:
+    """One train unit (method x seed x cell): train the student into ``model_dir`` through distill.train's entry
+    point (one process, or train.distributed.nproc processes under torchrun), resuming from its last complete
+    checkpoint; True when the result is a LoRA adapter. The driver writes the done record (fingerprint.json)."""
+    from distill.train import TrainJob, launch
+    from harness.progress import quiet_hf_progress
+
+    quiet_hf_progress()
+    res = launch(TrainJob(base_model=str(student), examples=str(examples), out_dir=str(model_dir), config=tcfg),
+                 progress=True)
+    sort_target_modules(model_dir)
+    return res.adapter
+
+
+def train_resources(cfg: RunConfig, tcfg: TrainConfig) -> Resources:
+    """A train unit's needs: one GPU per training process when the run has GPUs, one CPU per process."""
+    nproc = float(tcfg.distributed.nproc)  # a gang: all its processes on one node, or none
+    return Resources(gpus=nproc if cfg.executor.gpus else 0.0, cpus=nproc)
+
+
+def train_methods(plan: Plan, student: Path | str, items: list[TrainItem], cache=None, donor=None,
+                  executor=None) -> dict[str, TrainedModel]:
+    """``donor``: a sibling sweep cell's RunDir; a model it trained with this very fingerprint is linked in.
+    Every method to train is one unit for ``executor`` (in order, in this process, by default)."""
+    from harness.executors.local import LocalExecutor
+
     cfg = plan.config
+    executor = executor or LocalExecutor(cfg.executor)
     check_selection(plan)
     chosen = mix_by_conclusion(items, cfg.right_fraction, cfg.seed) if cfg.right_fraction is not None else items
     datasets = {m: build_dataset(get_method(m, cfg.prompts), chosen) for m in plan.methods}
@@ -207,50 +233,56 @@ def train_methods(plan: Plan, student: Path | str, items: list[TrainItem], cache
             raise ConfigError(f"method {m} has no training examples (its teacher stage produced nothing)")
     tcfgs = method_train_configs(cfg, student, datasets)
     student_id = identity_of(cfg.eval.engine, student)
-    out: dict[str, dict[str, Any]] = {}
+    rd = plan.run_dir
+    fingerprints: dict[str, str] = {}
+    stored: dict[str, dict] = {}
+    jobs: list[Job] = []
     for m, rows in datasets.items():
         tcfg = tcfgs[m]
-        rd = plan.run_dir
         # The number of processes is not part of what is trained (same global batch, same data order).
-        fingerprint = stable_hash({"student": student_id, "examples": stable_hash(rows),
-                                   "train": tcfg.model_dump(mode="json", exclude={"distributed"})})
+        fingerprint = fingerprints[m] = stable_hash({"student": student_id, "examples": stable_hash(rows),
+                                                     "train": tcfg.model_dump(mode="json", exclude={"distributed"})})
         fp_path = rd.model_dir(m) / "fingerprint.json"
         if donor is not None and not rd.model_dir(m).exists():
             donor_fp = donor.model_dir(m) / "fingerprint.json"
             if (donor_fp.exists() and (donor.model_dir(m) / "final").exists()
                     and json.loads(donor_fp.read_text()).get("fingerprint") == fingerprint):
-                from common.files import link_tree
-
                 rd.model_dir(m).parent.mkdir(parents=True, exist_ok=True)
                 link_tree(donor.model_dir(m), rd.model_dir(m))
                 console.print(f"[dim]train {m}: same data, student and settings as {donor.root.name}; shared[/]")
-        stored = read_json_or_none(fp_path)  # absent or damaged: train (or take final/ when its request matches)
-        if stored is not None and stored.get("fingerprint") != fingerprint:
+        rec = read_json_or_none(fp_path)  # absent or damaged: train (or take final/ when its request matches)
+        if rec is not None and rec.get("fingerprint") != fingerprint:
             console.print(f"[yellow]train[/] {m}: the stored model was trained from other data, student or "
                           "settings; training again")
             shutil.rmtree(rd.model_dir(m))
-            stored = None
-        reused = stored is not None and (rd.model_dir(m) / "final").exists()
-        if not reused:
-            write_jsonl_atomic(rd.train_data(m), rows)
-            truncation = truncation_stats(student, rows, tcfg.max_length)
-            if truncation["examples_dropped"] == len(rows):
-                raise ConfigError(f"method {m}: every training prompt is longer than train.max_length="
-                                  f"{tcfg.max_length} tokens, so nothing is left to learn; raise train.max_length")
-            own = " (own recipe)" if m in cfg.train.recipes else ""
-            console.print(f"[bold]train[/] {m}{own}: {len(rows)} examples, budget "
-                          f"{'max_steps=' + str(tcfg.max_steps) if tcfg.max_steps else tcfg.budget}", highlight=False)
-            from distill.train import TrainJob, launch
-            from harness.progress import quiet_hf_progress
-
-            quiet_hf_progress()
-            # One process here, or train.distributed.nproc processes under torchrun over the same entry point.
-            res = launch(TrainJob(base_model=str(student), examples=str(rd.train_data(m)),
-                                  out_dir=str(rd.model_dir(m)), config=tcfg), progress=True)
-            sort_target_modules(rd.model_dir(m))
-            stored = {"fingerprint": fingerprint, "truncation": truncation, "adapter": res.adapter}
-            write_json_atomic(fp_path, stored)
-        truncation = stored["truncation"]
+            rec = None
+        if rec is not None and (rd.model_dir(m) / "final").exists():
+            stored[m] = rec
+            continue
+        write_jsonl_atomic(rd.train_data(m), rows)
+        truncation = truncation_stats(student, rows, tcfg.max_length)
+        if truncation["examples_dropped"] == len(rows):
+            raise ConfigError(f"method {m}: every training prompt is longer than train.max_length="
+                              f"{tcfg.max_length} tokens, so nothing is left to learn; raise train.max_length")
+        own = " (own recipe)" if m in cfg.train.recipes else ""
+        console.print(f"[bold]train[/] {m}{own}: {len(rows)} examples, budget "
+                      f"{'max_steps=' + str(tcfg.max_steps) if tcfg.max_steps else tcfg.budget}", highlight=False)
+        unit = Unit("train", f"train/{m}", fingerprint, train_resources(cfg, tcfg))
+        jobs.append(Job(unit, train_job, (student, rd.train_data(m), rd.model_dir(m), tcfg)))
+        stored[m] = {"fingerprint": fingerprint, "truncation": truncation}
+    outcomes = executor.run(jobs, rd.root / "logs" / "units")
+    for job, o in zip(jobs, outcomes):
+        if o.error is None:
+            m = job.unit.name.split("/", 1)[1]
+            stored[m]["adapter"] = o.value
+            write_json_atomic(rd.model_dir(m) / "fingerprint.json", stored[m])  # the done record
+    raise_failures(outcomes)
+    trained_now = {j.unit.name.split("/", 1)[1] for j in jobs}
+    out: dict[str, TrainedModel] = {}
+    exposures: dict[str, TrainExposure] = {}
+    for m, rows in datasets.items():
+        tcfg, rec = tcfgs[m], stored[m]
+        truncation = rec["truncation"]
         lost = truncation["target_tokens_lost"] / max(1, truncation["target_tokens"])
         if lost > TRUNCATION_WARN:
             console.print(f"[yellow]warning[/] {m}: train.max_length={tcfg.max_length} cuts {100 * lost:.1f}% of "
@@ -259,23 +291,23 @@ def train_methods(plan: Plan, student: Path | str, items: list[TrainItem], cache
         metrics = json.loads((final / "train_metrics.json").read_text())
         model_dir = final
         if tcfg.select_checkpoint is not None:
-            selection = select_checkpoint(plan, student, m, stored["adapter"], fingerprint, cache)
+            selection = select_checkpoint(plan, student, m, rec["adapter"], fingerprints[m], cache)
             metrics["selection"] = {k: v for k, v in selection.items() if k != "key"}
             model_dir = Path(selection["selected_dir"])
         else:
             metrics["selection"] = {"on": None, "selected": "last checkpoint (as the paper)"}
-        exposure = TrainExposure.model_validate(metrics["exposure"]) if "exposure" in metrics else None
-        if exposure is not None and not reused:
-            console.print(f"[bold]train[/] {m}: {exposure.steps} steps of {exposure.global_batch} rows, "
-                          f"{exposure.rows} rows a pass, data_passes {exposure.data_passes:.3f}", highlight=False)
+        if "exposure" in metrics:
+            exposure = exposures[m] = TrainExposure.model_validate(metrics["exposure"])
+            if m in trained_now:
+                console.print(f"[bold]train[/] {m}: {exposure.steps} steps of {exposure.global_batch} rows, "
+                              f"{exposure.rows} rows a pass, data_passes {exposure.data_passes:.3f}", highlight=False)
         recipe = cfg.train.recipes.get(m)
         metrics["recipe"] = ({"own": True, **recipe.model_dump(exclude_none=True)} if recipe is not None
                              else {"own": False})
-        out[m] = {"model_dir": str(model_dir), "adapter": stored["adapter"], "examples": len(rows),
-                  "fingerprint": fingerprint, "truncation": truncation, "reused": reused, "metrics": metrics,
-                  "exposure": exposure}
-    exposures = {m: o["exposure"] for m, o in out.items() if o["exposure"] is not None}
+        out[m] = TrainedModel(method=m, model_dir=str(model_dir), adapter=rec["adapter"], examples=len(rows),
+                              fingerprint=fingerprints[m], truncation=truncation, reused=m not in trained_now,
+                              metrics=metrics)
     warnings = check_exposure(exposures, tcfgs)
-    for o in out.values():
-        o["metrics"]["exposure_warnings"] = warnings
+    for tm in out.values():
+        tm.metrics["exposure_warnings"] = warnings
     return out

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 from common.artifacts import Results, SampleRecord
+from reports import plots
 from reports.changes import tested_changes
 from reports.fmt import ci_text, p_text, pct, signed_pct
 from reports.sections.samples import SampleSet
@@ -172,8 +173,6 @@ def secondary_tests(results: Results, labels: Mapping[str, str]) -> list[Seconda
 def length_histogram(samples: SampleSet, tasks: list[str], labels: Mapping[str, str],
                      colours: Mapping[str, str]) -> bytes | None:
     """Completion length (tokens) per model, one panel per generative task (step histograms, shared bins)."""
-    from reports import plots
-
     panels = []
     for t in tasks:
         by_model = samples.by_model(t)
@@ -202,3 +201,29 @@ def diagnostics_section(samples: SampleSet, results: Results, tasks: list[str], 
                         bounded: Mapping[str, str]) -> list[TaskDiagnostics]:
     return [d for t in tasks if (d := task_diagnostics(samples, t, labels.get(t, t), bounded.get(t))) is not None]
 
+
+
+def pass_at_k_chart(results: Results, labels: Mapping[str, str], colours: Mapping[str, str]) -> bytes | None:
+    """pass@k against k per model, one panel per task that sampled several responses per item (metrics named
+    ``pass@<k>`` for at least two k)."""
+    curves: dict[str, dict[str, list[tuple[int, float]]]] = {}
+    for r in results.rows:
+        if r.metric.startswith("pass@") and r.metric[5:].isdigit() and not r.params:
+            curves.setdefault(r.task, {}).setdefault(r.model, []).append((int(r.metric[5:]), r.value))
+    curves = {t: c for t, c in curves.items() if any(len(v) > 1 for v in c.values())}
+    if not curves:
+        return None
+    fig = plots.figure(width=min(12.0, 3.6 * len(curves)), height=3.0)
+    axes = fig.subplots(1, len(curves), squeeze=False)[0]
+    for ax, (t, by_model) in zip(axes, curves.items()):
+        for m, pts in by_model.items():
+            ks, vs = zip(*sorted(pts))
+            ax.plot(ks, [100 * v for v in vs], marker="o", label=m, color=colours.get(m))
+        ax.set_xticks(sorted({k for pts in by_model.values() for k, _ in pts}))
+        ax.set_title(labels.get(t, t), fontsize=9)
+        ax.set_xlabel("k (samples per item)", fontsize=8)
+        ax.tick_params(labelsize=7)
+    axes[0].set_ylabel("pass@k (%)", fontsize=8)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    return plots.png(fig)

@@ -44,7 +44,9 @@ def paper_section(results: Results, models: list[str],
         col_partial = {b: partial_tasks(b) for b in columns}
         has_ours = any(ours(m, b) is not None for m in models for b in columns)
         body = []
-        last_row_of = {m: i for i, (m, _) in enumerate(df.index)}  # our row follows the method's last paper row
+        first_row_of: dict[str, int] = {}  # our values stand beside the method's first paper row
+        for i, (m, _) in enumerate(df.index):
+            first_row_of.setdefault(m, i)
         for i, ((method, teacher), prow) in enumerate(df.iterrows()):
             cells = []
             for b in columns:
@@ -55,8 +57,9 @@ def paper_section(results: Results, models: list[str],
                               "flag": bool(chk is not None and chk.differs),
                               "note": df.attrs["notes"].get((method, teacher, b), ""),
                               "partial": bool(col_partial[b] and has_ours)})
-            body.append({"kind": "paper", "method": method, "teacher": teacher, "cells": cells})
-            if method in models and has_ours and last_row_of[method] == i:
+            row = {"kind": "paper", "method": method, "teacher": teacher, "cells": cells, "ours": None}
+            body.append(row)
+            if method in models and has_ours and first_row_of[method] == i:
                 our_cells = []
                 for b in columns:
                     if b in coverage:
@@ -66,7 +69,7 @@ def paper_section(results: Results, models: list[str],
                         v = ours(method, b)
                     our_cells.append({"value": pct(v) if v is not None else "", "recomputed": None, "flag": False,
                                       "note": "", "partial": bool(col_partial[b]) and v is not None})
-                body.append({"kind": "ours", "method": method, "teacher": "this run", "cells": our_cells})
+                row["ours"] = our_cells
         headers = [{"name": b, "partial": "; ".join(col_partial[b]) if has_ours else ""} for b in columns]
         out.append({"id": table_id, "caption": df.attrs["caption"], "student": df.attrs["student"],
                     "columns": columns, "headers": headers, "rows": body, "has_ours": has_ours})

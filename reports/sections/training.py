@@ -9,25 +9,78 @@ from typing import Mapping, Optional
 from common.artifacts import Manifest
 from common.labels import conclusion_of
 from reports import plots
-from reports.fmt import clip, describe_model, number, pct, short
+from reports.fmt import clip, describe_model, number, pct, prompt_text, short
 
 #: Above this share of target tokens cut from a method's training examples, it trained on truncated targets.
 TRAIN_TOKENS_LOST_WARN = 0.01
 
 
-def training_section(manifest: Optional[Manifest]) -> tuple[list[dict], list[str]]:
-    """Per trained model: identity, adapter, training metrics and how much of its targets were cut at the
-    training sequence length (``models[m].train["truncation"]``); warnings above ``TRAIN_TOKENS_LOST_WARN``."""
-    out, warnings = [], []
+#: Training keys that identify rather than describe (shown per method under "details", not in the summary).
+_TRAIN_DETAIL_KEYS = {"base_model", "fingerprint", "adapter", "resumed_from", "loss_curve", "truncation"}
+
+
+def training_example(run_dir: Path, method: str) -> Optional[dict]:
+    """The first training example of a method (``data/<method>.jsonl``: prompt messages and completion) as
+    role-labelled text: what the method learns to write."""
+    path = Path(run_dir) / "data" / f"{method}.jsonl"
+    if not path.is_file():
+        return None
+    with path.open(encoding="utf-8") as fh:
+        line = fh.readline()
+    try:
+        row = json.loads(line)
+    except ValueError:
+        return None
+    return {"id": str(row.get("id", "")), "prompt": clip(prompt_text(row.get("prompt") or "")),
+            "completion": clip(prompt_text(row.get("completion") or ""))}
+
+
+def _loss_curve(train: Mapping) -> list[tuple[float, float]]:
+    curve = train.get("loss_curve")
+    if not isinstance(curve, list):
+        return []
+    return [(float(x[0]), float(x[1])) for x in curve if isinstance(x, (list, tuple)) and len(x) == 2]
+
+
+def loss_chart(curves: Mapping[str, list[tuple[float, float]]], colours: Mapping[str, str]) -> bytes | None:
+    """Training loss per optimiser step, one line per method."""
+    curves = {m: c for m, c in curves.items() if c}
+    if not curves:
+        return None
+    fig = plots.figure(6, 3.2)
+    ax = fig.subplots()
+    for m, c in curves.items():
+        xs, ys = zip(*c)
+        ax.plot(xs, ys, marker="o", markersize=3, label=m, color=colours.get(m))
+    ax.set_xlabel("optimiser step")
+    ax.set_ylabel("training loss")
+    ax.set_title("Training loss (each method on its own targets: not comparable across methods)", fontsize=8)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return plots.png(fig)
+
+
+def training_section(manifest: Optional[Manifest], run_dir: Path) -> tuple[dict, list[str]]:
+    """Per trained model: a summary table (every scalar the manifest records under ``models[m].train``: steps,
+    examples, tokens, data passes, loss, own recipe, ... as present), details (identity, adapter, nested
+    settings), target truncation, the loss curve and one formatted training example; warnings above
+    ``TRAIN_TOKENS_LOST_WARN`` of target tokens lost."""
+    out: dict = {"models": [], "summary_keys": [], "summary": [], "curves": {}}
+    warnings: list[str] = []
     if manifest is None:
         return out, warnings
+    keys: list[str] = []
     for model, info in manifest.models.items():
         if not info.train and info.method is None:
             continue
         train = dict(info.train)
-        trunc = train.pop("truncation", None)
-        metrics = [(k, number(v)) for k, v in train.items() if not isinstance(v, Mapping)]
-        metrics += [(k, short(v, 300)) for k, v in train.items() if isinstance(v, Mapping)]
+        trunc = train.get("truncation")
+        scalars = {k: v for k, v in train.items()
+                   if k not in _TRAIN_DETAIL_KEYS and not isinstance(v, (Mapping, list))}
+        keys += [k for k in scalars if k not in keys]
+        nested = [(k, short(v, 300)) for k, v in train.items()
+                  if k not in _TRAIN_DETAIL_KEYS and isinstance(v, (Mapping, list))]
         trunc_text = None
         if isinstance(trunc, Mapping):
             ex, ex_cut = trunc.get("examples") or 0, trunc.get("examples_truncated") or 0
@@ -39,9 +92,15 @@ def training_section(manifest: Optional[Manifest]) -> tuple[list[dict], list[str
                 warnings.append(f"{model} lost {pct(share, 1)}% of its training target tokens to truncation "
                                 f"({tok_lost:,} of {tok:,}; {ex_cut:,} of {ex:,} examples), over "
                                 f"{pct(TRAIN_TOKENS_LOST_WARN, 0)}%: it learned from cut-off targets")
-        out.append({"model": model, "method": info.method or "–", "identity": describe_model(info.identity),
-                    "adapter": short(info.adapter or info.path or "–"), "truncation": trunc_text,
-                    "metrics": metrics})
+        out["curves"][model] = _loss_curve(train)
+        out["models"].append({"model": model, "method": info.method or "–",
+                              "identity": describe_model(info.identity),
+                              "adapter": short(info.adapter or info.path or "–"), "truncation": trunc_text,
+                              "scalars": scalars, "details": nested,
+                              "example": training_example(run_dir, info.method or model)})
+    out["summary_keys"] = keys
+    out["summary"] = [(k, [number(m["scalars"][k]) if k in m["scalars"] else "–" for m in out["models"]])
+                      for k in keys]
     return out, warnings
 
 
@@ -78,6 +137,9 @@ def selection_section(manifest: Optional[Manifest]) -> tuple[list[dict], bytes |
 
 
 _STAGE_COLUMNS = ("probe", "critique", "refine", "direct")
+#: (example key, heading) of the training-data examples; a column no example has text in is left out.
+_EXAMPLE_COLUMNS = (("probe", "draft (student)"), ("critique", "critique (teacher)"),
+                    ("refined", "refinement (teacher)"), ("direct", "direct answer (teacher)"))
 
 
 def training_data_section(run_dir: Path, manifest: Optional[Manifest], k: int = 6) -> Optional[dict]:
@@ -135,7 +197,8 @@ def training_data_section(run_dir: Path, manifest: Optional[Manifest], k: int = 
                     (checks.get("refined") or {}).get("correct")],
                 "flagged": bool((usage.get("critique") or {}).get("flagged")),
                 "retries": (usage.get("critique") or {}).get("retries", 0)})
+    columns = [c for c in _EXAMPLE_COLUMNS if any(ex[c[0]] for ex in examples)]
     total = td.get("teacher_total") if isinstance(td.get("teacher_total"), Mapping) else None
-    return {"stats": stats, "decontamination": decon, "examples": examples,
+    return {"stats": stats, "decontamination": decon, "examples": examples, "columns": columns,
             "total": [(key, short(v, 100)) for key, v in total.items()] if total else [],
             "filter": short(td.get("correctness_filter"), 200) if td.get("correctness_filter") else None}

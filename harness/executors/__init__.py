@@ -1,0 +1,83 @@
+"""Where a run's units execute, behind one small interface; one module per executor, found by name.
+
+An executor module decorates its class with ``@register_executor("name")`` and adds one line to
+``EXECUTOR_MODULES`` (as engines do). ``run(jobs)`` executes independent jobs (a unit, a function and its
+arguments) and returns one ``Outcome`` per job, in order: the value, or the error after ``max_retries`` more
+attempts (each with a fresh name); a failed unit never stops the others. The driver alone writes the run folder
+and the call cache, from the values jobs return.
+"""
+from __future__ import annotations
+
+import importlib
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Protocol, Sequence, TypeVar
+
+from common.files import write_text_atomic
+from common.units import Outcome, Unit
+
+#: executor name -> module that registers it
+EXECUTOR_MODULES: dict[str, str] = {
+    "local": "harness.executors.local",
+    "ray": "harness.executors.ray_cluster",
+}
+EXECUTOR_REGISTRY: dict[str, type] = {}
+
+X = TypeVar("X", bound=type)
+
+
+@dataclass
+class Job:
+    unit: Unit
+    fn: Callable[..., Any]  # module-level (picklable): runs where the executor places it
+    args: tuple = ()
+
+
+class Executor(Protocol):
+    name: str
+    #: True when jobs run in this process (so they may use the driver's cache and progress bars directly).
+    in_process: bool
+
+    def run(self, jobs: Sequence[Job], log_dir: Path | None = None) -> list[Outcome]: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+    def check_visible(self, paths: Sequence[Path]) -> None: ...
+
+
+def register_executor(name: str) -> Callable[[X], X]:
+    def wrap(cls: X) -> X:
+        cls.name = name  # type: ignore[attr-defined]
+        EXECUTOR_REGISTRY[name] = cls
+        return cls
+
+    return wrap
+
+
+def build_executor(cfg) -> Executor:
+    """cfg: harness.config.ExecutorConfig."""
+    if cfg.kind not in EXECUTOR_REGISTRY:
+        importlib.import_module(EXECUTOR_MODULES[cfg.kind])
+    return EXECUTOR_REGISTRY[cfg.kind](cfg)
+
+
+class UnitFailed(RuntimeError):
+    """Units that failed after every attempt (the others finished and are stored)."""
+
+
+def error_log(log_dir: Path | None, unit: Unit, attempt: int, exc: BaseException) -> str | None:
+    """Write the attempt's traceback to <run>/logs/units/<unit>.attempt-N.log; the path, or None."""
+    if log_dir is None:
+        return None
+    path = log_dir / f"{unit.name.replace('/', '__')}.attempt-{attempt}.log"
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    write_text_atomic(path, f"unit {unit.name} (fingerprint {unit.fingerprint}) attempt {attempt}\n{text}")
+    return str(path)
+
+
+def raise_failures(outcomes: Sequence[Outcome]) -> None:
+    failed = [o for o in outcomes if o.error is not None]
+    if failed:
+        raise UnitFailed(f"{len(failed)} unit(s) failed after every attempt, the rest are stored: " + "; ".join(
+            f"{o.unit.name} ({o.error}; log {o.log})" for o in failed) + "; fix the cause and run again to resume")

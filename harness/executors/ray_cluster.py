@@ -1,0 +1,139 @@
+"""The ray executor: units as Ray tasks with their CPU/GPU/memory requests, on an existing cluster
+(``executor.address`` or RAY_ADDRESS) or a local one (``executor.cpus``, default: this machine's).
+
+What it takes from verl/vLLM/lm-eval's trackers: the driver checks capacity before anything starts (a unit no
+node can hold would wait forever: a silent hang); a failed attempt (an exception, or a worker process that died)
+is written to <run>/logs/units/<unit>.attempt-N.log and the unit is submitted again under a fresh name, up to
+``executor.max_retries`` times, then reported while the rest finish; workers return values and never write the
+run folder's index files or the SQLite cache. vLLM inside a unit uses its own multiprocessing backend, never its
+Ray executor (nesting it inside a placed task deadlocks).
+"""
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Any, Sequence
+
+from common.progress import console, progress_bar
+from common.units import Outcome
+from harness.config import ConfigError
+from harness.executors import Job, register_executor
+
+#: Seconds to wait for a cluster to answer ray.init before saying so (a wrong address hangs otherwise).
+CONNECT_TIMEOUT_S = 60
+
+
+def _call(fn, *args):
+    """What a Ray worker runs: the unit's function, with the harness's quiet settings of a worker process."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    return fn(*args)
+
+
+def _sees(paths: list[str]) -> tuple[str, list[str]]:
+    return socket.gethostname(), [p for p in paths if not Path(p).exists()]
+
+
+@register_executor("ray")
+class RayExecutor:
+    in_process = False
+
+    def __init__(self, cfg) -> None:
+        try:
+            import ray
+        except ModuleNotFoundError:
+            raise ConfigError("executor.kind=ray needs the package 'ray'; install it with pip install -e '.[ray]'") from None
+        self.cfg = cfg
+        self.ray = ray
+        self.address = cfg.address or os.environ.get("RAY_ADDRESS")
+        if not ray.is_initialized():
+            kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True, "configure_logging": False}
+            if self.address:
+                kw["address"] = self.address
+            else:
+                kw["num_cpus"] = cfg.cpus or os.cpu_count()
+                if cfg.gpus is not None:
+                    kw["num_gpus"] = cfg.gpus
+            try:
+                ray.init(**kw)
+            except (ConnectionError, TimeoutError) as e:
+                raise ConfigError(f"no Ray cluster answers at {self.address!r} ({e}); start one (ray start --head) "
+                                  "or unset executor.address and RAY_ADDRESS for a local cluster") from None
+        self._remote = ray.remote(_call)
+
+    def describe(self) -> dict[str, Any]:
+        res = self.ray.cluster_resources()
+        return {"kind": "ray", "address": self.address or "local",
+                "nodes": sum(1 for n in self.ray.nodes() if n.get("Alive")),
+                "resources": {k: v for k, v in sorted(res.items()) if k in ("CPU", "GPU", "memory")},
+                "max_retries": self.cfg.max_retries}
+
+    def check_capacity(self, jobs: Sequence[Job]) -> None:
+        """Every unit must fit on some node, else Ray would queue it forever."""
+        nodes = [n["Resources"] for n in self.ray.nodes() if n.get("Alive")]
+        for job in jobs:
+            r = job.unit.resources
+            if not any(n.get("CPU", 0) >= r.cpus and n.get("GPU", 0) >= r.gpus for n in nodes):
+                raise ConfigError(f"unit {job.unit.name} needs {r.cpus:g} CPUs and {r.gpus:g} GPUs, more than any "
+                                  f"node of the Ray cluster has ({len(nodes)} nodes); add such a node or lower the "
+                                  "unit's needs (e.g. eval.engine.options.tensor_parallel_size)")
+
+    def check_visible(self, paths: Sequence[Path]) -> None:
+        """Every node must see the run folder and the models (a shared file system): one task per node."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        probe = self.ray.remote(_sees)
+        refs = [probe.options(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
+                .remote([str(p) for p in paths]) for n in self.ray.nodes() if n.get("Alive")]
+        for host, missing in self.ray.get(refs, timeout=CONNECT_TIMEOUT_S):
+            if missing:
+                raise ConfigError(f"{missing[0]} is not visible from Ray node {host}; put output_dir and the models "
+                                  "on a file system every node mounts (e.g. NFS) and point the config there")
+
+    def run(self, jobs: Sequence[Job], log_dir: Path | None = None) -> list[Outcome]:
+        from harness.executors import error_log
+
+        if not jobs:
+            return []
+        self.check_capacity(jobs)
+        ray = self.ray
+        shared: dict[int, Any] = {}  # one object-store copy of each large argument (the plan) for every unit
+
+        def put(a):
+            if isinstance(a, (str, int, float, bool, type(None), Path)):
+                return a
+            if id(a) not in shared:
+                shared[id(a)] = ray.put(a)
+            return shared[id(a)]
+
+        def submit(i: int, attempt: int):
+            job = jobs[i]
+            r = job.unit.resources
+            opts: dict[str, Any] = {"num_cpus": r.cpus, "num_gpus": r.gpus, "max_retries": 0,
+                                    "name": f"{job.unit.name}#{attempt}"}  # a fresh name per attempt
+            if r.memory_gb:
+                opts["memory"] = int(r.memory_gb * 2**30)
+            return self._remote.options(**opts).remote(job.fn, *[put(a) for a in job.args])
+
+        outcomes: list[Outcome | None] = [None] * len(jobs)
+        attempts = [1] * len(jobs)
+        pending = {submit(i, 1): i for i in range(len(jobs))}
+        with progress_bar(f"units on ray ({jobs[0].unit.kind})", len(jobs)) as advance:
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1)
+                i = pending.pop(done[0])
+                try:
+                    outcomes[i] = Outcome(jobs[i].unit, ray.get(done[0]), attempts=attempts[i])
+                except (ray.exceptions.RayError, Exception) as e:  # the unit raised, or its worker died
+                    cause = getattr(e, "cause", None) or e
+                    log = error_log(log_dir, jobs[i].unit, attempts[i], cause)
+                    if attempts[i] <= self.cfg.max_retries:
+                        console.print(f"[yellow]retry[/] {jobs[i].unit.name}: attempt {attempts[i]} failed "
+                                      f"({type(cause).__name__}); log {log}", highlight=False)
+                        attempts[i] += 1
+                        pending[submit(i, attempts[i])] = i
+                        continue
+                    outcomes[i] = Outcome(jobs[i].unit, error=f"{type(cause).__name__}: {str(cause)[:300]}",
+                                          attempts=attempts[i], log=log)
+                advance(1)
+        return outcomes  # type: ignore[return-value]
