@@ -304,9 +304,13 @@ def train_methods(plan: Plan, student: Path | str, items: list[TrainItem], cache
             if m in trained_now:
                 console.print(f"[bold]train[/] {m}: {exposure.steps} steps of {exposure.global_batch} rows, "
                               f"{exposure.rows} rows a pass, data_passes {exposure.data_passes:.3f}", highlight=False)
+            # Flat copies for the report's per-model summary table (it lists scalar fields).
+            metrics.update(budget=exposure.budget, data_passes=round(exposure.data_passes, 4),
+                           rows_per_pass=exposure.rows, global_batch=exposure.global_batch)
         recipe = cfg.train.recipes.get(m)
         metrics["recipe"] = ({"own": True, **recipe.model_dump(exclude_none=True)} if recipe is not None
                              else {"own": False})
+        metrics["own_recipe"] = recipe is not None
         out[m] = TrainedModel(method=m, model_dir=str(model_dir), adapter=rec["adapter"], examples=len(rows),
                               fingerprint=fingerprints[m], truncation=truncation, reused=m not in trained_now,
                               metrics=metrics)
