@@ -325,8 +325,9 @@ def launch(job: TrainJob, nproc: int | None = None, progress: bool = True, timeo
         rc = subprocess.run(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT if not progress else None,
                             timeout=timeout).returncode
     if rc != 0 or not final.exists():
-        tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
-        raise TrainError(f"training on {n} processes failed (exit {rc}; {tail[0] if tail else 'no output'}); "
+        lines = log.read_text(errors="replace").strip().splitlines() if log.exists() else []
+        errors = [ln.strip() for ln in lines if "Error" in ln and not ln.startswith(" ")] or lines[-1:]
+        raise TrainError(f"training on {n} processes failed (exit {rc}; {errors[-1] if errors else 'no output'}); "
                          f"full log: {log}; the next run resumes from the last complete checkpoint")
     return _result_from(final)
 
@@ -701,9 +702,15 @@ def _examples_digest(examples: list[dict]) -> str:
 _BOOKKEEPING = {"logging_steps", "save_steps", "keep_checkpoints", "distributed"}
 
 
+#: How the global batch is split (per process x accumulation x processes) is not what is trained either: a
+#: checkpoint resumes at another world size with another split of the same global batch.
+_BATCH_SPLIT = {"per_device_batch_size", "gradient_accumulation_steps", "global_batch"}
+
+
 def _request(base_model: str | Path, examples: list[dict], cfg: TrainConfig) -> dict:
     return {"base_model": _model_ref(base_model), "examples": len(examples),
-            "examples_sha256": _examples_digest(examples), "config": cfg.model_dump(exclude=_BOOKKEEPING)}
+            "examples_sha256": _examples_digest(examples),
+            "config": {**cfg.model_dump(exclude=_BOOKKEEPING | _BATCH_SPLIT), "global_batch": cfg.global_batch_size()}}
 
 
 def _check_request(out_dir: Path, request: dict, found: Path) -> None:

@@ -211,7 +211,11 @@ def estimate(cfg) -> tuple[TrainMemory | None, ServeMemory | None]:
 def check_fits(cfg) -> TrainMemory | None:
     """Refuse a training run whose estimate exceeds the GPU memory, naming the options (raises ValueError with
     one line; the CLI turns it into exit 2)."""
-    train, _ = estimate(cfg)
+    train, serve = estimate(cfg)
+    if serve is not None and not serve.fits and cfg.eval.engine.device != "cpu":
+        raise ValueError(f"the student cannot be served: {serve.line()}; options: tensor parallelism over more "
+                         "GPUs (eval.engine.options.tensor_parallel_size), or smaller generation budgets "
+                         "(eval.max_new_tokens)")
     if train is None or train.fits:
         return train
     shape = model_shape(cfg.student.model)

@@ -18,7 +18,9 @@ from common.artifacts import Results
 from reports import plots
 from reports.fmt import describe_model, kv, pct, redact, short, teacher_text  # noqa: F401  (redact re-exported)
 from reports.rundata import display_results, load_manifest, partial_info, task_label
-from reports.sections.diagnostics import diagnostics_section, length_histogram, secondary_tests
+from reports.sections.diagnostics import (
+    diagnostics_section, length_histogram, pass_at_k_chart, secondary_tests,
+)
 from reports.sections.experiment import seed_table
 from reports.sections.explorer import explorer_section
 from reports.sections.paper import experiment_tables, paper_section
@@ -76,7 +78,7 @@ def build_context(run_dir: Path, baseline_model: str = "base", results: Results 
     differs = f"student {student}, teacher {teacher_text(config.get('teacher'))}" + (
         f", budget {', '.join(budget)}" if budget else "")
     plot_bytes = {"primary": primary_png, "deltas": deltas_png, "selection": selection_png, "lengths": lengths_png,
-                  "loss": loss_png}
+                  "loss": loss_png, "pass_at_k": pass_at_k_chart(results, labels, plots.colours(results, baseline_model))}
     m = manifest
     return {
         "run_id": results.run_id or (m.run_id if m else run_dir.name),

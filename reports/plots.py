@@ -52,6 +52,22 @@ def figure(width: float, height: float) -> Figure:
     return fig
 
 
+def task_panels(panels: list, labels: dict, draw, xlabel: str, ylabel: str) -> bytes:
+    """One small chart per task side by side: ``panels`` = [(task, data)], ``draw(ax, data)`` draws one; titles,
+    axis labels and the legend (on the first panel) are set here."""
+    fig = figure(min(12.0, 3.6 * len(panels)), 3.0)
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (task, data) in zip(axes, panels):
+        draw(ax, data)
+        ax.set_title(labels.get(task, task), fontsize=9)
+        ax.set_xlabel(xlabel, fontsize=8)
+        ax.tick_params(labelsize=7)
+    axes[0].set_ylabel(ylabel, fontsize=8)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    return png(fig)
+
+
 def png(fig: Figure) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=_DPI, bbox_inches="tight")

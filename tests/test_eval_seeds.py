@@ -36,14 +36,14 @@ def test_eval_seed_cells_touch_sampled_tasks_only():
 
 def test_eval_seeds_rows_without_teacher_call_or_training(tmp_path):
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "harness.cli", "compare", "--preset", "smoke", "--methods", "sft,cft",
+    cmd = [sys.executable, "-m", "harness.cli", "compare", "--preset", "smoke", "--methods", "cft",
            "--tasks", "synthetic_id,synthetic_ood", "--limit", "6", "--set", "pool.n=24", "--set", SAMPLED,
            "--eval-seeds", "0,1", "--output-dir", str(out)]
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=dict(os.environ), timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     (top,) = [p for p in out.iterdir() if p.is_dir()]
     res = json.loads((top / "results.json").read_text())
-    rows = [x for x in res["rows"] if x["task"] == "synthetic_ood" and x["model"] == "sft"
+    rows = [x for x in res["rows"] if x["task"] == "synthetic_ood" and x["model"] == "cft"
             and x["metric"] == res["primary_metrics"]["synthetic_ood"]]
     assert sorted(x["seed"] for x in rows if x["seed"] is not None) == [0, 1]
     agg = [x for x in rows if x["seed"] is None]
@@ -61,7 +61,7 @@ def test_eval_seeds_rows_without_teacher_call_or_training(tmp_path):
     # the sampled task was drawn again; the greedy one was shared
     def responses(cell, task):
         return [json.loads(x)["responses"] if "responses" in json.loads(x) else json.loads(x)["response"]
-                for x in (cell / "samples" / "sft" / f"{task}.jsonl").read_text().splitlines()]
+                for x in (cell / "samples" / "cft" / f"{task}.jsonl").read_text().splitlines()]
 
     assert responses(cells[0], "synthetic_ood") != responses(cells[1], "synthetic_ood")
     assert responses(cells[0], "synthetic_id") == responses(cells[1], "synthetic_id")

@@ -85,11 +85,13 @@ def _env() -> dict:
 
 
 def test_manifest_records_equal_passes_for_sft_and_cgd_with_packing(tmp_path):
-    """The pipeline on the tiny student: sft's examples are much shorter than cgd's; both one pass."""
+    """The pipeline on the tiny student: sft's examples are much shorter than cgd's; both one pass. cgd has its
+    own recipe (learning rate), recorded and marked."""
     out = tmp_path / "runs"
     cmd = [sys.executable, "-m", "harness.cli", "train", "--preset", "smoke", "--methods", "sft,cgd",
            "--output-dir", str(out), "--set", "pool.n=64", "--set", "train.packing=true",
-           "--set", "train.per_device_batch_size=2", "--set", "train.max_length=512"]
+           "--set", "train.per_device_batch_size=2", "--set", "train.max_length=512",
+           "--set", "train.recipes={cgd: {learning_rate: 0.0005}}"]
     r = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     manifest = json.loads(next(out.rglob("manifest.json")).read_text())
@@ -101,3 +103,7 @@ def test_manifest_records_equal_passes_for_sft_and_cgd_with_packing(tmp_path):
     assert ex["sft"]["steps"] / ex["cgd"]["steps"] == pytest.approx(ex["sft"]["rows"] / ex["cgd"]["rows"],
                                                                      rel=2 * 2 / ex["sft"]["rows"])
     assert manifest["models"]["sft"]["train"]["exposure_warnings"] == []
+    cgd, sft = manifest["models"]["cgd"]["train"], manifest["models"]["sft"]["train"]
+    assert cgd["own_recipe"] and cgd["recipe"] == {"own": True, "learning_rate": 0.0005}  # marked, recorded
+    assert not sft["own_recipe"] and cgd["config"]["learning_rate"] == 0.0005 != sft["config"]["learning_rate"]
+    assert cgd["data_passes"] == round(ex["cgd"]["data_passes"], 4)  # the report's flat copy

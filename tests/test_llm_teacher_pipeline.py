@@ -90,6 +90,8 @@ def test_cap_stop_resume_targets_and_cache(teacher_backend, random_chat_model, t
                                                 for s in ("critique", "refine"))
     if kind != "hf":
         assert td["teacher_total"]["cost_usd"] > 0
+    else:  # a self-hosted teacher without a price: its cost is unknown, never $0
+        assert td["teacher_total"]["cost_usd"] is None and td["critique"]["cost_usd"] is None
     assert {"flagged", "retries", "right", "wrong", "mean_chars"} <= set(td["critique"])
 
     # cgd's targets are the teacher's refinements, not the gold solutions

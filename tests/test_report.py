@@ -305,3 +305,16 @@ def test_config_redaction_hides_secrets_not_budgets():
     out = redact({"eval": {"max_new_tokens": {"*": 64}}, "teacher": {"options": {"api_key": "sk-123", "hf_token": "t"}}})
     assert out["eval"]["max_new_tokens"] == {"*": 64}
     assert out["teacher"]["options"] == {"api_key": "***", "hf_token": "***"}
+
+
+def test_pass_at_k_chart_only_where_sampled():
+    from common.artifacts import ResultRow, Results
+    from reports.sections.diagnostics import pass_at_k_chart
+
+    rows = [ResultRow(model=m, task="synthetic_ood", metric=f"pass@{k}", value=v, n=10)
+            for m, vals in {"base": (0.1, 0.2, 0.3), "sft": (0.2, 0.3, 0.5)}.items() for k, v in zip((1, 2, 4), vals)]
+    sampled = Results(run_id="x", primary_metrics={"synthetic_ood": "accuracy"}, rows=rows)
+    assert pass_at_k_chart(sampled, {}, {})[:8] == b"\x89PNG\r\n\x1a\n"
+    greedy = Results(run_id="x", primary_metrics={"synthetic_ood": "accuracy"},
+                     rows=[r for r in rows if r.metric == "pass@1"])
+    assert pass_at_k_chart(greedy, {}, {}) is None

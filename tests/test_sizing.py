@@ -65,3 +65,11 @@ def test_one_gpu_full_fine_tuning_is_refused_before_any_model_call(tmp_path):
     assert len(lines) == 1 and lines[0].startswith("error: the run cannot fit"), r.stderr
     assert "shard across" in lines[0] and "LoRA" in lines[0] and "8-bit optimizer" in lines[0]
     assert not any(tmp_path.rglob("*.json"))  # nothing half-written
+
+
+def test_serving_a_70b_student_on_one_gpu_is_refused(tmp_path):
+    r = _cli("--set", "student.model=meta-llama/Llama-3.3-70B-Instruct", "--set", "train.use_lora=true",
+             "--set", "executor.gpus=1", tmp_path=tmp_path)
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert r.returncode == 2 and len(lines) == 1 and "cannot be served" in lines[0], r.stderr
+    assert "tensor_parallel_size" in lines[0]

@@ -373,10 +373,18 @@ def build_items(plan: Plan, student: Path | str, cache: CallCache) -> tuple[list
         record[stage].update(stage_stats(train_items, stage))
         if stage in TEACHER_STAGES:
             record[stage].update(stage_totals(train_items, stage, budget.prices))
+    # an LLM teacher without a known price has an unknown cost (a self-hosted one costs GPU time), never $0
+    unknown = cfg.teacher.kind == "llm" and cfg.teacher.known_prices() is None
+    if unknown:
+        for stage in teacher_stages:
+            record[stage]["cost_usd"] = None
+            if "this_run" in record[stage]:
+                record[stage]["this_run"]["cost_usd"] = None
     if teacher_stages:
         tok, cost = budget.totals()
-        record["teacher_total"] = {"tokens": tok, "cost_usd": round(cost, 6),
-                                   "price_per_mtok_in": budget.prices[0], "price_per_mtok_out": budget.prices[1],
+        record["teacher_total"] = {"tokens": tok, "cost_usd": None if unknown else round(cost, 6),
+                                   "price_per_mtok_in": None if unknown else budget.prices[0],
+                                   "price_per_mtok_out": None if unknown else budget.prices[1],
                                    "critique_mode": cfg.teacher.critique_mode}
     save()
     if cfg.teacher.correctness_filter and teacher_stages:

@@ -181,23 +181,37 @@ def length_histogram(samples: SampleSet, tasks: list[str], labels: Mapping[str, 
             panels.append((t, lengths))
     if not panels:
         return None
-    fig = plots.figure(width=min(12.0, 3.6 * len(panels)), height=3.0)
-    axes = fig.subplots(1, len(panels), squeeze=False)[0]
-    for ax, (t, lengths) in zip(axes, panels):
+
+    def draw(ax, lengths):
         top = max(max(v) if v else 0 for v in lengths.values()) or 1
         bins = [top * i / 20 for i in range(21)]
         for m, v in lengths.items():
             ax.hist(v, bins=bins, histtype="step", linewidth=1.6, label=m, color=colours.get(m))
-        ax.set_title(labels.get(t, t), fontsize=9)
-        ax.set_xlabel("completion tokens", fontsize=8)
-        ax.tick_params(labelsize=7)
-    axes[0].set_ylabel("items", fontsize=8)
-    axes[0].legend(fontsize=7)
-    fig.tight_layout()
-    return plots.png(fig)
+
+    return plots.task_panels(panels, labels, draw, "completion tokens", "items")
 
 
 def diagnostics_section(samples: SampleSet, results: Results, tasks: list[str], labels: Mapping[str, str],
                         bounded: Mapping[str, str]) -> list[TaskDiagnostics]:
     return [d for t in tasks if (d := task_diagnostics(samples, t, labels.get(t, t), bounded.get(t))) is not None]
 
+
+
+def pass_at_k_chart(results: Results, labels: Mapping[str, str], colours: Mapping[str, str]) -> bytes | None:
+    """pass@k against k per model, one panel per task that sampled several responses per item (metrics named
+    ``pass@<k>`` for at least two k)."""
+    curves: dict[str, dict[str, list[tuple[int, float]]]] = {}
+    for r in results.rows:
+        if r.metric.startswith("pass@") and r.metric[5:].isdigit() and not r.params:
+            curves.setdefault(r.task, {}).setdefault(r.model, []).append((int(r.metric[5:]), r.value))
+    curves = {t: c for t, c in curves.items() if any(len(v) > 1 for v in c.values())}
+    if not curves:
+        return None
+
+    def draw(ax, by_model):
+        for m, pts in by_model.items():
+            ks, vs = zip(*sorted(pts))
+            ax.plot(ks, [100 * v for v in vs], marker="o", label=m, color=colours.get(m))
+        ax.set_xticks(sorted({k for pts in by_model.values() for k, _ in pts}))
+
+    return plots.task_panels(list(curves.items()), labels, draw, "k (samples per item)", "pass@k (%)")
