@@ -122,11 +122,11 @@ def share_training_data(donor: RunDir, rd: RunDir) -> None:
 def share_samples(plan: Plan, models: list[ModelToEvaluate], donor: RunDir) -> list[tuple[str, str]]:
     """Link the donor's sample files of every (model, task) whose generation fingerprint equals this cell's."""
     from harness.models import identity_of
-    from harness.stages.evaluate import fingerprints, stored_meta
+    from harness.stages.evaluate import fingerprints, stored_meta, task_names
 
     rd = plan.run_dir
     shared = []
-    tasks = [*plan.tasks, *(["pool_validation"] if "pool_validation" in plan.docs else [])]
+    tasks = task_names(plan)
     for m in models:
         identity = identity_of(plan.config.eval.engine, m.path, m.adapter)
         for task in tasks:

@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence
 from common.progress import console, progress_bar
 from common.units import Outcome
 from harness.config import ConfigError
-from harness.executors import Job, register_executor
+from harness.executors import Job, error_log, register_executor
 
 #: Seconds to wait for a cluster to answer ray.init before saying so (a wrong address hangs otherwise).
 CONNECT_TIMEOUT_S = 60
@@ -92,8 +92,6 @@ class RayExecutor:
 
     def run(self, jobs: Sequence[Job], log_dir: Path | None = None,
             on_done: Callable[[int, Outcome], None] | None = None) -> list[Outcome]:
-        from harness.executors import error_log
-
         if not jobs:
             return []
         self.check_capacity(jobs)
@@ -125,7 +123,7 @@ class RayExecutor:
                 i = pending.pop(done[0])
                 try:
                     outcomes[i] = Outcome(jobs[i].unit, ray.get(done[0]), attempts=attempts[i])
-                except (ray.exceptions.RayError, Exception) as e:  # the unit raised, or its worker died
+                except Exception as e:  # the unit raised (RayTaskError), or its worker died (WorkerCrashedError)
                     cause = getattr(e, "cause", None) or e
                     log = error_log(log_dir, jobs[i].unit, attempts[i], cause)
                     if attempts[i] <= self.cfg.max_retries:
