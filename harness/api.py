@@ -38,6 +38,7 @@ def user_error_types() -> tuple[type[BaseException], ...]:
     from harness.engines.identity import ModelNotFound
     from harness.runlock import RunFolderBusy
     from harness.scoring import ScoreInputError
+    from harness.tracking import TrackingError
     from tasks.data import DataMissing
     from tasks.registry import TaskOptionError, UnknownTask
 
@@ -45,7 +46,8 @@ def user_error_types() -> tuple[type[BaseException], ...]:
             SchemaMismatch, CorruptFile, ModelNotFound, PromptTemplateError, TaskOptionError,
             APIRequestError,  # an API that refuses for good (bad key, unknown model): its one line, no key
             RunFolderBusy,  # another driver holds the run folder: who, and what to do
-            TrainError)  # a training request that cannot go ahead as asked (zero3 without deepspeed, ...)
+            TrainError,  # a training request that cannot go ahead as asked (zero3 without deepspeed, ...)
+            TrackingError)
 
 
 @dataclass(frozen=True)
@@ -139,6 +141,9 @@ def build_config(config: str | Path | None = None, preset: str | None = None, ov
     if output_dir is not None:
         add["output_dir"] = str(output_dir)
     cfg = load_config(config, preset, list(overrides or []), deep_merge(extra or {}, add))
+    from harness.tracking import check_available
+
+    check_available(cfg.tracking)
     for option, key, value in (("--seeds", "seeds", seeds), ("--eval-seeds", "eval_seeds", eval_seeds)):
         if value is None:
             continue
@@ -162,6 +167,13 @@ def check_run_id(run_id: str | None) -> None:
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.=+-]*", run_id) or ".." in run_id:
         raise UsageError(f"--run-id {run_id!r} is not a plain folder name; use letters, digits, '_', '-', '.' "
                          "(no '/' or '..': the run goes under --output-dir)")
+
+
+def _track(cfg: Any, root: Path) -> None:
+    if cfg.tracking.enabled:
+        from harness.tracking import track_run
+
+        track_run(cfg.tracking, root)
 
 
 def _command(kind: str, kwargs: dict) -> str:
@@ -193,11 +205,13 @@ def compare(config: str | Path | None = None, *, preset: str | None = None,
         if dry_run:
             return planned
         top = sweep.run_experiment(cfg, rid, command=command)
+        _track(cfg, top.root)
         return load_run(top.root)
     plan = pipeline.plan_run(cfg, run_id)
     if dry_run:
         return plan
     rd = pipeline.run(plan, command=command)
+    _track(cfg, rd.root)
     return load_run(rd.root)
 
 
@@ -235,4 +249,5 @@ def evaluate(model: str | Path | None = None, *, name: str | None = None, adapte
                                     str(config) if config else None, "preset": preset, "tasks": tasks,
                                     "limit": limit, "run_id": run_id, "set": set, **overrides})
     rd = pipeline.run(plan, command=command, extra_models=extra)
+    _track(cfg, rd.root)
     return load_run(rd.root)

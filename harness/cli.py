@@ -72,6 +72,11 @@ def _load(config, preset, overrides, *, methods=None, tasks=None, limit=None, st
     from harness.api import build_config
 
     _check_path_option("--config", config, want="file")
+    if student is not None and student != "tiny" and (config is None or Path(config).name == "tiny.yaml"):
+        # shown with the plan, once every check passed (an error stays one line)
+        _PENDING_WARNINGS.append(f"--student {student} on configs/tiny.yaml keeps the tiny student's learning rate, "
+                                 "budgets and synthetic pool; for a real model start from --config "
+                                 "configs/starter.yaml (docs/your-own-models.md)")
     return build_config(config, preset, overrides, methods=methods, tasks=tasks, limit=limit, student=student,
                         teacher=teacher, output_dir=output_dir, seeds=seeds, eval_seeds=eval_seeds,
                         extra={"executor": {"kind": executor}} if executor else None)
@@ -108,7 +113,12 @@ def _check_path_option(option: str, path: Path | None, want: str) -> None:
             raise UserError(f"{option} {path}: {existing} cannot be written; pass a folder you can write to")
 
 
+_PENDING_WARNINGS: list[str] = []
+
+
 def _print_plan(plan, dry_run: bool) -> None:
+    while _PENDING_WARNINGS:
+        console.print(f"[yellow]warning:[/] {escape(_PENDING_WARNINGS.pop(0))}", highlight=False, soft_wrap=True)
     from harness.stages.plan import estimate_cost
 
     cfg = plan.config
@@ -189,6 +199,7 @@ def _experiment(cfg, run_id, dry_run: bool) -> None:
         return
     top = sweep.run_experiment(cfg, rid, command=" ".join(shlex.quote(a) for a in ["harness", *sys.argv[1:]]))
     console.print(f"report: {top.report}")
+    _track(cfg, top.root)
 
 
 def _summary(run_dir: Path) -> None:
@@ -212,6 +223,14 @@ def _summary(run_dir: Path) -> None:
         t.add_row(m, *cells)
     console.print(t)
     console.print(f"report: {run_dir / 'report.html'}")
+
+
+def _track(cfg, root: Path) -> None:
+    """Log the finished run to the trackers of `tracking:` (none by default)."""
+    if cfg.tracking.enabled:
+        from harness.tracking import track_run
+
+        track_run(cfg.tracking, root, log=lambda line: console.print(line, highlight=False))
 
 
 def _pct(v) -> str:
@@ -245,6 +264,7 @@ def compare(config: ConfigOpt = None, preset: PresetOpt = None, methods: Methods
         return
     rd = pipeline.run(plan, command=" ".join(shlex.quote(a) for a in ["harness", *sys.argv[1:]]))
     _summary(rd.root)
+    _track(cfg, rd.root)
 
 
 @app.command()
@@ -307,6 +327,7 @@ def eval_(model: Annotated[Optional[str], typer.Option("--model", help="Model to
         extra[name] = (student, str(adapter) if adapter else None)
     rd = pipeline.run(plan, command=" ".join(["harness", *sys.argv[1:]]), extra_models=extra)
     _summary(rd.root)
+    _track(cfg, rd.root)
 
 
 def _tensor_shapes(folder: Path) -> dict[str, tuple[int, ...]]:

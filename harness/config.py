@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from common.yamlfile import DuplicateKey, YAMLSyntaxError, load_yaml, loads_yaml
 from distill.prompts import PromptTemplates
 from distill.train import TrainConfig
+from harness.tracking import TrackingConfig
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "tiny.yaml"
@@ -298,6 +299,8 @@ class RunConfig(Strict):
     #: The paper table this experiment reproduces (layout of the report's experiment table).
     experiment: ExperimentConfig | None = None
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
+    #: Where a finished run is also logged (MLflow, W&B, TensorBoard); off by default, never in the run id.
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 
     @field_validator("methods", mode="before")
     @classmethod

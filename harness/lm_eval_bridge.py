@@ -114,7 +114,9 @@ def run_lm_eval(engine: Any, task: LmEvalTask, docs: Sequence[Doc], seed: int = 
         if entry is None:
             raise LmEvalTaskError(f"lm-eval returned no sample for {d.id}; the task's docs changed while running")
         values = entry["values"]
-        metrics = {k: x for k, v in values.items() if (x := _number(v)) is not None}
+        # results.json rows are rates in [0, 1]; other per-sample values (BLEU's 0-100, corpus-level tuples) stay
+        # in details["lm_eval"], where the task's aggregate hands them to lm-eval's own aggregation
+        metrics = {k: x for k, v in values.items() if (x := _number(v)) is not None and 0.0 <= x <= 1.0}
         s = entry["sample"]
         fields: dict[str, Any] = {"gold": _jsonable(s.get("target"))}
         resps = s.get("resps") or []

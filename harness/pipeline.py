@@ -144,7 +144,8 @@ def share_samples(plan: Plan, models: list[ModelToEvaluate], donor: RunDir) -> l
 def results_inputs(plan: Plan, trained: dict[str, TrainedModel], eval_stats: dict[str, ModelEval]) -> str:
     """A key over everything results.json and the report are computed from."""
     return stable_hash({
-        "config": plan.config.model_dump(mode="json", exclude={"output_dir", "executor"}), "model_order": plan.model_order,
+        "config": plan.config.model_dump(mode="json", exclude={"output_dir", "executor", "tracking"}),
+        "model_order": plan.model_order,
         "scores": {m: {t: e.scoring for t, e in me.tasks.items()} for m, me in eval_stats.items()},
         "models": {m: tm.fingerprint for m, tm in trained.items()}})[:24]
 

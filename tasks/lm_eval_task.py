@@ -155,7 +155,8 @@ class LmEvalTask(Task):
                 except (TypeError, ValueError):
                     continue
                 totals.setdefault(m, []).append((value, len(vals)))
-        return {m: sum(v * n for v, n in parts) / sum(n for _, n in parts) for m, parts in totals.items()}
+        pooled = {m: sum(v * n for v, n in parts) / sum(n for _, n in parts) for m, parts in totals.items()}
+        return {m: v for m, v in pooled.items() if 0.0 <= v <= 1.0}  # results rows are rates (BLEU 0-100 is not)
 
     def fingerprint_parts(self, docs: Sequence[Doc]) -> dict[str, Any]:
         parts = super().fingerprint_parts(docs)

@@ -21,7 +21,11 @@ def _rows(run) -> list[tuple]:
 
 
 def test_compare_returns_the_clis_rows(tmp_path, tiny_cache):
-    run = harness.compare(**ARGS, set=SET, output_dir=tmp_path / "api", run_id="r")
+    # tracking is on here (and not in the CLI's run): it is no part of the run id or the rows; see test_tracking
+    tracking = {"mlflow": {"tracking_uri": f"file:{tmp_path / 'mlruns'}", "experiment": "t"},
+                "wandb": {"mode": "offline", "dir": str(tmp_path / "wandb"), "project": "t"},
+                "tensorboard": {"log_dir": str(tmp_path / "tb")}}
+    run = harness.compare(**ARGS, set=SET, output_dir=tmp_path / "api", run_id="r", tracking=tracking)
     assert isinstance(run, harness.Run) and run.path == tmp_path / "api" / "r" and run.report.is_file()
     assert {m for m, _ in run.table()} == {"base", "sft"} and run.manifest.methods == ["sft"]
     cli = subprocess.run([sys.executable, "-m", "harness.cli", "compare", "--preset", "smoke", "--methods", "sft",
@@ -32,6 +36,48 @@ def test_compare_returns_the_clis_rows(tmp_path, tiny_cache):
     assert cli.returncode == 0, cli.stderr[-3000:]
     assert _rows(harness.load_run(tmp_path / "cli" / "r")) == _rows(run)
     assert _rows(harness.load_run(tmp_path / "api" / "r" / "results.json")) == _rows(run)
+    check_tracked(tmp_path, run)
+
+
+def check_tracked(tmp_path: Path, run) -> None:
+    """Read back what each tracker logged: the final metrics equal results.json, the loss curve the trainer's."""
+    import json
+
+    from mlflow.tracking import MlflowClient
+
+    results = json.loads((run.path / "results.json").read_text())
+    expected = {f"{r['model']}/{r['task']}/{r['metric']}": r["value"] for r in results["rows"]}
+    curve = run.manifest.models["sft"].train["loss_curve"]
+    assert expected and curve
+    client = MlflowClient(tracking_uri=f"file:{tmp_path / 'mlruns'}")
+    runs = client.search_runs([client.get_experiment_by_name("t").experiment_id])
+    parent = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(parent) == 1 and parent[0].info.run_name == "r"
+    logged = parent[0].data.metrics
+    for key, value in expected.items():
+        assert logged[key] == pytest.approx(value, abs=1e-12), key
+    row = next(r for r in results["rows"] if r["ci_low"] is not None)
+    assert logged[f"{row['model']}/{row['task']}/{row['metric']}_ci_low"] == pytest.approx(row["ci_low"])
+    assert parent[0].data.params["train.learning_rate"] == json.dumps(run.manifest.config["train"]["learning_rate"])
+    assert {a.path for a in client.list_artifacts(parent[0].info.run_id)} >= {"report.html", "results.json"}
+    assert [c.data.tags["harness.method"] for c in children] == ["sft"]
+    assert children[0].data.tags["mlflow.parentRunId"] == parent[0].info.run_id
+    history = client.get_metric_history(children[0].info.run_id, "train/loss")
+    assert [(m.step, m.value) for m in history] == [(int(s), pytest.approx(v)) for s, v in curve]
+    # W&B offline: the run's record file holds the same final metrics (summary) and the method's loss history
+    wb = {name: recs for name, recs in map(read_wandb_offline, (tmp_path / "wandb").rglob("run-*.wandb"))}
+    assert set(wb) == {"r", "r/sft"}, set(wb)
+    for key, value in expected.items():
+        assert json.loads(wb["r"]["summary"][key]) == pytest.approx(value, abs=1e-12), key
+    assert [json.loads(h["train/loss"]) for h in wb["r/sft"]["history"]] == pytest.approx([v for _, v in curve])
+    # TensorBoard: event files with the same scalars
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(tmp_path / "tb" / "r"))
+    acc.Reload()
+    for key, value in expected.items():
+        assert acc.Scalars(key)[0].value == pytest.approx(value, abs=1e-6), key
 
 
 @pytest.mark.parametrize("call, error, needle", [
@@ -55,3 +101,34 @@ def test_import_is_cheap():
                           "if m in sys.modules))"], capture_output=True, text=True, cwd=ROOT,
                          env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert res.stdout.strip() == "[]", res.stdout + res.stderr
+
+
+def read_wandb_offline(path: Path) -> tuple[str, dict]:
+    """An offline W&B run file (LevelDB-log framing of protobuf Records; wandb 0.31 ships no Python reader):
+    (display name, {"summary": key -> JSON, "history": [key -> JSON per step]})."""
+    import struct
+
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    data, block, i, buf, name = path.read_bytes(), 32768, 7, b"", ""
+    out: dict = {"summary": {}, "history": []}
+    while i + 7 <= len(data):
+        if block - i % block < 7:
+            i += block - i % block
+            continue
+        _crc, length, kind = struct.unpack("<IHB", data[i:i + 7])
+        if kind == 0 and length == 0:
+            break
+        buf, i = buf + data[i + 7:i + 7 + length], i + 7 + length
+        if kind in (1, 4):  # a whole record, or the last piece of one
+            rec = pb.Record()
+            rec.ParseFromString(buf)
+            buf = b""
+            which = rec.WhichOneof("record_type")
+            if which == "run":
+                name = rec.run.display_name
+            elif which == "summary":
+                out["summary"].update({u.key or "/".join(u.nested_key): u.value_json for u in rec.summary.update})
+            elif which == "history":
+                out["history"].append({u.key or "/".join(u.nested_key): u.value_json for u in rec.history.item})
+    return name, out

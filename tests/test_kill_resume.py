@@ -180,7 +180,9 @@ def test_killed_runs_resume_to_the_uninterrupted_result(random_chat_model, tmp_p
     sft_mtime = (sft_final / "train_metrics.json").stat().st_mtime
 
     # 3. During evaluation: base/synthetic_id is stored, base/humaneval is not.
-    first = run / "samples" / "base" / "synthetic_id.jsonl"
+    # The sidecar is the pair's done record (written after the samples file): a kill between the two rightly
+    # evaluates the pair again, so wait for it.
+    first = run / "samples" / "base" / "synthetic_id.meta.json"
     log = run_until_killed(args, cache, lambda ps: first.exists(), "eval")
     assert "train sft" not in log, "a finished training run was trained again"
     assert_store_sound(run, cache)

@@ -104,3 +104,26 @@ def test_harness_load_run_gives_the_frames(run):
     means = f.samples.groupby(["model", "task"], observed=True)["score"].mean()
     assert len(prim) == len([r for r in results.rows if results.primary_metrics[r.task] == r.metric])
     assert all(means[(r.model, r.task)] == pytest.approx(r.value, abs=1e-12) for r in prim.itertuples())
+
+
+@pytest.mark.parametrize("flipped, code", [(3, 0), (20, 1)])
+def test_gate_require_significance_end_to_end(run, tmp_path, flipped, code):
+    # A baseline written from the run records its item-level values; the run then loses `flipped` of cgd's right
+    # math500 answers. Beyond a zero tolerance both drops fail the plain gate; with --require-significance 0.05
+    # only the significant one does (3 discordant items: McNemar p = 0.25; 20 of them: p < 1e-5).
+    base_file = tmp_path / "baseline.json"
+    assert harness("check", str(run), "--write-baseline", str(base_file)).returncode == 0
+    path = run / "samples" / "cgd" / "math500.jsonl"
+    recs = [json.loads(x) for x in path.read_text().splitlines()]
+    right = [r for r in recs if r["score"] == 1.0]
+    assert len(right) >= 20
+    for r in right[:flipped]:
+        r["score"], r["metrics"]["accuracy"] = 0.0, 0.0
+    path.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    assert harness("report", str(run)).returncode == 0  # re-aggregate the changed samples
+    plain = harness("check", str(run), "--baseline", str(base_file), "--tolerance", "0")
+    assert plain.returncode == 1
+    gated = harness("check", str(run), "--baseline", str(base_file), "--tolerance", "0",
+                    "--require-significance", "0.05", "--summary", "md")
+    assert gated.returncode == code, gated.stdout + gated.stderr
+    assert ("FAIL" if code else "pass (drop not significant)") in gated.stdout

@@ -4,7 +4,9 @@ An executor module decorates its class with ``@register_executor("name")`` and a
 ``EXECUTOR_MODULES`` (as engines do). ``run(jobs)`` executes independent jobs (a unit, a function and its
 arguments) and returns one ``Outcome`` per job, in order: the value, or the error after ``max_retries`` more
 attempts (each with a fresh name); a failed unit never stops the others. The driver alone writes the run folder
-and the call cache, from the values jobs return.
+and the call cache, from the values jobs return: ``on_done(index, outcome)`` is called in the driver as each job
+ends, so a finished unit is committed (with its done record) before the next one ends, and a run killed midway
+keeps every finished unit.
 """
 from __future__ import annotations
 
@@ -39,7 +41,8 @@ class Executor(Protocol):
     #: True when jobs run in this process (so they may use the driver's cache and progress bars directly).
     in_process: bool
 
-    def run(self, jobs: Sequence[Job], log_dir: Path | None = None) -> list[Outcome]: ...
+    def run(self, jobs: Sequence[Job], log_dir: Path | None = None,
+            on_done: Callable[[int, Outcome], None] | None = None) -> list[Outcome]: ...
 
     def describe(self) -> dict[str, Any]: ...
 

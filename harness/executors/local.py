@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from common.units import Outcome
 from harness.executors import Job, register_executor
@@ -19,8 +19,14 @@ class LocalExecutor:
     def __init__(self, cfg) -> None:
         self.cfg = cfg
 
-    def run(self, jobs: Sequence[Job], log_dir: Path | None = None) -> list[Outcome]:
-        return [Outcome(job.unit, job.fn(*job.args)) for job in jobs]
+    def run(self, jobs: Sequence[Job], log_dir: Path | None = None,
+            on_done: Callable[[int, Outcome], None] | None = None) -> list[Outcome]:
+        outcomes = []
+        for i, job in enumerate(jobs):
+            outcomes.append(Outcome(job.unit, job.fn(*job.args)))
+            if on_done is not None:
+                on_done(i, outcomes[-1])
+        return outcomes
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "local", "resources": {"CPU": os.cpu_count()}}

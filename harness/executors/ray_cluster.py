@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from common.progress import console, progress_bar
 from common.units import Outcome
@@ -90,7 +90,8 @@ class RayExecutor:
                 raise ConfigError(f"{missing[0]} is not visible from Ray node {host}; put output_dir and the models "
                                   "on a file system every node mounts (e.g. NFS) and point the config there")
 
-    def run(self, jobs: Sequence[Job], log_dir: Path | None = None) -> list[Outcome]:
+    def run(self, jobs: Sequence[Job], log_dir: Path | None = None,
+            on_done: Callable[[int, Outcome], None] | None = None) -> list[Outcome]:
         from harness.executors import error_log
 
         if not jobs:
@@ -135,5 +136,7 @@ class RayExecutor:
                         continue
                     outcomes[i] = Outcome(jobs[i].unit, error=f"{type(cause).__name__}: {str(cause)[:300]}",
                                           attempts=attempts[i], log=log)
+                if on_done is not None:
+                    on_done(i, outcomes[i])
                 advance(1)
         return outcomes  # type: ignore[return-value]

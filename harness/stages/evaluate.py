@@ -19,7 +19,7 @@ from typing import Any, Sequence
 from common.artifacts import (Fingerprint, SampleFileMeta, SampleRecord, SchemaMismatch, load_artifact,
                               read_samples, save_artifact, write_samples)
 from common.files import stable_hash
-from common.units import EvalOutput, ModelEval, Resources, TaskEval, Unit
+from common.units import EvalOutput, ModelEval, Outcome, Resources, TaskEval, Unit
 from harness.executors import Executor, Job, raise_failures
 from harness.models import identity_of, release_engines, serve_unit
 from harness.progress import console, progress_bar
@@ -220,10 +220,12 @@ def evaluate_models(plan: Plan, models: list[ModelToEvaluate], cache: CallCache,
             fps[unit.name] = (gen_fp, score_fp)
             jobs.append(Job(unit, eval_unit, (plan, m, name, identity,
                                                cache if executor.in_process else str(cache.path))))
-    outcomes = executor.run(jobs, rd.root / "logs" / "units")
-    for job, o in zip(jobs, outcomes):
+
+    def commit(i: int, o: Outcome) -> None:
+        """Store one finished unit at once (samples, then their sidecar as the done record)."""
         if o.error is not None:
-            continue
+            return
+        job = jobs[i]
         out: EvalOutput = o.value
         model, name = job.args[1].name, job.args[2]
         if out.new_cache_rows:
@@ -237,6 +239,8 @@ def evaluate_models(plan: Plan, models: list[ModelToEvaluate], cache: CallCache,
         me.engine, me.loaded = out.engine, True
         me.cache_hits += out.hits
         me.cache_misses += out.misses
+
+    outcomes = executor.run(jobs, rd.root / "logs" / "units", on_done=commit)
     release_engines()
     raise_failures(outcomes)
     for me in stats.values():  # the run's task order, whichever unit finished first

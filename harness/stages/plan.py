@@ -51,7 +51,7 @@ def config_identity(cfg: RunConfig) -> dict[str, Any]:
     # The output folder is where the run goes, not what it computes; the teacher's spending caps and request
     # batch decide how far a run gets, not what it computes (a raised cap resumes the same run folder).
     # The executor decides where units run, not what they compute.
-    exclude: dict[str, Any] = {"output_dir": True, "executor": True,
+    exclude: dict[str, Any] = {"output_dir": True, "executor": True, "tracking": True,
                                "teacher": {"max_tokens", "max_cost_usd", "batch_size"}}
     # opt-in switches at their defaults leave the run id of every config as it was before they existed
     if cfg.teacher.style == "student":

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from common.files import link_tree, read_json_or_none, stable_hash, write_json_atomic, write_jsonl_atomic
-from common.units import Resources, TrainedModel, Unit
+from common.units import Outcome, Resources, TrainedModel, Unit
 from distill.items import TrainItem
 from distill.methods import build_dataset, get_method
 from distill.mix import mix_by_conclusion
@@ -270,12 +270,15 @@ def train_methods(plan: Plan, student: Path | str, items: list[TrainItem], cache
         unit = Unit("train", f"train/{m}", fingerprint, train_resources(cfg, tcfg))
         jobs.append(Job(unit, train_job, (student, rd.train_data(m), rd.model_dir(m), tcfg)))
         stored[m] = {"fingerprint": fingerprint, "truncation": truncation}
-    outcomes = executor.run(jobs, rd.root / "logs" / "units")
-    for job, o in zip(jobs, outcomes):
+
+    def commit(i: int, o: Outcome) -> None:
+        """The done record of one trained model, written as soon as it finishes."""
         if o.error is None:
-            m = job.unit.name.split("/", 1)[1]
+            m = jobs[i].unit.name.split("/", 1)[1]
             stored[m]["adapter"] = o.value
-            write_json_atomic(rd.model_dir(m) / "fingerprint.json", stored[m])  # the done record
+            write_json_atomic(rd.model_dir(m) / "fingerprint.json", stored[m])
+
+    outcomes = executor.run(jobs, rd.root / "logs" / "units", on_done=commit)
     raise_failures(outcomes)
     trained_now = {j.unit.name.split("/", 1)[1] for j in jobs}
     out: dict[str, TrainedModel] = {}
