@@ -542,6 +542,12 @@ def build_trainer(base_model: str | Path, examples: list[dict], out_dir: Path, c
         dataset_num_proc=None,
         **_strategy_kwargs(cfg, world_size()),
     )
+    if cuda and world_size() == 1:
+        # One process sees every GPU of the machine; transformers would wrap the model in DataParallel and
+        # multiply the batch by the GPU count, breaking the global batch and the step count. Several GPUs are
+        # train.distributed.nproc processes instead. (args.device first: it sets _n_gpu, which this overrides.)
+        _ = args.device
+        args._n_gpu = 1
     # datasets' own tqdm bars (tokenising, labelling) would clutter the rich display: off while preparing.
     bars_were_on = datasets.is_progress_bar_enabled()
     datasets.disable_progress_bars()

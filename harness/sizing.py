@@ -217,6 +217,10 @@ def check_fits(cfg) -> TrainMemory | None:
                          "GPUs (eval.engine.options.tensor_parallel_size), or smaller generation budgets "
                          "(eval.max_new_tokens)")
     if train is None or train.fits:
+        nproc, gpus = cfg.train.distributed.nproc, cfg.executor.gpus
+        if train is not None and gpus and nproc > gpus:
+            raise ValueError(f"train.distributed.nproc={nproc} runs one process a GPU but executor.gpus={gpus}; "
+                             f"set train.distributed.nproc<={gpus} (the global batch stays) or executor.gpus>={nproc}")
         return train
     shape = model_shape(cfg.student.model)
 

@@ -73,3 +73,8 @@ def test_serving_a_70b_student_on_one_gpu_is_refused(tmp_path):
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert r.returncode == 2 and len(lines) == 1 and "cannot be served" in lines[0], r.stderr
     assert "tensor_parallel_size" in lines[0]
+
+
+def test_more_processes_than_gpus_is_refused(tmp_path):
+    r = _cli("--set", "train.use_lora=true", "--set", "executor.gpus=4", "--dry-run", tmp_path=tmp_path)
+    assert r.returncode == 2 and "train.distributed.nproc=8 runs one process a GPU but executor.gpus=4" in r.stderr

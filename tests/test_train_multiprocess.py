@@ -82,3 +82,20 @@ def test_a_one_process_checkpoint_resumes_on_two(job_parts, one_process):
     assert len(resumed) == len(one_process)
     gap = max(abs(a - b) for a, b in zip(one_process, resumed))
     assert gap <= TOLERANCE, f"resumed on 2 processes differs by {gap:.4f} ({one_process} vs {resumed})"
+
+
+def test_zero3_without_deepspeed_says_how_to_get_it():
+    import importlib.util
+
+    from distill.train import TrainError, _strategy_kwargs
+
+    cfg = TrainConfig(per_device_batch_size=4, global_batch=8, distributed={"nproc": 2, "strategy": "zero3"})
+    if importlib.util.find_spec("deepspeed") is not None:
+        assert _strategy_kwargs(cfg, 2)["deepspeed"].endswith("zero3_ds.json")
+    else:
+        with pytest.raises(TrainError, match="pip install deepspeed"):
+            _strategy_kwargs(cfg, 2)
+    assert _strategy_kwargs(cfg, 1) == {}  # one process: nothing to shard
+    fsdp = _strategy_kwargs(cfg.model_copy(update={"distributed": cfg.distributed.model_copy(
+        update={"strategy": "fsdp"})}), 2)
+    assert fsdp["fsdp_config"]["version"] == 2 and fsdp["fsdp_config"]["state_dict_type"] == "FULL_STATE_DICT"
