@@ -96,3 +96,20 @@ def test_two_seed_sweep_on_ray_equals_local(cluster, tiny_cache, tmp_path):
     on_ray = compare(tmp_path, "ray", "ray", "--methods", "sft", "--seeds", "0,1")
     assert rows(on_ray) == rows(local)
     assert {0, 1} <= {r["seed"] for r in rows(on_ray)}  # per-seed rows, beside the mean over seeds
+
+
+def test_ray_checks_visibility_and_capacity_before_anything_starts(cluster, tmp_path):
+    """A path a node cannot see, and a unit no node can hold, are one-line errors before any unit runs (a unit
+    needing a GPU on this CPU-only cluster would otherwise wait forever: a silent hang)."""
+    from common.units import Resources, Unit
+    from harness.config import ConfigError, ExecutorConfig
+    from harness.executors import Job, build_executor
+
+    ex = build_executor(ExecutorConfig(kind="ray"))
+    ex.check_visible([tmp_path])  # seen
+    with pytest.raises(ConfigError, match=f"{tmp_path / 'elsewhere'} is not visible from Ray node"):
+        ex.check_visible([tmp_path, tmp_path / "elsewhere"])
+    job = Job(Unit("eval", "eval/base/gsm8k", "fp", Resources(gpus=1)), os.getpid)
+    with pytest.raises(ConfigError, match="unit eval/base/gsm8k needs 1 CPUs and 1 GPUs, more than any node"):
+        ex.run([job])
+    assert ex.describe()["resources"]["CPU"] == 2.0
