@@ -12,6 +12,7 @@ from __future__ import annotations
 from importlib.metadata import entry_points
 from typing import Iterable, Sequence
 
+from common.stages import STAGE_DEPENDS
 from distill.items import TrainItem
 from distill.methods.base import STAGES, Method
 from distill.methods.cft import CFT
@@ -25,9 +26,6 @@ ENTRY_POINT_GROUP = "harness.methods"
 
 METHODS: dict[str, type[Method]] = {}
 
-#: Which stages each stage's inputs come from (refine rewrites from the critique, which reviews the probe).
-STAGE_DEPENDS: dict[str, tuple[str, ...]] = {"probe": (), "critique": ("probe",), "refine": ("critique",),
-                                             "direct": ()}
 
 _entry_points_loaded = False
 _entry_point_errors: dict[str, str] = {}

@@ -5,10 +5,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import ClassVar
 
+from common.stages import STAGES  # noqa: F401  (stages a method can need, in pipeline order; re-exported)
 from distill.items import TrainItem
-
-# Stages a method can need, in pipeline order.
-STAGES = ("probe", "critique", "refine", "direct")
 
 
 class Method(ABC):

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
+from common.stages import TEACHER_STAGES
 from harness.config import RunConfig
 
 #: Training: one H100-class GPU at 989 dense bf16 TFLOP/s, 40% model FLOP utilisation, 6 FLOPs per parameter per
@@ -40,7 +41,6 @@ GUESS = {"question": 120, "solution": 400, "critique": 450, "refine": 600, "dire
          "eval": 600}
 REASONING_FACTOR = 6
 CHARS_PER_TOKEN = 4
-TEACHER_STAGES = ("critique", "refine", "direct")
 
 ASSUMPTIONS = (
     f"training: {PEAK_TFLOPS} TFLOP/s per GPU at {MFU:.0%} utilisation, 6 FLOPs/param/token (LoRA 4)",

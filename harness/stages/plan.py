@@ -201,9 +201,6 @@ def check_combinations(cfg: RunConfig, stages: list[str]) -> None:
                           "raise train.max_length")
 
 
-TEACHER_STAGES = ("critique", "refine", "direct")
-
-
 def student_params_b(name: str) -> float | None:
     """Billions of parameters read from a model name ('Llama-3.1-8B-Instruct' -> 8); None when it names none."""
     from harness.stages.costs import params_b_from_name

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from common.files import read_json_or_none, read_jsonl, stable_hash, write_json_atomic, write_jsonl_atomic
+from common.stages import STAGE_FIELDS, STAGE_TABLE, TEACHER_STAGES
 from common.types import SamplingParams
 from distill.items import TrainItem
 from distill.pools import Decontaminator, PoolError, PoolSpec, load_pool_spec, prompt_text, split_validation
@@ -31,9 +32,6 @@ from harness.stages.plan import Plan
 from harness.store import CallCache
 
 #: stage -> (TrainItem field it fills, the stage it builds on)
-STAGE_FIELDS = {"probe": ("probe", "pool"), "critique": ("critique", "probe"), "refine": ("refined", "critique"),
-                "direct": ("direct", "pool")}
-TEACHER_STAGES = ("critique", "refine", "direct")
 #: meta keys a stage writes; cleared when the stage is computed again (meta.raw / meta.thinking_missing per stage)
 _STAGE_META = {"critique": ("specific_critique", "critique_from")}
 
@@ -318,7 +316,7 @@ def build_items(plan: Plan, student: Path | str, cache: CallCache) -> tuple[list
     teacher_stages = [s for s in TEACHER_STAGES if s in stages]
     if any(getattr(it, STAGE_FIELDS[s][0]) is None for s in teacher_stages for it in train_items):
         teacher = make_teacher(cfg, cache)
-        for stage, fn in (("critique", teacher.critique), ("refine", teacher.refine), ("direct", teacher.answer)):
+        for stage, fn in ((s.name, getattr(teacher, s.teacher_call)) for s in STAGE_TABLE if s.teacher_call):
             attr = STAGE_FIELDS[stage][0]
             todo = [it for it in train_items if getattr(it, attr) is None] if stage in stages else []
             if not todo:

@@ -8,6 +8,7 @@ from typing import Mapping, Optional
 
 from common.artifacts import Manifest
 from common.labels import conclusion_of
+from common.stages import STAGES
 from reports import plots
 from reports.fmt import clip, describe_model, number, pct, prompt_text, short
 
@@ -136,7 +137,7 @@ def selection_section(manifest: Optional[Manifest]) -> tuple[list[dict], bytes |
     return out, plots.png(fig)
 
 
-_STAGE_COLUMNS = ("probe", "critique", "refine", "direct")
+_STAGE_COLUMNS = STAGES
 #: (example key, heading) of the training-data examples; a column no example has text in is left out.
 _EXAMPLE_COLUMNS = (("probe", "draft (student)"), ("critique", "critique (teacher)"),
                     ("refined", "refinement (teacher)"), ("direct", "direct answer (teacher)"))
