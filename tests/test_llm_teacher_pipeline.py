@@ -128,13 +128,13 @@ def test_critique_modes_differ_visibly(teacher_backend, random_chat_model, tmp_p
         from harness.store import CallCache, default_cache_dir
 
         cache = CallCache(default_cache_dir() / "calls.sqlite")
-        items, _, record = build_items(plan, resolve_student(cfg), cache)
+        built = build_items(plan, resolve_student(cfg), cache)
         cache.close()
-        out[mode] = items
-        assert record["critique"]["fingerprint"] not in {r for r in getattr(test_critique_modes_differ_visibly,
+        out[mode] = built.items
+        assert built.stages["critique"].fingerprint not in {r for r in getattr(test_critique_modes_differ_visibly,
                                                                             "_seen", set())}
         test_critique_modes_differ_visibly._seen = {*getattr(test_critique_modes_differ_visibly, "_seen", set()),
-                                                    record["critique"]["fingerprint"]}
+                                                    built.stages["critique"].fingerprint}
     spec, irr, gen = out["specific"], out["irrelevant"], out["generic"]
     own = {it.id: it.critique for it in spec}
     # irrelevant: each item trains on ANOTHER item's critique (a derangement fixed by the seed)

@@ -23,6 +23,7 @@ from typing import Any
 from common.files import read_json_or_none, read_jsonl, stable_hash, write_json_atomic, write_jsonl_atomic
 from common.stages import STAGE_FIELDS, STAGE_TABLE, TEACHER_STAGES
 from common.types import SamplingParams
+from common.units import StageSummary, TrainingData
 from distill.items import TrainItem
 from distill.pools import Decontaminator, PoolError, PoolSpec, load_pool_spec, prompt_text, split_validation
 from harness.config import ConfigError, RunConfig
@@ -253,8 +254,8 @@ def stage_stats(items: list[TrainItem], stage: str) -> dict[str, Any]:
 
 
 # ---- the stage ------------------------------------------------------------------------------------------
-def build_items(plan: Plan, student: Path | str, cache: CallCache) -> tuple[list[TrainItem], list[TrainItem], dict]:
-    """(training items, held-out validation items, per-stage record for the manifest)."""
+def build_items(plan: Plan, student: Path | str, cache: CallCache) -> TrainingData:
+    """The training items, the held-out validation items and the per-stage summaries for the manifest."""
     cfg = plan.config
     clock = time.perf_counter()
     pool, pool_report = load_run_pool(plan)
@@ -262,13 +263,14 @@ def build_items(plan: Plan, student: Path | str, cache: CallCache) -> tuple[list
     stages = plan.stages
     keys = stage_fingerprints(cfg, student, pool, stages)
     path, meta_path = plan.run_dir.items, plan.run_dir.items_meta
-    record: dict[str, Any] = {"pool": {**pool_report, "seconds": round(time.perf_counter() - clock, 2)}}
+    record = TrainingData(items=[], validation=validation,  # items: set once every stage is done
+                          pool={**pool_report, "seconds": round(time.perf_counter() - clock, 2)})
     if any(s in stages for s in ("probe", *TEACHER_STAGES)) and cfg.teacher.kind == "llm":
         # what each request was sent with: its own system prompt (None = no system message) and user template
         summary = cfg.prompts.requests_summary()
-        record["requests"] = {s: summary[s] for s in ("probe", *TEACHER_STAGES) if s in stages}
+        record.requests = {s: summary[s] for s in ("probe", *TEACHER_STAGES) if s in stages}
         if cfg.teacher.strip_thinking:
-            record["requests"]["strip_thinking"] = cfg.teacher.strip_thinking
+            record.requests["strip_thinking"] = cfg.teacher.strip_thinking
     stored_keys: dict[str, str] = {}
     if path.exists() and meta_path.exists():
         stored_keys = (read_json_or_none(meta_path) or {}).get("stages", {})  # damaged: every stage again
@@ -288,9 +290,8 @@ def build_items(plan: Plan, student: Path | str, cache: CallCache) -> tuple[list
                 it.meta.get("thinking_missing", {}).pop(stage, None)
                 for k in _STAGE_META.get(stage, ()):
                     it.meta.pop(k, None)
-        record[stage] = {"fingerprint": keys[stage],
-                         "reused": sum(getattr(it, attr) is not None for it in train_items), "computed": 0,
-                         "seconds": 0.0}
+        record.stages[stage] = StageSummary(fingerprint=keys[stage],
+                                            reused=sum(getattr(it, attr) is not None for it in train_items))
 
     def done_keys() -> dict[str, str]:
         return {s: keys[s] for s in ("pool", *stages)
@@ -309,8 +310,9 @@ def build_items(plan: Plan, student: Path | str, cache: CallCache) -> tuple[list
             outs = engine.generate(prompts, probe_params(cfg), advance)
         for it, comps in zip(todo, outs):
             it.probe = comps[0].text
-        record["probe"].update(computed=len(todo), cache_hits=engine.hits, cache_misses=engine.misses,
-                               seconds=round(time.perf_counter() - t0, 2))
+        summary_of = record.stages["probe"]
+        summary_of.computed, summary_of.cache_hits, summary_of.cache_misses = len(todo), engine.hits, engine.misses
+        summary_of.seconds = round(time.perf_counter() - t0, 2)
         save()
     budget = Budget(cfg, train_items)
     teacher_stages = [s for s in TEACHER_STAGES if s in stages]
@@ -328,10 +330,11 @@ def build_items(plan: Plan, student: Path | str, cache: CallCache) -> tuple[list
                 for i in range(0, len(todo), cfg.teacher.batch_size):
                     why = budget.reached()
                     if why:
-                        record[stage].update(computed=done, seconds=round(time.perf_counter() - t0, 2))
+                        record.stages[stage].computed = done
+                        record.stages[stage].seconds = round(time.perf_counter() - t0, 2)
                         save()
                         raise BudgetExceeded(
-                            f"stopped by the spending cap: {why}; {stage} {done + record[stage]['reused']}/"
+                            f"stopped by the spending cap: {why}; {stage} {done + record.stages[stage].reused}/"
                             f"{len(train_items)} done, everything kept in {path} and the call cache; to resume, "
                             "run the same command with a higher cap (e.g. --set teacher.max_tokens=N or "
                             "teacher.max_cost_usd=X)")
@@ -360,35 +363,37 @@ def build_items(plan: Plan, student: Path | str, cache: CallCache) -> tuple[list
                         apply_critique_mode(cfg, train_items)
                     save()
             pin, pout = budget.prices
-            record[stage].update(computed=done, seconds=round(time.perf_counter() - t0, 2),
-                                 this_run={**fresh, "cost_usd": round((fresh["tokens_in"] * pin +
-                                                                       fresh["tokens_out"] * pout) / 1e6, 6)})
+            record.stages[stage].computed = done
+            record.stages[stage].seconds = round(time.perf_counter() - t0, 2)
+            record.stages[stage].this_run = {**fresh, "cost_usd": round((fresh["tokens_in"] * pin +
+                                                                         fresh["tokens_out"] * pout) / 1e6, 6)}
     if "critique" in stages:
         apply_critique_mode(cfg, train_items)
     if any(s in stages for s in ("probe", *TEACHER_STAGES)):
         gold_checks(train_items)
     for stage in stages:
-        record[stage].update(stage_stats(train_items, stage))
+        record.stages[stage].stats.update(stage_stats(train_items, stage))
         if stage in TEACHER_STAGES:
-            record[stage].update(stage_totals(train_items, stage, budget.prices))
+            record.stages[stage].stats.update(stage_totals(train_items, stage, budget.prices))
     # an LLM teacher without a known price has an unknown cost (a self-hosted one costs GPU time), never $0
     unknown = cfg.teacher.kind == "llm" and cfg.teacher.known_prices() is None
     if unknown:
         for stage in teacher_stages:
-            record[stage]["cost_usd"] = None
-            if "this_run" in record[stage]:
-                record[stage]["this_run"]["cost_usd"] = None
+            record.stages[stage].stats["cost_usd"] = None
+            if record.stages[stage].this_run is not None:
+                record.stages[stage].this_run["cost_usd"] = None
     if teacher_stages:
         tok, cost = budget.totals()
-        record["teacher_total"] = {"tokens": tok, "cost_usd": None if unknown else round(cost, 6),
-                                   "price_per_mtok_in": None if unknown else budget.prices[0],
-                                   "price_per_mtok_out": None if unknown else budget.prices[1],
-                                   "critique_mode": cfg.teacher.critique_mode}
+        record.teacher_total = {"tokens": tok, "cost_usd": None if unknown else round(cost, 6),
+                                "price_per_mtok_in": None if unknown else budget.prices[0],
+                                "price_per_mtok_out": None if unknown else budget.prices[1],
+                                "critique_mode": cfg.teacher.critique_mode}
     save()
+    record.items = train_items
     if cfg.teacher.correctness_filter and teacher_stages:
         kept = correctness_filter(train_items, stages)
-        record["correctness_filter"] = {"kept": len(kept), "removed": len(train_items) - len(kept)}
+        record.correctness_filter = {"kept": len(kept), "removed": len(train_items) - len(kept)}
         console.print(f"correctness filter: kept {len(kept)} of {len(train_items)} items whose teacher targets "
                       "reach the gold answer")
-        train_items = kept
-    return train_items, validation, record
+        record.items = kept
+    return record
