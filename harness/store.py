@@ -33,6 +33,23 @@ def _checksum(value_json: str) -> str:
     return hashlib.sha256(value_json.encode()).hexdigest()[:16]
 
 
+def read_calls(db: sqlite3.Connection, keys: Sequence[str]) -> tuple[dict[str, Any], int]:
+    """The stored values of ``keys`` whose checksum holds, and how many failed it (recomputed by the caller)."""
+    found: dict[str, Any] = {}
+    corrupt = 0
+    for i in range(0, len(keys), 500):
+        chunk = list(keys[i : i + 500])
+        q = f"SELECT key, value, checksum FROM calls_v2 WHERE key IN ({','.join('?' * len(chunk))})"
+        for k, v, c in db.execute(q, chunk).fetchall():
+            try:
+                if _checksum(v) != c:
+                    raise ValueError("checksum")
+                found[k] = json.loads(v)
+            except ValueError:
+                corrupt += 1
+    return found, corrupt
+
+
 class CallCache:
     """A key -> JSON value store in SQLite (WAL mode: readers do not block the writer)."""
 
@@ -58,18 +75,9 @@ class CallCache:
         self.corrupt = 0
 
     def get_many(self, keys: Sequence[str]) -> dict[str, Any]:
-        found: dict[str, Any] = {}
         with self._lock:
-            for i in range(0, len(keys), 500):
-                chunk = list(keys[i : i + 500])
-                q = f"SELECT key, value, checksum FROM calls_v2 WHERE key IN ({','.join('?' * len(chunk))})"
-                for k, v, c in self._db.execute(q, chunk):
-                    try:
-                        if _checksum(v) != c:
-                            raise ValueError("checksum")
-                        found[k] = json.loads(v)
-                    except ValueError:
-                        self.corrupt += 1
+            found, corrupt = read_calls(self._db, keys)
+        self.corrupt += corrupt
         return found
 
     def put_many(self, rows: Iterable[tuple[str, str, str, Any]]) -> None:
@@ -110,22 +118,13 @@ class WorkerCache:
 
     def get_many(self, keys: Sequence[str]) -> dict[str, Any]:
         found = {k: self._new[k] for k in keys if k in self._new}
-        rest = [k for k in keys if k not in found]
         if self._db is not None:
-            for i in range(0, len(rest), 500):
-                chunk = rest[i : i + 500]
-                q = f"SELECT key, value, checksum FROM calls_v2 WHERE key IN ({','.join('?' * len(chunk))})"
-                try:
-                    rows = self._db.execute(q, chunk).fetchall()
-                except sqlite3.Error:
-                    rows = []
-                for k, v, c in rows:
-                    try:
-                        if _checksum(v) != c:
-                            raise ValueError("checksum")
-                        found[k] = json.loads(v)
-                    except ValueError:
-                        self.corrupt += 1
+            try:
+                stored, corrupt = read_calls(self._db, [k for k in keys if k not in found])
+            except sqlite3.Error:  # the driver's file became unreadable from here: misses, made again
+                stored, corrupt = {}, 0
+            found.update(stored)
+            self.corrupt += corrupt
         return found
 
     def put_many(self, rows: Iterable[tuple[str, str, str, Any]]) -> None:
