@@ -15,6 +15,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from harness.executors import UnitFailed
 from harness.progress import console
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -58,6 +59,11 @@ def user_errors(fn: Callable) -> Callable:
             # escaped: a hint such as pip install -e '.[api]' must not lose its brackets to rich markup
             console.print(f"[red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2)
+        except UnitFailed as e:
+            # exit 1, not 2: the input was fine, the work failed (a crash, a full disk, a bug); the message names
+            # each failed unit and its error log, every finished unit is stored, and the same command resumes
+            console.print(f"[red]error:[/] {escape(' '.join(str(e).split()))}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1)
 
     return wrapper
 
