@@ -36,6 +36,16 @@ class Unit:
     estimate_s: float = 0.0
 
 
+@dataclass(frozen=True)
+class Student:
+    """The run's student, resolved once per run: where it is (a folder or a hub id) and its identity (the engine
+    identity over its weights, tokenizer and chat template), computed once and handed to every stage that keys
+    its fingerprints on the student (probe, train, the base model's evaluation)."""
+
+    path: Any  # pathlib.Path | str
+    identity: str
+
+
 @dataclass
 class TrainedModel:
     """One method's trained student, as the train stage hands it on (and the manifest records it)."""

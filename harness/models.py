@@ -7,6 +7,7 @@ from typing import Any
 
 from common.files import stable_hash
 from common.types import SamplingParams
+from common.units import Student
 from distill.teachers import teacher_class
 from harness.config import ConfigError, EngineConfig, RunConfig
 from harness.engines import build_engine, engine_identity
@@ -28,6 +29,13 @@ def resolve_student(cfg: RunConfig) -> Path | str:
     for k, v in over.items():
         setattr(spec, k, v)
     return ensure_tiny_student(spec)
+
+
+def student_of(cfg: RunConfig) -> Student:
+    """The resolved student with its identity: computed here once per run (the digests are cached beside the
+    weights, but a read-only hub folder is hashed again on every call)."""
+    path = resolve_student(cfg)
+    return Student(path, identity_of(cfg.eval.engine, path))
 
 
 def identity_of(e: EngineConfig, model: Path | str, adapter: Path | str | None = None) -> str:

@@ -15,7 +15,7 @@ from common.files import link_file, stable_hash
 from distill.items import TrainItem
 from common.units import ModelEval, TrainedModel, TrainingData
 from harness.executors import build_executor
-from harness.models import release_engines, resolve_student
+from harness.models import release_engines, resolve_student, student_of  # noqa: F401  (resolve_student: CLI, API)
 from harness.progress import console
 from harness.runlock import run_lock
 from harness.stages.aggregate import aggregate, render
@@ -64,10 +64,10 @@ def _run(plan: Plan, cache: CallCache, *, command: str, extra_models: dict[str, 
         timings[stage] = now - clock
         clock = now
 
-    student = resolve_student(plan.config)
+    student = student_of(plan.config)  # its identity is computed here, once, and handed to every stage
     lap("student")
     executor = build_executor(plan.config.executor)
-    executor.check_visible([rd.root, *([Path(student)] if Path(student).exists() else [])])
+    executor.check_visible([rd.root, *([Path(student.path)] if Path(student.path).exists() else [])])
     trained: dict[str, TrainedModel] = {}
     training_data: TrainingData | None = None
     if plan.methods:
@@ -82,9 +82,9 @@ def _run(plan: Plan, cache: CallCache, *, command: str, extra_models: dict[str, 
         lap("train")
     eval_stats: dict[str, ModelEval] = {}
     if evaluate:
-        models = [ModelToEvaluate("base", student)]
+        models = [ModelToEvaluate("base", student.path, identity=student.identity)]
         for m, tm in trained.items():
-            models.append(ModelToEvaluate(m, student, Path(tm.model_dir)) if tm.adapter
+            models.append(ModelToEvaluate(m, student.path, Path(tm.model_dir)) if tm.adapter
                           else ModelToEvaluate(m, Path(tm.model_dir)))
         for name, (path, adapter) in (extra_models or {}).items():
             models.append(ModelToEvaluate(name, path, Path(adapter) if adapter else None))
@@ -99,7 +99,7 @@ def _run(plan: Plan, cache: CallCache, *, command: str, extra_models: dict[str, 
         return rd
     from harness.manifest import build_manifest
 
-    manifest = build_manifest(plan, student=student, trained=trained, eval_stats=eval_stats,
+    manifest = build_manifest(plan, student=student.path, trained=trained, eval_stats=eval_stats,
                               training_data=training_data, timings=timings, command=command,
                               cache={"path": str(cache.path), "corrupt_entries": cache.corrupt},
                               executor=executor.describe())
@@ -121,14 +121,13 @@ def share_training_data(donor: RunDir, rd: RunDir) -> None:
 
 def share_samples(plan: Plan, models: list[ModelToEvaluate], donor: RunDir) -> list[tuple[str, str]]:
     """Link the donor's sample files of every (model, task) whose generation fingerprint equals this cell's."""
-    from harness.models import identity_of
-    from harness.stages.evaluate import fingerprints, stored_meta, task_names
+    from harness.stages.evaluate import fingerprints, identity_for, stored_meta, task_names
 
     rd = plan.run_dir
     shared = []
     tasks = task_names(plan)
     for m in models:
-        identity = identity_of(plan.config.eval.engine, m.path, m.adapter)
+        identity = identity_for(plan, m)
         for task in tasks:
             if rd.samples(m.name, task).exists():
                 continue
@@ -150,8 +149,8 @@ def results_inputs(plan: Plan, trained: dict[str, TrainedModel], eval_stats: dic
         "models": {m: tm.fingerprint for m, tm in trained.items()}})[:24]
 
 
-def nothing_new(rd: RunDir, training_data: TrainingData | None, trained: dict[str, TrainedModel], eval_stats: dict[str, ModelEval],
-                inputs: str) -> bool:
+def nothing_new(rd: RunDir, training_data: TrainingData | None, trained: dict[str, TrainedModel],
+                eval_stats: dict[str, ModelEval], inputs: str) -> bool:
     """True when this run computed nothing and the stored results were made from exactly these inputs."""
     if training_data is not None and training_data.computed:
         return False

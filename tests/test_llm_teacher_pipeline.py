@@ -124,11 +124,11 @@ def test_critique_modes_differ_visibly(teacher_backend, random_chat_model, tmp_p
         cfg = cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"limit": 1})})
         plan = plan_run(cfg)
         from harness.stages.training_data import build_items
-        from harness.models import resolve_student
+        from harness.models import student_of
         from harness.store import CallCache, default_cache_dir
 
         cache = CallCache(default_cache_dir() / "calls.sqlite")
-        built = build_items(plan, resolve_student(cfg), cache)
+        built = build_items(plan, student_of(cfg), cache)
         cache.close()
         out[mode] = built.items
         assert built.stages["critique"].fingerprint not in {r for r in getattr(test_critique_modes_differ_visibly,

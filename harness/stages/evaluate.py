@@ -33,6 +33,14 @@ class ModelToEvaluate:
     name: str
     path: Path | str
     adapter: Path | None = None
+    identity: str | None = None  # computed once by the caller where known (the run's student); else here
+
+
+def identity_for(plan: Plan, m: ModelToEvaluate) -> str:
+    """The model's identity, computed once: stored on ``m`` for every later use in this run."""
+    if m.identity is None:
+        m.identity = identity_of(plan.config.eval.engine, m.path, m.adapter)
+    return m.identity
 
 
 def package_version(name: str) -> str | None:
@@ -192,7 +200,7 @@ def evaluate_models(plan: Plan, models: list[ModelToEvaluate], cache: CallCache,
     jobs: list[Job] = []
     fps: dict[str, tuple[Fingerprint, Fingerprint]] = {}
     for m in models:
-        identity = identity_of(cfg.eval.engine, m.path, m.adapter)
+        identity = identity_for(plan, m)
         me = stats[m.name] = ModelEval(m.name, str(m.path), str(m.adapter) if m.adapter else None, identity)
         for name in task_names(plan):
             task, docs = plan.task_objs[name], plan.docs[name]

@@ -11,14 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from common.files import link_tree, read_json_or_none, stable_hash, write_json_atomic, write_jsonl_atomic
-from common.units import Outcome, Resources, TrainedModel, Unit
+from common.units import Outcome, Resources, Student, TrainedModel, Unit
 from distill.items import TrainItem
 from distill.methods import build_dataset, get_method
 from distill.mix import mix_by_conclusion
 from distill.train import TrainConfig, TrainExposure
 from harness.config import ConfigError, RunConfig
 from harness.executors import Job, raise_failures
-from harness.models import identity_of
 from harness.progress import console
 from harness.stages.plan import Plan
 
@@ -217,7 +216,7 @@ def train_resources(cfg: RunConfig, tcfg: TrainConfig) -> Resources:
     return Resources(gpus=nproc if cfg.executor.gpus else 0.0, cpus=nproc)
 
 
-def train_methods(plan: Plan, student: Path | str, items: list[TrainItem], cache=None, donor=None,
+def train_methods(plan: Plan, student: Student, items: list[TrainItem], cache=None, donor=None,
                   executor=None) -> dict[str, TrainedModel]:
     """``donor``: a sibling sweep cell's RunDir; a model it trained with this very fingerprint is linked in.
     Every method to train is one unit for ``executor`` (in order, in this process, by default)."""
@@ -231,8 +230,7 @@ def train_methods(plan: Plan, student: Path | str, items: list[TrainItem], cache
     for m, rows in datasets.items():
         if not rows:
             raise ConfigError(f"method {m} has no training examples (its teacher stage produced nothing)")
-    tcfgs = method_train_configs(cfg, student, datasets)
-    student_id = identity_of(cfg.eval.engine, student)
+    tcfgs = method_train_configs(cfg, student.path, datasets)
     rd = plan.run_dir
     fingerprints: dict[str, str] = {}
     stored: dict[str, dict] = {}
@@ -240,7 +238,7 @@ def train_methods(plan: Plan, student: Path | str, items: list[TrainItem], cache
     for m, rows in datasets.items():
         tcfg = tcfgs[m]
         # The number of processes is not part of what is trained (same global batch, same data order).
-        fingerprint = fingerprints[m] = stable_hash({"student": student_id, "examples": stable_hash(rows),
+        fingerprint = fingerprints[m] = stable_hash({"student": student.identity, "examples": stable_hash(rows),
                                                      "train": tcfg.model_dump(mode="json", exclude={"distributed"})})
         fp_path = rd.model_dir(m) / "fingerprint.json"
         if donor is not None and not rd.model_dir(m).exists():
@@ -260,7 +258,7 @@ def train_methods(plan: Plan, student: Path | str, items: list[TrainItem], cache
             stored[m] = rec
             continue
         write_jsonl_atomic(rd.train_data(m), rows)
-        truncation = truncation_stats(student, rows, tcfg.max_length)
+        truncation = truncation_stats(student.path, rows, tcfg.max_length)
         if truncation["examples_dropped"] == len(rows):
             raise ConfigError(f"method {m}: every training prompt is longer than train.max_length="
                               f"{tcfg.max_length} tokens, so nothing is left to learn; raise train.max_length")
@@ -268,7 +266,7 @@ def train_methods(plan: Plan, student: Path | str, items: list[TrainItem], cache
         console.print(f"[bold]train[/] {m}{own}: {len(rows)} examples, budget "
                       f"{'max_steps=' + str(tcfg.max_steps) if tcfg.max_steps else tcfg.budget}", highlight=False)
         unit = Unit("train", f"train/{m}", fingerprint, train_resources(cfg, tcfg))
-        jobs.append(Job(unit, train_job, (student, rd.train_data(m), rd.model_dir(m), tcfg)))
+        jobs.append(Job(unit, train_job, (student.path, rd.train_data(m), rd.model_dir(m), tcfg)))
         stored[m] = {"fingerprint": fingerprint, "truncation": truncation}
 
     def commit(i: int, o: Outcome) -> None:
@@ -294,7 +292,7 @@ def train_methods(plan: Plan, student: Path | str, items: list[TrainItem], cache
         metrics = json.loads((final / "train_metrics.json").read_text())
         model_dir = final
         if tcfg.select_checkpoint is not None:
-            selection = select_checkpoint(plan, student, m, rec["adapter"], fingerprints[m], cache)
+            selection = select_checkpoint(plan, student.path, m, rec["adapter"], fingerprints[m], cache)
             metrics["selection"] = {k: v for k, v in selection.items() if k != "key"}
             model_dir = Path(selection["selected_dir"])
         else:

@@ -17,17 +17,16 @@ from __future__ import annotations
 
 import random
 import time
-from pathlib import Path
 from typing import Any
 
 from common.files import read_json_or_none, read_jsonl, stable_hash, write_json_atomic, write_jsonl_atomic
 from common.stages import STAGE_FIELDS, STAGE_TABLE, TEACHER_STAGES
 from common.types import SamplingParams
-from common.units import StageSummary, TrainingData
+from common.units import StageSummary, Student, TrainingData
 from distill.items import TrainItem
 from distill.pools import Decontaminator, PoolError, PoolSpec, load_pool_spec, prompt_text, split_validation
 from harness.config import ConfigError, RunConfig
-from harness.models import identity_of, make_teacher, serve, teacher_fingerprint
+from harness.models import make_teacher, serve, teacher_fingerprint
 from harness.progress import console, progress_bar
 from harness.stages.plan import Plan
 from harness.store import CallCache
@@ -47,7 +46,7 @@ def probe_params(cfg: RunConfig) -> SamplingParams:
                           seed=cfg.seed)
 
 
-def stage_fingerprints(cfg: RunConfig, student: Path | str, pool: list[TrainItem],
+def stage_fingerprints(cfg: RunConfig, student_id: str, pool: list[TrainItem],
                        stages: list[str]) -> dict[str, str]:
     """stage -> fingerprint key, each built on the key of the stage it reads."""
     keys = {"pool": stable_hash({"source": cfg.pool.source, "n": cfg.pool.n, "seed": cfg.pool.seed,
@@ -61,7 +60,7 @@ def stage_fingerprints(cfg: RunConfig, student: Path | str, pool: list[TrainItem
         if parent not in keys:
             continue
         if stage == "probe":
-            parts: dict[str, Any] = {"student": identity_of(cfg.eval.engine, student),
+            parts: dict[str, Any] = {"student": student_id,
                                      "prompt": cfg.prompts.digest(), "params": probe_params(cfg).to_dict()}
         else:
             parts = {"teacher": teacher}
@@ -254,14 +253,14 @@ def stage_stats(items: list[TrainItem], stage: str) -> dict[str, Any]:
 
 
 # ---- the stage ------------------------------------------------------------------------------------------
-def build_items(plan: Plan, student: Path | str, cache: CallCache) -> TrainingData:
+def build_items(plan: Plan, student: Student, cache: CallCache) -> TrainingData:
     """The training items, the held-out validation items and the per-stage summaries for the manifest."""
     cfg = plan.config
     clock = time.perf_counter()
     pool, pool_report = load_run_pool(plan)
     train_items, validation = split_validation(pool, cfg.pool.validation_n)
     stages = plan.stages
-    keys = stage_fingerprints(cfg, student, pool, stages)
+    keys = stage_fingerprints(cfg, student.identity, pool, stages)
     path, meta_path = plan.run_dir.items, plan.run_dir.items_meta
     record = TrainingData(items=[], validation=validation,  # items: set once every stage is done
                           pool={**pool_report, "seconds": round(time.perf_counter() - clock, 2)})
@@ -303,7 +302,7 @@ def build_items(plan: Plan, student: Path | str, cache: CallCache) -> TrainingDa
 
     if "probe" in stages and any(it.probe is None for it in train_items):
         t0 = time.perf_counter()
-        engine = serve(cfg.eval.engine, student, None, cache)
+        engine = serve(cfg.eval.engine, student.path, None, cache)
         todo = [it for it in train_items if it.probe is None]
         prompts = [cfg.prompts.messages_for("probe", question=it.question) for it in todo]
         with progress_bar("probe (student answers)", len(prompts)) as advance:
