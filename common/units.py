@@ -46,6 +46,20 @@ class Student:
     identity: str
 
 
+@dataclass(frozen=True)
+class CellLabel:
+    """Which cell of a sweep or seed experiment a run is (harness/sweep.py hands it to pipeline.run); its rows
+    carry the params and seed, and the manifest records it as ``experiment``."""
+
+    cell: str  # the cell's id
+    params: dict[str, Any]  # dotted sweep key -> value (the seed apart)
+    seed: Optional[int]
+
+    def record(self) -> dict[str, Any]:
+        """The manifest's ``experiment`` object."""
+        return {"cell": self.cell, "params": self.params, "seed": self.seed}
+
+
 @dataclass
 class TrainedModel:
     """One method's trained student, as the train stage hands it on (and the manifest records it)."""

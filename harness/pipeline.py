@@ -13,7 +13,7 @@ from pathlib import Path
 from common.artifacts import save_artifact
 from common.files import link_file, stable_hash
 from distill.items import TrainItem
-from common.units import ModelEval, TrainedModel, TrainingData
+from common.units import CellLabel, ModelEval, TrainedModel, TrainingData
 from harness.executors import build_executor
 from harness.models import release_engines, resolve_student, student_of  # noqa: F401  (resolve_student: CLI, API)
 from harness.progress import console
@@ -36,10 +36,10 @@ def add_validation_task(plan: Plan, validation: list[TrainItem]) -> None:
 
 
 def run(plan: Plan, *, command: str = "", extra_models: dict[str, tuple[str, str | None]] | None = None,
-        evaluate: bool = True, cell: dict | None = None, donor: RunDir | None = None) -> RunDir:
+        evaluate: bool = True, cell: CellLabel | None = None, donor: RunDir | None = None) -> RunDir:
     """The whole flow of `harness compare` (and `train`, `eval` as subsets).
 
-    ``cell`` ({"cell", "params", "seed"}): this run is one cell of a sweep (harness/sweep.py); its rows
+    ``cell``: this run is one cell of a sweep (harness/sweep.py); its rows
     carry the cell's params and seed. ``donor``: a sibling cell whose stored training data, trained models and
     sample files are linked in wherever their fingerprints equal this cell's (the base model's evaluation, a
     method the swept key does not touch), so shared work is done once."""
@@ -53,7 +53,7 @@ def run(plan: Plan, *, command: str = "", extra_models: dict[str, tuple[str, str
 
 
 def _run(plan: Plan, cache: CallCache, *, command: str, extra_models: dict[str, tuple[str, str | None]] | None,
-         evaluate: bool, cell: dict | None, donor: RunDir | None) -> RunDir:
+         evaluate: bool, cell: CellLabel | None, donor: RunDir | None) -> RunDir:
     rd = plan.run_dir
     timings: dict[str, float] = {}
     clock = time.perf_counter()
@@ -104,7 +104,7 @@ def _run(plan: Plan, cache: CallCache, *, command: str, extra_models: dict[str, 
                               cache={"path": str(cache.path), "corrupt_entries": cache.corrupt},
                               executor=executor.describe())
     if cell is not None:
-        manifest.experiment = dict(cell)
+        manifest.experiment = cell.record()
     save_artifact(rd.manifest, manifest)
     if evaluate:
         aggregate(rd, manifest, inputs=inputs)

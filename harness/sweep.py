@@ -33,6 +33,7 @@ import numpy as np
 
 from common.files import stable_hash
 from common.labels import model_label, params_label, short_key, value_text  # noqa: F401  (params_label re-exported)
+from common.units import CellLabel
 from harness.config import RunConfig, deep_merge
 from harness.progress import console
 from harness.runlock import run_lock
@@ -163,7 +164,7 @@ def _run_cells(cfg: RunConfig, rid: str, planned, top, command: str):
     for i, (cell, plan) in enumerate(planned):
         console.print(f"[bold]cell {i + 1}/{len(planned)}[/] {cell.id}", highlight=False)
         t0 = time.perf_counter()
-        rd = pipeline.run(plan, command=command, cell={"cell": cell.id, "params": cell.params, "seed": cell.seed},
+        rd = pipeline.run(plan, command=command, cell=CellLabel(cell.id, cell.params, cell.seed),
                           donor=donor)
         records.append({"cell": cell.id, "params": cell.params, "seed": cell.seed, "folder": str(rd.root),
                         "seconds": round(time.perf_counter() - t0, 2)})
