@@ -6,7 +6,8 @@ the others get None."""
 from __future__ import annotations
 
 import importlib
-from typing import Callable, TypeVar
+
+from common.registry import registrar
 
 #: teacher kind -> module that registers it
 TEACHER_MODULES: dict[str, str] = {
@@ -16,16 +17,7 @@ TEACHER_MODULES: dict[str, str] = {
 }
 TEACHER_REGISTRY: dict[str, type] = {}
 
-T = TypeVar("T", bound=type)
-
-
-def register_teacher(kind: str) -> Callable[[T], T]:
-    def wrap(cls: T) -> T:
-        cls.kind = kind  # type: ignore[attr-defined]
-        TEACHER_REGISTRY[kind] = cls
-        return cls
-
-    return wrap
+register_teacher = registrar(TEACHER_REGISTRY, "kind")
 
 
 def teacher_class(kind: str) -> type:

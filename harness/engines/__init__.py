@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any
 
 from pydantic import ValidationError
 
+from common.registry import registrar
 from harness.engines.base import Completion, Engine, EngineOptions, Prompt, SamplingParams
 
 __all__ = ["Completion", "Engine", "EngineOptions", "Prompt", "SamplingParams", "build_engine", "engine_identity",
@@ -25,20 +26,11 @@ ENGINE_MODULES: dict[str, str] = {
 }
 ENGINE_REGISTRY: dict[str, type] = {}
 
-E = TypeVar("E", bound=type)
-
-
 class EngineUnavailable(RuntimeError):
     """The requested backend cannot run here (not installed, bad option); the message says what to do."""
 
 
-def register_engine(name: str) -> Callable[[E], E]:
-    def wrap(cls: E) -> E:
-        cls.backend = name  # type: ignore[attr-defined]
-        ENGINE_REGISTRY[name] = cls
-        return cls
-
-    return wrap
+register_engine = registrar(ENGINE_REGISTRY, "backend")
 
 
 def engine_class(backend: str) -> type:

@@ -14,9 +14,10 @@ import importlib
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence, TypeVar
+from typing import Any, Callable, Protocol, Sequence
 
 from common.files import write_text_atomic
+from common.registry import registrar
 from common.units import Outcome, Unit
 
 #: executor name -> module that registers it
@@ -25,9 +26,6 @@ EXECUTOR_MODULES: dict[str, str] = {
     "ray": "harness.executors.ray_cluster",
 }
 EXECUTOR_REGISTRY: dict[str, type] = {}
-
-X = TypeVar("X", bound=type)
-
 
 @dataclass
 class Job:
@@ -49,13 +47,7 @@ class Executor(Protocol):
     def check_visible(self, paths: Sequence[Path]) -> None: ...
 
 
-def register_executor(name: str) -> Callable[[X], X]:
-    def wrap(cls: X) -> X:
-        cls.name = name  # type: ignore[attr-defined]
-        EXECUTOR_REGISTRY[name] = cls
-        return cls
-
-    return wrap
+register_executor = registrar(EXECUTOR_REGISTRY, "name")
 
 
 def build_executor(cfg) -> Executor:
