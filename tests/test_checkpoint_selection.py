@@ -7,7 +7,7 @@ import json
 import pytest
 
 from common.artifacts import SampleRecord
-from distill.train import CheckpointSelection, TrainConfig
+from distill.train_config import CheckpointSelection, TrainConfig
 from harness.config import ConfigError, load_config
 from harness.pipeline import add_validation_task
 from harness.stages import train as train_stage
