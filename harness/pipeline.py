@@ -16,7 +16,6 @@ from typing import Sequence
 
 from common.artifacts import save_artifact
 from common.files import link_file, stable_hash
-from distill.items import TrainItem
 from common.units import CellLabel, ModelEval, Student, TrainedModel, TrainingData
 from harness.executors import build_executor, run_batches
 from harness.models import release_engines, resolve_student, student_of  # noqa: F401  (resolve_student: CLI, API)
@@ -28,15 +27,6 @@ from harness.stages.plan import Plan, estimate_cost, plan_run  # noqa: F401  (th
 from harness.stages.training_data import build_items
 from harness.stages.train import train_batch
 from harness.store import CallCache, RunDir, default_cache_dir
-
-
-def add_validation_task(plan: Plan, validation: list[TrainItem]) -> None:
-    """Held-out pool questions, evaluated like a task (for checkpoint selection; never a test benchmark)."""
-    from tasks.pool_validation import PoolValidation, QAItem
-
-    task = PoolValidation(items=[QAItem(it.id, it.question, it.gold_answer) for it in validation])
-    plan.task_objs["pool_validation"] = task
-    plan.docs["pool_validation"] = task.docs()
 
 
 @dataclass
@@ -112,8 +102,6 @@ def _run_many(requests: list[RunRequest], cache: CallCache, *, command: str, don
             if own_donor is not None:
                 share_training_data(own_donor, st.plan.run_dir)
             st.training_data = build_items(st.plan, st.student, cache)
-            if st.training_data.validation:
-                add_validation_task(st.plan, st.training_data.validation)
             st.timings["training_data"] = time.perf_counter() - t0
     release_engines()  # the probe's engine gives its memory back before this process trains
     training = [(st, d) for st, d in zip(states, donors) if st.plan.methods]
