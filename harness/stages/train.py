@@ -20,6 +20,7 @@ from harness.config import ConfigError, RunConfig
 from harness.executors import Batch, Job, run_batches
 from harness.progress import console
 from harness.stages.plan import Plan
+from harness.stages.pool_split import HELD_OUT_TASK
 
 #: Warn when a method loses more than this share of its target tokens to max_length truncation.
 TRUNCATION_WARN = 0.01
@@ -93,7 +94,7 @@ def truncation_stats(student: Path | str, rows: list[dict], max_length: int) -> 
     return out
 
 
-SELECTION_TASK = "pool_validation"
+SELECTION_TASK = HELD_OUT_TASK  # the default of train.select_checkpoint.on: the plan's held-out task
 
 
 def check_selection(plan: Plan) -> None:
@@ -110,7 +111,7 @@ def check_selection(plan: Plan) -> None:
             raise ConfigError(f"train.select_checkpoint.metric={sel.metric!r}: selection on {sel.on} uses its "
                               f"primary metric; set train.select_checkpoint.metric={primary}")
         return
-    if plan.config.pool.validation_n <= 0:
+    if plan.held_out is None:  # the plan holds one when the run trains and pool.validation_n > 0
         raise ConfigError("train.select_checkpoint scores checkpoints on held-out training questions, but "
                           "pool.validation_n=0; set pool.validation_n (e.g. 32) or unset train.select_checkpoint")
     if sel.metric != "accuracy":

@@ -225,6 +225,8 @@ def stage_stats(items: list[TrainItem], stage: str) -> dict[str, Any]:
 def build_items(plan: Plan, student: Student, cache: CallCache) -> TrainingData:
     """The training items, the held-out validation items and the per-stage summaries for the manifest."""
     cfg = plan.config
+    if plan.pool is None:
+        raise ValueError("build_items needs the plan of a run that trains (plan_run(cfg, train=True), methods set)")
     split = plan.pool.split()  # loaded once per plan; the held-out task pool_validation reads the same split
     pool = list(split.pool)
     train_items = copy.deepcopy(list(split.train))  # filled in below: the plan's own items stay as loaded
