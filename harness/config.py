@@ -270,6 +270,12 @@ class ExecutorConfig(Strict):
     cpus: int | None = Field(None, ge=1)
     #: A failed unit is retried this many times (fresh names, partial outputs cleaned), then reported.
     max_retries: int = Field(2, ge=0)
+    #: Most engine actors (long-lived Ray actors holding a loaded hf/vLLM engine) alive at once; None = as many
+    #: as the cluster holds for one evaluation unit's resources (one per GPU; tensor_parallel_size GPUs each).
+    engine_actors: int | None = Field(None, ge=1)
+    #: Seconds an engine actor may take to be placed and start before its unit's attempt fails (a unit that
+    #: cannot be placed would otherwise wait silently).
+    actor_start_timeout_s: float = Field(300.0, gt=0)
 
 
 class RunConfig(Strict):

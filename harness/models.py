@@ -50,16 +50,32 @@ def serve(e: EngineConfig, model: Path | str, adapter: Path | str | None, cache:
                                      device=e.device, options=e.options), cache)
 
 
-#: The engine this process loaded last, kept for the next unit on the same model (a worker evaluating several
-#: tasks of one model loads it once, as the pipeline did before units); replaced when another model comes.
+#: The engine this process loaded last, kept for the next unit of the same group (a worker or engine actor
+#: evaluating several tasks of one model loads it once); replaced when another model comes.
 _LOADED: dict[tuple, Any] = {}
+
+#: Backends whose engine holds the model in this process (grouped on engine actors); API engines hold nothing.
+LOCAL_BACKENDS = ("hf", "vllm")
+
+
+def engine_group(e: EngineConfig, model: Path | str) -> str | None:
+    """The key of the engine that serves ``model`` and its adapters: the base model + engine settings (a LoRA
+    adapter's group is its base model's; a full checkpoint is its own base). None for API engines."""
+    if e.backend not in LOCAL_BACKENDS:
+        return None
+    return stable_hash({"engine": e.model_dump(mode="json"), "model": str(model)})[:16]
 
 
 def serve_unit(e: EngineConfig, model: Path | str, adapter: Path | str | None, cache) -> CachedEngine:
-    """An engine for one unit, over the unit's cache (the driver's, or a worker's WorkerCache)."""
+    """An engine for one unit, over the unit's cache (the driver's, or a worker's WorkerCache). A unit on the
+    same base model as the engine held keeps the base loaded (vLLM: the shared ``LLM`` serves every adapter
+    with LoRARequest); another base model first releases everything held (two models never sit in memory)."""
     key = (e.model_dump_json(), str(model), str(adapter) if adapter else None)
     if key not in _LOADED:
-        release_engines()  # first: two models never sit in memory together
+        if any(k[:2] != key[:2] for k in _LOADED):
+            release_engines()
+        else:
+            _drop_engines()
         from harness.progress import quiet_hf_progress
 
         quiet_hf_progress()
@@ -68,17 +84,22 @@ def serve_unit(e: EngineConfig, model: Path | str, adapter: Path | str | None, c
     return CachedEngine(_LOADED[key], cache)
 
 
+def _drop_engines() -> None:
+    """Close the engines held, keeping what they share (vLLM's LLM for the same base model)."""
+    for engine in _LOADED.values():
+        close = getattr(engine, "close", None)
+        if close is not None:
+            close()
+    _LOADED.clear()
+
+
 def release_engines() -> None:
     """Drop every engine this process holds and give their accelerator memory back (before training, and when a
     worker switches models): vLLM's shared LLM objects are cleared and its distributed state torn down."""
     import gc
     import sys
 
-    for engine in _LOADED.values():
-        close = getattr(engine, "close", None)
-        if close is not None:
-            close()
-    _LOADED.clear()
+    _drop_engines()
     vllm_engine = sys.modules.get("harness.engines.vllm")
     if vllm_engine is not None:
         vllm_engine.release_memory()

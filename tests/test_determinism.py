@@ -42,7 +42,7 @@ def compare(student: Path, out: Path, cache: Path, threads: int, keep: Path) -> 
 
 #: Manifest fields that describe the occasion, not the result: wall-clock times and timestamps.
 OCCASION = {"created", "timings_seconds", "seconds", "train_runtime", "train_samples_per_second",
-            "train_steps_per_second", "runtime_s"}
+            "train_steps_per_second", "runtime_s", "served_by"}
 
 
 def what_was_computed(manifest: dict, tmp: Path) -> dict:

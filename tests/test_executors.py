@@ -134,3 +134,31 @@ def test_ray_checks_visibility_and_capacity_before_anything_starts(cluster, tmp_
     with pytest.raises(ConfigError, match="unit eval/base/gsm8k needs 1 CPUs and 1 GPUs, more than any node"):
         ex.run([job])
     assert ex.describe()["resources"]["CPU"] == 2.0
+
+
+def test_grouped_jobs_run_on_engine_actors(cluster, tmp_path):
+    """Jobs of one group run in turn on one long-lived actor process (at most ``executor.engine_actors``); the
+    actor is ended when its group is done; an actor that does not start in time fails its unit's attempts with one
+    line naming the unit (no silent wait), and the other units finish."""
+    from common.units import Resources, Unit
+    from harness.config import ExecutorConfig
+    from harness.executors import Job, build_executor
+
+    def jobs(group: str, n: int) -> list[Job]:
+        return [Job(Unit("eval", f"eval/{group}/t{i}", f"{group}{i}", Resources(cpus=1)), os.getpid, (), tmp_path,
+                    group=group) for i in range(n)]
+
+    ex = build_executor(ExecutorConfig(kind="ray", engine_actors=1))
+    out = ex.run(jobs("a", 3) + jobs("b", 2))
+    pids = [o.value for o in out]
+    assert len(set(pids[:3])) == 1 and len(set(pids[3:])) == 1  # one process per group, serving all its units
+    assert pids[0] != pids[3] and pids[0] != os.getpid()  # group a's actor ended before group b's started
+    assert not psutil.pid_exists(pids[0]) or psutil.Process(pids[0]).status() == psutil.STATUS_ZOMBIE
+    assert ex.engine_slots(Resources(cpus=1)) == 1 and build_executor(ExecutorConfig(kind="ray")).engine_slots(
+        Resources(cpus=1)) == 2  # as many as the cluster holds, capped by executor.engine_actors
+
+    slow = build_executor(ExecutorConfig(kind="ray", engine_actors=1, actor_start_timeout_s=0.001, max_retries=1))
+    failed = slow.run(jobs("c", 1))[0]
+    assert failed.attempts == 2 and failed.error.startswith("ActorStartTimeout: engine actor engine:c#")
+    assert "for unit eval/c/t0 did not start within 0.001 s" in failed.error
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["eval__c__t0.attempt-1.log", "eval__c__t0.attempt-2.log"]

@@ -62,6 +62,8 @@ class VLLMOptions(EngineOptions):
 
 # One vllm.LLM per (base model, settings) in this process, shared by the base and every adapter.
 _LLM_CACHE: dict[tuple, Any] = {}
+#: vllm.LLM instances this process has created (the manifest's ``llm_loads``: 1 = base and adapters shared one).
+_LLM_LOADS = 0
 
 
 def _device(device: str) -> str:
@@ -162,6 +164,10 @@ class VLLMEngine:
                                   enforce_eager=o.enforce_eager, max_model_len=o.max_model_len)
         if self.device == "cuda":
             kw.update(tensor_parallel_size=o.tensor_parallel_size, gpu_memory_utilization=o.gpu_memory_utilization)
+            if o.tensor_parallel_size > 1:
+                # Its own worker processes on the GPUs this process was given: vLLM's Ray backend inside a placed
+                # Ray actor deadlocks (lm-eval strips distributed_executor_backend for that reason).
+                kw.update(distributed_executor_backend="mp")
         if enable_lora:
             kw.update(enable_lora=True, max_lora_rank=_lora_rank_slot(lora_rank), max_loras=o.max_loras)
         if o.enable_prefix_caching is not None:
@@ -186,7 +192,9 @@ class VLLMEngine:
                     not enable_lora or (key[2] and key[3] >= lora_rank)):
                 self._lora_enabled = key[2]
                 return llm
+        global _LLM_LOADS
         llm = vllm.LLM(**self._llm_kwargs(model, enable_lora, lora_rank))
+        _LLM_LOADS += 1
         # Only one vLLM instance per base is kept: a replaced one (rank too small, LoRA off) is dropped.
         for key in [k for k in _LLM_CACHE if k[0] == str(Path(model).resolve()) and k[1] == settings]:
             del _LLM_CACHE[key]
@@ -255,7 +263,7 @@ class VLLMEngine:
         d = {"backend": "vllm", "vllm_version": vllm.__version__, "model": self.model_path, "adapter": self.adapter,
              "identity": self.identity, "parts": self.parts, "device": self.device, "dtype": self.dtype_name,
              "batch_size": self.batch_size, "lora_mode": self.lora_mode, "load_seconds": self.load_seconds,
-             "options": self.options.model_dump()}
+             "options": self.options.model_dump(), "llm_loads": _LLM_LOADS}
         if self.note:
             d["note"] = self.note
         return d

