@@ -15,7 +15,8 @@ from common.units import Outcome, Resources, Student, TrainedModel, TrainOutput,
 from distill.items import TrainItem
 from distill.methods import build_dataset, get_method
 from distill.mix import mix_by_conclusion
-from distill.train import TrainConfig, TrainExposure
+from distill.exposure import TrainExposure
+from distill.train_config import TrainConfig
 from harness.config import ConfigError, RunConfig
 from harness.executors import Batch, Job, run_batches
 from harness.progress import console
@@ -38,7 +39,7 @@ def method_train_configs(cfg: RunConfig, student: Path | str,
     base = cfg.train.model_copy(update={"seed": cfg.train.seed if cfg.train.seed is not None else cfg.seed})
     per_method = {m: base.for_method(m) for m in datasets}
     if base.budget == "tokens" and base.max_steps is None and base.budget_tokens is None:
-        from distill.train import count_rows
+        from distill.exposure import count_rows
 
         tokens = {m: count_rows(student, rows, per_method[m])[1] * per_method[m].num_epochs
                   for m, rows in datasets.items()}
