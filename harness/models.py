@@ -18,14 +18,15 @@ def resolve_student(cfg: RunConfig) -> Path | str:
     """'tiny' -> the embedded student folder (built on first use); anything else as given."""
     if cfg.student.model != "tiny":
         return cfg.student.model
-    from distill.tiny import TinySpec, ensure_tiny_student
+    from distill.tiny import ensure_tiny_student
+    from distill.tiny_spec import TinySpec
 
     over = dict(cfg.student.tiny)
     preset = over.pop("preset", "default")
     spec = TinySpec.smoke() if preset == "smoke" else TinySpec.default()
     unknown = [k for k in over if not hasattr(spec, k)]
     if unknown:
-        raise ConfigError(f"student.tiny has unknown field {unknown[0]!r}; see distill/tiny.py TinySpec")
+        raise ConfigError(f"student.tiny has unknown field {unknown[0]!r}; see distill/tiny_spec.py TinySpec")
     for k, v in over.items():
         setattr(spec, k, v)
     return ensure_tiny_student(spec)
