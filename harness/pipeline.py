@@ -73,7 +73,7 @@ def _run(plan: Plan, cache: CallCache, *, command: str, extra_models: dict[str, 
     if plan.methods:
         if donor is not None:
             share_training_data(donor, rd)
-        training_data = build_items(plan, student, cache)
+        training_data = build_items(plan, student, cache, executor)
         lap("training_data")
         if training_data.validation:
             add_validation_task(plan, training_data.validation)
