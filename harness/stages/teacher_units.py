@@ -210,6 +210,8 @@ def run_teacher_stage(cfg: RunConfig, stage: str, todo: list[TrainItem], cache: 
     paid = Paid()
     failed: list[Outcome] = []
     size = wave_size(executor, resources)
+    if executor.in_process:  # the teacher's engine loads before the bar starts, as before (kept for every shard)
+        make_teacher(cfg, cache)
     with progress_bar(f"{stage} (teacher)", len(todo)) if executor.in_process else nullcontext() as advance:
         for start in range(0, len(jobs), size):
             summary.seconds = round(time.perf_counter() - t0, 2)
