@@ -25,7 +25,8 @@ def main() -> None:
     os.environ.setdefault("HARNESS_DATA_DIR", str(shared))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-    from tasks.scorers.math import MathGradingPool, default_workers
+    from tasks.scorers.math import MathGradingPool
+    from tasks.scorers.worker_pool import default_workers
     from tasks.math_tasks import Math500Task
 
     task = Math500Task()

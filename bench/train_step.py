@@ -1,4 +1,4 @@
-"""Training throughput of distill.train.train_student: examples/s and tokens/s on this machine.
+"""Training throughput of distill.trainer.train_student: examples/s and tokens/s on this machine.
 
     python bench/train_step.py                         # random-init tiny Qwen2 (hidden 64), CPU or GPU
     python bench/train_step.py --arch qwen0.5b --steps 30 --batch-size 8        # Qwen2.5-0.5B-shaped, random init
@@ -94,7 +94,8 @@ def main() -> None:
 
     import torch
 
-    from distill.train import TrainConfig, train_student
+    from distill.train_config import TrainConfig
+    from distill.trainer import train_student
 
     with tempfile.TemporaryDirectory(prefix="harness-bench-") as tmp:
         model = args.model or str(build_random_model(args.arch, Path(tmp) / "model"))

@@ -31,7 +31,7 @@ def user_error_types() -> tuple[type[BaseException], ...]:
     from common.files import CorruptFile
     from distill.methods import UnknownMethod
     from distill.prompts import PromptTemplateError
-    from distill.train import TrainError
+    from distill.train_config import TrainError
     from harness.config import ConfigError
     from harness.engines import EngineUnavailable
     from harness.engines.http_limits import APIRequestError

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from common.yamlfile import DuplicateKey, YAMLSyntaxError, load_yaml, loads_yaml
 from distill.prompts import PromptTemplates
-from distill.train import TrainConfig
+from distill.train_config import TrainConfig
 from harness.tracking import TrackingConfig
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"

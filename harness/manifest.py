@@ -84,22 +84,22 @@ def build_manifest(plan, *, student, trained: dict[str, TrainedModel], eval_stat
         if me.loaded:  # cache use is counted where an engine was loaded
             rec.eval.update(cache_hits=me.cache_hits, cache_misses=me.cache_misses)
     tasks = {}
-    for name in plan.docs:
-        t = plan.task_objs[name]
+    for name in plan.eval_tasks:  # the test benchmarks, then the held-out task (pool_validation) if any
+        t, docs = plan.task(name), plan.task_docs(name)
         tasks[name] = TaskRecord(
-            n=len(plan.docs[name]), full_n=plan.partial.get(name), partial=name in plan.partial,
+            n=len(docs), full_n=plan.partial.get(name), partial=name in plan.partial,
             output_type=t.output_type, primary_metric=t.primary_metric, sensitive=t.sensitive,
             options=cfg.eval.task_options.get(name, {}),
-            fingerprint=stable_hash(task_fingerprint(t, plan.docs[name]))[:24],
+            fingerprint=stable_hash(task_fingerprint(t, docs))[:24],
             generation=generation_params(cfg, t).to_dict() if t.output_type == "generate" else None)
     return Manifest(
         run_id=plan.run_id, created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), command=command,
-        config=cfg.model_dump(mode="json"), methods=plan.methods,
+        config=cfg.model_dump(mode="json"), methods=list(plan.methods),
         model_order=[m for m in dict.fromkeys([*plan.model_order, *models]) if m in models],
         models=models, tasks=tasks,
         eval_settings={"backend": e.backend, "dtype": e.dtype, "device": e.device, "batch_size": e.batch_size,
                        "options": e.options, "max_new_tokens": cfg.eval.max_new_tokens, "limit": cfg.eval.limit},
-        skipped_tasks=plan.skipped, training_data=training_data.record() if training_data is not None else {},
+        skipped_tasks=dict(plan.skipped), training_data=training_data.record() if training_data is not None else {},
         versions=versions(), git=git_info(),
         hardware=hardware(), seeds={"run": cfg.seed, "pool": cfg.pool.seed,
                                     "train": cfg.train.seed if cfg.train.seed is not None else cfg.seed},

@@ -12,7 +12,6 @@ from pathlib import Path
 
 from common.artifacts import save_artifact
 from common.files import link_file, stable_hash
-from distill.items import TrainItem
 from common.units import CellLabel, ModelEval, TrainedModel, TrainingData
 from harness.executors import build_executor
 from harness.models import release_engines, resolve_student, student_of  # noqa: F401  (resolve_student: CLI, API)
@@ -24,15 +23,6 @@ from harness.stages.plan import Plan, estimate_cost, plan_run  # noqa: F401  (th
 from harness.stages.training_data import build_items
 from harness.stages.train import train_methods
 from harness.store import CallCache, RunDir, default_cache_dir
-
-
-def add_validation_task(plan: Plan, validation: list[TrainItem]) -> None:
-    """Held-out pool questions, evaluated like a task (for checkpoint selection; never a test benchmark)."""
-    from tasks.pool_validation import PoolValidation, QAItem
-
-    task = PoolValidation(items=[QAItem(it.id, it.question, it.gold_answer) for it in validation])
-    plan.task_objs["pool_validation"] = task
-    plan.docs["pool_validation"] = task.docs()
 
 
 def run(plan: Plan, *, command: str = "", extra_models: dict[str, tuple[str, str | None]] | None = None,
@@ -75,8 +65,6 @@ def _run(plan: Plan, cache: CallCache, *, command: str, extra_models: dict[str, 
             share_training_data(donor, rd)
         training_data = build_items(plan, student, cache, executor)
         lap("training_data")
-        if training_data.validation:
-            add_validation_task(plan, training_data.validation)
         release_engines()  # the probe's engine gives its memory back before this process trains
         trained = train_methods(plan, student, training_data.items, cache, donor=donor, executor=executor)
         lap("train")

@@ -7,9 +7,8 @@ import json
 import pytest
 
 from common.artifacts import SampleRecord
-from distill.train import CheckpointSelection, TrainConfig
+from distill.train_config import CheckpointSelection, TrainConfig
 from harness.config import ConfigError, load_config
-from harness.pipeline import add_validation_task
 from harness.stages import train as train_stage
 from harness.stages.plan import plan_run
 
@@ -35,7 +34,6 @@ def test_selection_only_sees_pool_validation(tmp_path, monkeypatch):
     plan = _plan(tmp_path)
     cfg = plan.config
     _, validation = split_validation(load_pool(cfg.pool.source, cfg.pool.n, cfg.pool.seed), cfg.pool.validation_n)
-    add_validation_task(plan, validation)
     model_dir = plan.run_dir.model_dir("cgd")
     (model_dir / "final").mkdir(parents=True)
     (model_dir / "final" / "train_metrics.json").write_text(json.dumps({"steps": 6}))

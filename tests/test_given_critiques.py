@@ -46,6 +46,6 @@ def test_plan_refuses_cft_star_without_given_fields_and_run_ids_stay(cft_pool):
         plan_run(load_config(overrides=over), run_id="x")
     plan = plan_run(load_config(overrides=[*over, "pool.student_answer_field=draft", "pool.critique_field=review"]),
                     run_id="x")
-    assert plan.methods == ["sft", "cft_star"] and plan.stages == []
+    assert plan.methods == ("sft", "cft_star") and plan.stages == ()
     ident = config_identity(load_config())  # unset given fields leave every run id as it was
     assert "critique_field" not in ident["pool"] and "student_answer_field" not in ident["pool"]

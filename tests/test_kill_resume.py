@@ -239,7 +239,8 @@ def test_a_checkpoint_torn_by_a_kill_is_not_resumed_from(random_chat_model, tmp_
     last); the resume must fall back to the last complete checkpoint (or start over), not fail."""
     import shutil
 
-    from distill.train import TrainConfig, train_student
+    from distill.train_config import TrainConfig
+    from distill.trainer import train_student
 
     rows = [{"prompt": [{"role": "user", "content": f"q{i}"}],
              "completion": [{"role": "assistant", "content": f"a{i}. Step 1"}]} for i in range(16)]

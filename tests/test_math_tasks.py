@@ -12,8 +12,8 @@ import pytest
 from tasks.base import Doc
 from tasks.registry import get_task
 from tasks.scorers.extract import extract_answer
-from tasks.scorers.math import (MathGradingPool, grade_math_batch, grade_math_one, qwen_math_equal,
-                                strip_answer)
+from tasks.scorers.math import MathGradingPool, grade_math_batch, grade_math_one
+from tasks.scorers.qwen_math import qwen_math_equal, strip_answer
 
 EXPECTED_COUNTS = {
     "math500": 500, "minerva_math": 272, "gsm8k": 1319, "olympiadbench": 675,

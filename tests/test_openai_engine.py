@@ -65,6 +65,9 @@ def test_greedy_outputs_equal_hf(model_dir, server, proxy):
 
 
 def test_concurrent_requests_in_order(model_dir, server, proxy):
+    # The first request waits at the proxy (up to 30 s) for a second one: on a loaded machine the tiny model can
+    # answer each request before the client's event loop gets to send the next (seen once: max in flight 1).
+    proxy.hold_until_overlap_s = 30.0
     api = engine(model_dir, server, proxy, concurrency=6)
     prompts = [[{"role": "user", "content": f"Tom has {i} apples"}] for i in range(24)]
     t0 = time.perf_counter()
@@ -72,7 +75,7 @@ def test_concurrent_requests_in_order(model_dir, server, proxy):
     dt = time.perf_counter() - t0
     print(f"{len(prompts)} requests in {dt:.2f}s = {len(prompts) / dt:.1f} req/s, "
           f"max in flight {proxy.max_in_flight}")
-    assert proxy.max_in_flight >= 2
+    assert 2 <= proxy.max_in_flight <= 6
     # in order: each answer equals the answer to that prompt alone
     for i in (0, 7, 23):
         assert api.generate([prompts[i]], SamplingParams(max_new_tokens=8))[0][0].text == out[i][0].text

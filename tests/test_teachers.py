@@ -153,7 +153,8 @@ def test_llm_teacher_with_real_generation(tmp_path_factory):
     the same model fine-tuned for 40 steps to end its reviews with a verdict does."""
     from test_train import build_tiny_model  # the tiny random Qwen2 built by test_train.py
 
-    from distill.train import TrainConfig, train_student
+    from distill.train_config import TrainConfig
+    from distill.trainer import train_student
 
     hf = pytest.importorskip("harness.engines.hf")
     model_dir = build_tiny_model(tmp_path_factory.mktemp("tiny_model"))

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from distill.train import TrainConfig, TrainJob, launch
+from distill.train import TrainJob, launch
+from distill.train_config import TrainConfig
 from tests.test_train import build_tiny_model
 
 TOLERANCE = 0.002
@@ -87,7 +88,8 @@ def test_a_one_process_checkpoint_resumes_on_two(job_parts, one_process):
 def test_zero3_without_deepspeed_says_how_to_get_it():
     import importlib.util
 
-    from distill.train import TrainError, _strategy_kwargs
+    from distill.train_config import TrainError
+    from distill.trainer import _strategy_kwargs
 
     cfg = TrainConfig(per_device_batch_size=4, global_batch=8, distributed={"nproc": 2, "strategy": "zero3"})
     if importlib.util.find_spec("deepspeed") is not None:

@@ -13,6 +13,7 @@ from typing import Any, Sequence
 
 from harness.engines import register_engine
 from harness.engines.base import Completion, EngineOptions, Prompt, ProgressFn, SamplingParams
+from harness.engines.hf_kv_cache import cache_field, common_prefix_len, extend, plain_dynamic, score, select_rows
 from harness.engines.identity import identity_string, local_identity
 
 
@@ -41,14 +42,6 @@ def _inference_mode(fn):
             return fn(*args, **kwargs)
 
     return wrapper
-
-
-@functools.lru_cache(maxsize=None)
-def _cache_field() -> str:
-    # transformers 5 renamed the KV-cache argument and output field ``past_key_values`` to ``cache``.
-    from transformers.modeling_outputs import CausalLMOutputWithPast
-
-    return "cache" if "cache" in CausalLMOutputWithPast.__dataclass_fields__ else "past_key_values"
 
 
 def cuda_available() -> bool:
@@ -245,14 +238,14 @@ class HFEngine:
             n_common = 0
             cache = None
             if self.prefix_reuse and params.n == 1 and len(idx) > 1:
-                n_common = _common_prefix_len([encoded[i] for i in idx], min(len(encoded[i]) for i in idx) - 1)
+                n_common = common_prefix_len([encoded[i] for i in idx], min(len(encoded[i]) for i in idx) - 1)
                 # Only where prefill dominates (the prefix at least 4x the budget): a precaution, since a first
                 # version that grouped prompts on any shared 64 tokens split synthetic_id into small batches and
                 # ran 2x slower; reuse with full batches on decode-bound work is not measured yet.
                 if n_common >= max(GEN_PREFIX_MIN, GEN_PREFIX_PER_NEW_TOKEN * params.max_new_tokens):
                     _, cache, _ = self._extend(None, None, [encoded[idx[0]][:n_common]], keep_logits=False)
-                    if _plain_dynamic(cache):
-                        cache, _ = _select_rows(cache, torch.ones((1, n_common), dtype=torch.long), [0] * len(idx))
+                    if plain_dynamic(cache):
+                        cache, _ = select_rows(cache, torch.ones((1, n_common), dtype=torch.long), [0] * len(idx))
                     else:
                         self.prefix_reuse, cache = False, None
                 if cache is None:
@@ -285,7 +278,7 @@ class HFEngine:
                 kwargs["stopping_criteria"] = StoppingCriteriaList([stop_in_generated(self.tokenizer, params.stop,
                                                                                        width)])
             if cache is not None:
-                kwargs[_cache_field()] = cache
+                kwargs[cache_field()] = cache
             gen = self.model.generate(input_ids=ids.to(self.device), attention_mask=mask.to(self.device), **kwargs)
             new = gen[:, width:].cpu()
             seconds = (time.perf_counter() - t0) / len(idx)
@@ -315,7 +308,7 @@ class HFEngine:
         # A group is batched apart only when its members share enough to be worth it: small groups mean small
         # batches (measured: synthetic_id split into 5 batches of 32 ran 2x slower).
         grouped = [idx for idx in heads.values() if len(idx) > 1
-                   and _common_prefix_len([encoded[i] for i in idx], min_prefix) >= min_prefix]
+                   and common_prefix_len([encoded[i] for i in idx], min_prefix) >= min_prefix]
         in_group = {i for idx in grouped for i in idx}
         return [b for idx in grouped for b in chunks(idx)] + chunks([i for i in order if i not in in_group])
 
@@ -386,7 +379,7 @@ class HFEngine:
             logits, _, _ = self._extend(None, None, [seqs[i][0][:-1] for i in idx], use_cache=False)
             for row, i in enumerate(idx):
                 toks, n_ctx = seqs[i]
-                out[i] = _score(logits[row, n_ctx - 1 : len(toks) - 1], toks[n_ctx:])
+                out[i] = score(logits[row, n_ctx - 1 : len(toks) - 1], toks[n_ctx:])
             if progress:
                 progress(len(idx))
 
@@ -399,19 +392,19 @@ class HFEngine:
             ctxs = [ctx for ctx, _ in batch]
             # 1. The token prefix every context of the batch shares (a few-shot primer), once, on one row; at least
             #    one token of each context is left for step 2, whose last logits score the first continuation token.
-            n_common = _common_prefix_len(ctxs, max(0, min(len(c) for c in ctxs) - 1)) if len(batch) > 1 else 0
+            n_common = common_prefix_len(ctxs, max(0, min(len(c) for c in ctxs) - 1)) if len(batch) > 1 else 0
             cache, mask = None, None
             if n_common >= 16:
                 _, cache, mask = self._extend(None, None, [ctxs[0][:n_common]], keep_logits=False)
-                if not _plain_dynamic(cache):
+                if not plain_dynamic(cache):
                     self.prefix_reuse = False
                     return [i for _, idx in groups for i in idx]
-                cache, mask = _select_rows(cache, mask, [0] * len(batch))
+                cache, mask = select_rows(cache, mask, [0] * len(batch))
             else:
                 n_common = 0
             # 2. The rest of each context, one row per group.
             logits, cache, mask = self._extend(cache, mask, [ctx[n_common:] for ctx in ctxs])
-            if not _plain_dynamic(cache):
+            if not plain_dynamic(cache):
                 self.prefix_reuse = False
                 return [i for _, idx in groups for i in idx]
             last = [logits[g, len(ctx) - n_common - 1] for g, ctx in enumerate(ctxs)]
@@ -424,7 +417,7 @@ class HFEngine:
                 long = [r for r, c in enumerate(conts) if len(c) > 1]  # a one-token continuation needs no forward
                 cont_logits = None
                 if long:
-                    c_cache, c_mask = _select_rows(cache, mask, [chunk[r][0] for r in long])
+                    c_cache, c_mask = select_rows(cache, mask, [chunk[r][0] for r in long])
                     cont_logits, _, _ = self._extend(c_cache, c_mask, [conts[r][:-1] for r in long], use_cache=False)
                 pos = {r: k for k, r in enumerate(long)}
                 for r, (g, i) in enumerate(chunk):
@@ -432,36 +425,16 @@ class HFEngine:
                     lg = last[g].unsqueeze(0)
                     if len(c) > 1:
                         lg = torch.cat([lg, cont_logits[pos[r], : len(c) - 1]], 0)
-                    out[i] = _score(lg, c)
+                    out[i] = score(lg, c)
                 if progress:
                     progress(len(chunk))
         return []
 
     def _extend(self, cache: Any, mask: torch.Tensor | None, rows: list[list[int]], use_cache: bool = True,
                 keep_logits: bool = True) -> tuple[torch.Tensor, Any, torch.Tensor]:
-        """Run ``rows`` (right-padded) after what ``cache`` holds (one cache row per row, ``mask`` marking its
-        real tokens; None: from the start). Positions continue from each row's own length, so padding in the
-        cache changes nothing. Returns (logits, cache, mask over cache + rows)."""
-        width = max(len(r) for r in rows)
-        ids = torch.full((len(rows), width), self.tokenizer.pad_token_id, dtype=torch.long)
-        new_mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for k, r in enumerate(rows):
-            ids[k, : len(r)] = torch.tensor(r)
-            new_mask[k, : len(r)] = 1
-        kwargs: dict[str, Any] = {} if keep_logits else {"logits_to_keep": 1}
-        if cache is not None:
-            kwargs[_cache_field()] = cache
-            kwargs["position_ids"] = (mask.sum(1, keepdim=True) + torch.arange(width)).to(self.device)
-            new_mask = torch.cat([mask, new_mask], 1)
-        try:
-            res = self.model(input_ids=ids.to(self.device), attention_mask=new_mask.to(self.device),
-                             use_cache=use_cache, **kwargs)
-        except TypeError:  # a model without ``logits_to_keep``: all logits, the same cache
-            if kwargs.pop("logits_to_keep", None) is None:
-                raise
-            res = self.model(input_ids=ids.to(self.device), attention_mask=new_mask.to(self.device),
-                             use_cache=use_cache, **kwargs)
-        return res.logits, getattr(res, _cache_field()) if use_cache else None, new_mask
+        """hf_kv_cache.extend on this engine's model (a method, so tests can count the forward passes)."""
+        return extend(self.model, self.tokenizer.pad_token_id, self.device, cache, mask, rows, use_cache=use_cache,
+                      keep_logits=keep_logits)
 
 
 def stop_in_generated(tokenizer: Any, stop: Sequence[str], prompt_width: int):
@@ -483,39 +456,6 @@ def stop_in_generated(tokenizer: Any, stop: Sequence[str], prompt_width: int):
                                 device=input_ids.device)
 
     return StopInGenerated()
-
-
-def _score(logits: torch.Tensor, target: list[int]) -> tuple[float, bool]:
-    """(summed log-probability of ``target``, whether it is the greedy continuation) from the logits that
-    predict each of its tokens."""
-    lp = torch.log_softmax(logits.float(), dim=-1)
-    t = torch.tensor(target, device=lp.device)
-    return lp.gather(1, t.unsqueeze(1)).sum().item(), bool((lp.argmax(dim=-1) == t).all().item())
-
-
-def _common_prefix_len(seqs: list[list[int]], limit: int) -> int:
-    first = seqs[0]
-    n = 0
-    while n < limit and all(s[n] == first[n] for s in seqs[1:]):
-        n += 1
-    return n
-
-
-def _plain_dynamic(cache: Any) -> bool:
-    """A full-attention DynamicCache, whose rows can be copied (sliding-window or recurrent layers cannot)."""
-    from transformers.cache_utils import DynamicCache, DynamicLayer
-
-    return type(cache) is DynamicCache and all(type(layer) is DynamicLayer for layer in cache.layers)
-
-
-def _select_rows(cache: Any, mask: Any, rows: list[int]) -> tuple[Any, Any]:
-    """A new cache (and mask) holding copies of ``rows`` of ``cache``; the original is left as it was."""
-    from transformers.cache_utils import DynamicCache
-
-    idx = torch.tensor(rows, device=cache.layers[0].keys.device)
-    new = DynamicCache([(layer.keys.index_select(0, idx), layer.values.index_select(0, idx))
-                        for layer in cache.layers])
-    return new, mask[torch.tensor(rows)]
 
 
 def hash_text(text: str) -> int:

@@ -58,10 +58,10 @@ def task_fingerprint(task: Task, docs: Sequence[Doc]) -> dict[str, Any]:
 
 def fingerprints(plan: Plan, identity: str, task_name: str) -> tuple[Fingerprint, Fingerprint]:
     """(generation, scoring) fingerprints of one (model, task) pair."""
-    task = plan.task_objs[task_name]
+    task = plan.task(task_name)
     params = (generation_params(plan.config, task).to_dict() if task.output_type == "generate"
               else {"loglikelihood": True})
-    gen_parts = {"engine": identity, "task": stable_hash(task_fingerprint(task, plan.docs[task_name])),
+    gen_parts = {"engine": identity, "task": stable_hash(task_fingerprint(task, plan.task_docs(task_name))),
                  "params": params}
     gen = Fingerprint(key=stable_hash(gen_parts)[:24], parts=gen_parts)
     return gen, scoring_fingerprint(gen.key, task)
@@ -157,8 +157,8 @@ def stored_meta(path: Path) -> SampleFileMeta | None:
 
 
 def task_names(plan: Plan) -> list[str]:
-    """The run's tasks, then pool_validation when the plan holds it (held-out questions, never a test task)."""
-    return [*plan.tasks, *(["pool_validation"] if "pool_validation" in plan.docs else [])]
+    """The run's tasks, then the held-out task when the plan holds one (pool questions, never a test task)."""
+    return list(plan.eval_tasks)
 
 
 def eval_unit(plan: Plan, model: ModelToEvaluate, task_name: str, identity: str, cache) -> EvalOutput:
@@ -170,7 +170,7 @@ def eval_unit(plan: Plan, model: ModelToEvaluate, task_name: str, identity: str,
     engine = serve_unit(plan.config.eval.engine, model.path, model.adapter, view)
     if engine.identity != identity:  # the loaded engine must agree with the cheap identity
         raise RuntimeError(f"engine identity {engine.identity} != computed {identity}")
-    records = evaluate_task(engine, plan.task_objs[task_name], plan.docs[task_name], plan,
+    records = evaluate_task(engine, plan.task(task_name), plan.task_docs(task_name), plan,
                             f"eval {model.name}/{task_name}")
     out = EvalOutput(records=records, engine=engine.describe(), hits=engine.hits, misses=engine.misses,
                      seconds=time.perf_counter() - t0)
@@ -203,7 +203,7 @@ def evaluate_models(plan: Plan, models: list[ModelToEvaluate], cache: CallCache,
         identity = identity_for(plan, m)
         me = stats[m.name] = ModelEval(m.name, str(m.path), str(m.adapter) if m.adapter else None, identity)
         for name in task_names(plan):
-            task, docs = plan.task_objs[name], plan.docs[name]
+            task, docs = plan.task(name), plan.task_docs(name)
             gen_fp, score_fp = fingerprints(plan, identity, name)
             old = stored_meta(rd.samples_meta(m.name, name))
             stored = (intact_samples(rd.samples(m.name, name), old.n)

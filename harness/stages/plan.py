@@ -5,33 +5,51 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from common.files import stable_hash
+from common.frozen import FrozenMap
 from common.types import SamplingParams
 from distill.methods import get_method, stages_needed
 from harness.config import ConfigError, RunConfig
+from harness.stages.pool_split import HeldOut, PoolSource
 from harness.store import RunDir
 from tasks.base import Doc, Task
 from tasks.data import DataMissing
 from tasks.registry import SUITES, expand_tasks, get_task
 
 
-@dataclass
+@dataclass(frozen=True)
 class Plan:
+    """What a run will do, fixed before any model call and never changed after ``plan_run`` returns (a variant is a
+    new plan: ``dataclasses.replace``). Sequences are tuples and mappings ``FrozenMap``s, so it pickles (the ray
+    executor ships it to workers)."""
+
     config: RunConfig
     run_id: str
     run_dir: RunDir
-    methods: list[str]
-    tasks: list[str]
+    methods: tuple[str, ...]
+    #: The test benchmarks (the report, results.json rows and the paper comparison); the held-out task is not one.
+    tasks: tuple[str, ...]
     #: Each task's items after --limit, loaded once by the preflight and reused by evaluation and the manifest.
-    docs: dict[str, list[Doc]] = field(default_factory=dict, repr=False)
+    docs: Mapping[str, tuple[Doc, ...]] = field(default_factory=FrozenMap, repr=False)
     #: The task objects (options validated), one per task.
-    task_objs: dict[str, Task] = field(default_factory=dict, repr=False)
-    skipped: dict[str, str] = field(default_factory=dict)  # task -> why
-    stages: list[str] = field(default_factory=list)
+    task_objs: Mapping[str, Task] = field(default_factory=FrozenMap, repr=False)
+    skipped: Mapping[str, str] = field(default_factory=FrozenMap)  # task -> why
+    stages: tuple[str, ...] = ()
     #: Tasks evaluated on part of their benchmark: task -> the benchmark's full size.
-    partial: dict[str, int] = field(default_factory=dict)
+    partial: Mapping[str, int] = field(default_factory=FrozenMap)
+    #: The training pool and its validation split (runs that train), loaded on first use.
+    pool: PoolSource | None = field(default=None, repr=False)
+    #: The held-out task (pool_validation) when the run trains and pool.validation_n > 0.
+    held_out: HeldOut | None = None
+
+    def __post_init__(self) -> None:  # lists and dicts handed in (replace(), tests) are frozen too
+        for name in ("methods", "tasks", "stages"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        object.__setattr__(self, "docs", FrozenMap({k: tuple(v) for k, v in self.docs.items()}))
+        for name in ("task_objs", "skipped", "partial"):
+            object.__setattr__(self, name, FrozenMap(getattr(self, name)))
 
     @property
     def task_counts(self) -> dict[str, int]:
@@ -40,6 +58,23 @@ class Plan:
     @property
     def model_order(self) -> list[str]:
         return ["base", *self.methods]
+
+    @property
+    def eval_tasks(self) -> tuple[str, ...]:
+        """Every task evaluated: the test benchmarks, then the held-out task when the plan has one."""
+        return (*self.tasks, *((self.held_out.name,) if self.held_out else ()))
+
+    def task(self, name: str) -> Task:
+        """The task object of any evaluated task, the held-out one included (its pool is loaded on first use)."""
+        if self.held_out is not None and name == self.held_out.name:
+            return self.held_out.task
+        return self.task_objs[name]
+
+    def task_docs(self, name: str) -> tuple[Doc, ...]:
+        """The items evaluated for any task of ``eval_tasks``."""
+        if self.held_out is not None and name == self.held_out.name:
+            return self.held_out.docs
+        return self.docs[name]
 
 
 def config_hash(cfg: RunConfig) -> str:
@@ -116,7 +151,7 @@ def plan_run(cfg: RunConfig, run_id: str | None = None, *, train: bool = True) -
                 skipped[name] = str(e)
             continue
         objs[name] = task
-        docs[name] = ds[: cfg.eval.limit] if cfg.eval.limit else ds
+        docs[name] = tuple(ds[: cfg.eval.limit] if cfg.eval.limit else ds)
         # Part of a benchmark, whether the data is a subset (MuSR's viewer files) or --limit cut it: its numbers
         # are not comparable with full-benchmark ones (the paper's), and results and report say so.
         full = task.full_size() or len(ds)
@@ -129,7 +164,12 @@ def plan_run(cfg: RunConfig, run_id: str | None = None, *, train: bool = True) -
     if not tasks:
         raise ConfigError("no task left to evaluate (all lack data); set HARNESS_DATA_DIR or choose other --tasks")
     rid = run_id or f"{cfg.name}-{config_hash(cfg)}"
-    return Plan(cfg, rid, RunDir(Path(cfg.output_dir) / rid), methods, tasks, docs, objs, skipped, stages, partial)
+    # The pool is decontaminated against the test tasks' prompts; it and its held-out split are fixed here and
+    # loaded on first use (build_items, or evaluating pool_validation), once.
+    pool = PoolSource(cfg, objs) if methods else None
+    held_out = HeldOut(cfg.pool.validation_n, pool) if pool is not None and cfg.pool.validation_n > 0 else None
+    return Plan(cfg, rid, RunDir(Path(cfg.output_dir) / rid), methods, tasks, docs, objs, skipped, stages, partial,
+                pool=pool, held_out=held_out)
 
 
 def check_combinations(cfg: RunConfig, stages: list[str]) -> None:

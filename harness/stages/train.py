@@ -124,9 +124,9 @@ def selection_docs(plan: Plan):
     on = plan.config.train.select_checkpoint.on
     if on != SELECTION_TASK:
         return plan.task_objs[on], plan.docs[on]
-    if SELECTION_TASK not in plan.docs:
+    if plan.held_out is None:
         raise ConfigError("checkpoint selection needs the pool_validation task (pool.validation_n > 0)")
-    return plan.task_objs[SELECTION_TASK], plan.docs[SELECTION_TASK]
+    return plan.held_out.task, plan.held_out.docs
 
 
 def sort_target_modules(model_dir: Path) -> None:

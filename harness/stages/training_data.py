@@ -18,15 +18,14 @@ teacher's own critique stays in ``meta['specific_critique']`` (the refine stage 
 """
 from __future__ import annotations
 
+import copy
 import random
-import time
 from typing import Any
 
 from common.files import read_json_or_none, read_jsonl, stable_hash, write_json_atomic, write_jsonl_atomic
 from common.stages import STAGE_FIELDS, TEACHER_STAGES
 from common.units import StageSummary, Student, TrainingData
 from distill.items import TrainItem
-from distill.pools import Decontaminator, PoolError, PoolSpec, load_pool_spec, prompt_text, split_validation
 from harness.config import ConfigError, RunConfig
 from harness.executors import Executor
 from harness.models import teacher_fingerprint
@@ -70,37 +69,6 @@ def stage_fingerprints(cfg: RunConfig, student_id: str, pool: list[TrainItem],
                 parts["derangement_seed"] = cfg.seed
         keys[stage] = stable_hash({"stage": stage, "parent": keys[parent], **parts})
     return {s: keys[s] for s in ("pool", *stages) if s in keys}
-
-
-# ---- pool ---------------------------------------------------------------------------------------------
-def eval_texts(plan: Plan) -> dict[str, list[str]]:
-    """Every evaluation prompt of the run, in full (not cut by --limit), task -> texts."""
-    out = {}
-    for name in plan.tasks:
-        task = plan.task_objs.get(name)
-        if task is None or name == "pool_validation":
-            continue
-        out[name] = [prompt_text(d.prompt) for d in task.docs()]
-    return out
-
-
-def load_run_pool(plan: Plan) -> tuple[list[TrainItem], dict]:
-    cfg = plan.config
-    spec = PoolSpec.of(cfg.pool)
-    dec = None
-    if cfg.pool.decontaminate.enabled and cfg.pool.source != "synthetic":
-        dec = Decontaminator(eval_texts(plan), cfg.pool.decontaminate.ngram)
-    try:
-        pool, report = load_pool_spec(spec, dec)
-    except PoolError as e:
-        raise ConfigError(str(e)) from None
-    if len(pool) < cfg.pool.n:
-        console.print(f"[yellow]pool[/] {cfg.pool.source}: {len(pool)} clean questions, fewer than pool.n="
-                      f"{cfg.pool.n}")
-    if report.removed:
-        console.print(f"pool {cfg.pool.source}: decontamination removed {report.removed} of {report.examined} "
-                      f"questions examined ({', '.join(f'{t}: {c}' for t, c in report.removed_by_task.items())})")
-    return pool, report.to_dict()
 
 
 # ---- costs --------------------------------------------------------------------------------------------
@@ -261,14 +229,15 @@ def build_items(plan: Plan, student: Student, cache: CallCache, executor: Execut
 
     cfg = plan.config
     executor = executor or LocalExecutor(cfg.executor)
-    clock = time.perf_counter()
-    pool, pool_report = load_run_pool(plan)
-    train_items, validation = split_validation(pool, cfg.pool.validation_n)
+    split = plan.pool.split()  # loaded once per plan; the held-out task pool_validation reads the same split
+    pool = list(split.pool)
+    train_items = copy.deepcopy(list(split.train))  # filled in below: the plan's own items stay as loaded
+    validation = list(split.validation)
     stages = plan.stages
     keys = stage_fingerprints(cfg, student.identity, pool, stages)
     path, meta_path = plan.run_dir.items, plan.run_dir.items_meta
     record = TrainingData(items=[], validation=validation,  # items: set once every stage is done
-                          pool={**pool_report, "seconds": round(time.perf_counter() - clock, 2)})
+                          pool=dict(split.report))
     if any(s in stages for s in ("probe", *TEACHER_STAGES)) and cfg.teacher.kind == "llm":
         # what each request was sent with: its own system prompt (None = no system message) and user template
         summary = cfg.prompts.requests_summary()

@@ -41,6 +41,11 @@ class FaultProxy(LoopbackServer):
         self.attempts: Counter[str] = Counter()  # per request body
         self.in_flight = 0
         self.max_in_flight = 0
+        #: > 0: a POST waits (up to this many seconds, once) for a second request in flight, until the first overlap
+        #: is seen. A concurrent client then shows max_in_flight >= 2 however fast the server answers and however
+        #: slowly a loaded machine lets the client send; a client that sends one at a time still shows 1.
+        self.hold_until_overlap_s = 0.0
+        self.overlap = threading.Condition(self.lock)
         self.paths: Counter[str] = Counter()
         self.headers_seen: list[dict[str, str]] = []
 
@@ -87,6 +92,11 @@ class _Handler(BaseHTTPRequestHandler):
             srv.in_flight += 1
             srv.max_in_flight = max(srv.max_in_flight, srv.in_flight)
             srv.headers_seen.append(dict(self.headers))
+            if srv.max_in_flight >= 2:
+                srv.overlap.notify_all()
+            elif method == "POST" and srv.hold_until_overlap_s > 0:
+                if not srv.overlap.wait_for(lambda: srv.max_in_flight >= 2, timeout=srv.hold_until_overlap_s):
+                    srv.hold_until_overlap_s = 0.0  # no second request came: the client sends one at a time
         try:
             fault = srv.fault_for(body, attempt) if method == "POST" else None
             if fault:
