@@ -75,6 +75,14 @@ class TrainedModel:
     metrics: dict[str, Any]  # train_metrics.json plus the checkpoint selection
 
 
+@dataclass(frozen=True)
+class TrainOutput:
+    """What a train unit returns to the driver: the folder it trained into and whether it holds a LoRA adapter."""
+
+    model_dir: str
+    adapter: bool
+
+
 @dataclass
 class TaskEval:
     """One (model, task) pair's evaluation: its fingerprints and whether stored samples were reused."""
@@ -151,6 +159,9 @@ class Outcome:
     error: Optional[str] = None
     attempts: int = 1
     log: Optional[str] = None  # per-unit error log under the run folder
+    #: The value was computed by the identical unit (same kind and fingerprint) of another run folder's batch:
+    #: that folder (harness.executors.run_batches runs shared work once).
+    shared_from: Optional[str] = None
 
 
 @dataclass

@@ -91,11 +91,32 @@ def test_ray_equals_local_and_survives_a_killed_worker(cluster, tiny_cache, tmp_
     assert json.loads((local / "manifest.json").read_text())["executor"]["kind"] == "local"
 
 
-def test_two_seed_sweep_on_ray_equals_local(cluster, tiny_cache, tmp_path):
+def test_two_seed_sweep_on_ray_equals_local(cluster, tiny_cache, tmp_path, monkeypatch):
+    from harness.executors.ray_cluster import RayExecutor
+
     local = compare(tmp_path, "local", "local", "--methods", "sft", "--seeds", "0,1")
+    calls: list[list[tuple[str, str]]] = []
+    ray_run = RayExecutor.run
+
+    def recording_run(self, jobs, log_dir=None, on_done=None):
+        calls.append([(j.unit.name, j.log_dir.parent.parent.name) for j in jobs])
+        return ray_run(self, jobs, log_dir, on_done)
+
+    monkeypatch.setattr(RayExecutor, "run", recording_run)
     on_ray = compare(tmp_path, "ray", "ray", "--methods", "sft", "--seeds", "0,1")
     assert rows(on_ray) == rows(local)
     assert {0, 1} <= {r["seed"] for r in rows(on_ray)}  # per-seed rows, beside the mean over seeds
+    # Both seeds' training went out in one call (side by side on the 2 CPUs), and their evaluations in the
+    # next, where the base model's evaluation (the same in both cells) is one unit, not two.
+    train, evaluate = calls
+    assert sorted(name for name, _ in train) == ["train/sft", "train/sft"]
+    assert len({cell for _, cell in train}) == 2
+    assert sorted(name for name, _ in evaluate) == sorted(
+        [f"eval/base/{t}" for t in ("synthetic_id", "format_probe")] +
+        [f"eval/sft/{t}" for t in ("synthetic_id", "format_probe") for _ in (0, 1)])
+    cells = sorted((on_ray / "cells").iterdir())
+    second = json.loads((cells[1] / "manifest.json").read_text())["models"]["base"]["eval"]
+    assert second["synthetic_id"]["shared_from"] == str(cells[0])  # computed once, stored in both cells
 
 
 def test_ray_checks_visibility_and_capacity_before_anything_starts(cluster, tmp_path):

@@ -17,8 +17,9 @@ from typing import Any, Sequence
 
 from harness.engines import EngineUnavailable, register_engine
 from harness.engines.base import Completion, Prompt, ProgressFn, SamplingParams
-from harness.engines.http_limits import (AsyncHTTPEngine, Failure, HTTPEngineOptions, gather_ordered, host_of,
-                                         one_line, status_failure)
+from harness.engines.event_loop import gather_ordered
+from harness.engines.http_limits import (AsyncHTTPEngine, Failure, HTTPEngineOptions, host_of, one_line,
+                                         status_failure)
 from harness.engines.identity import identity_string
 from harness.engines.openai_compat import _cut_at_stop, api_identity_parts
 

@@ -1,5 +1,6 @@
 """What the HTTP engines (openai-compatible, anthropic) share: the retry policy, request- and token-per-minute
-limits, usage and cost accounting, the per-engine event loop, and keeping the API key out of every message.
+limits (rate_limit.py), usage and cost accounting, the per-engine event loop (event_loop.py), and keeping the API
+key out of every message.
 
 The SDKs' own retries are disabled; one policy applies to both backends:
 
@@ -18,9 +19,7 @@ import logging
 import os
 import queue
 import random
-import threading
 import time
-from collections import deque
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Awaitable, Callable, Coroutine, Mapping, TypeVar
 from urllib.parse import urlsplit
@@ -28,6 +27,8 @@ from urllib.parse import urlsplit
 from pydantic import Field
 
 from harness.engines.base import EngineOptions, ProgressFn
+from harness.engines.event_loop import LoopThread
+from harness.engines.rate_limit import RateLimiter
 
 log = logging.getLogger("harness.engines.http")
 
@@ -114,62 +115,6 @@ class Usage:
         self.input_tokens += tokens_in
         self.output_tokens += tokens_out
         self.cost_usd += (tokens_in * opts.price_per_mtok_in + tokens_out * opts.price_per_mtok_out) / 1e6
-
-
-# ---- rate limits ---------------------------------------------------------------------------------------
-class RateLimiter:
-    """Requests and tokens per minute over a sliding 60 s window. A request reserves its estimated tokens
-    before it is sent; ``settle`` replaces the estimate by what the server reports."""
-
-    WINDOW = 60.0
-
-    def __init__(self, rpm: float | None, tpm: float | None, clock: Callable[[], float] = time.monotonic) -> None:
-        self.rpm, self.tpm, self.clock = rpm, tpm, clock
-        self._events: deque[list[float]] = deque()  # [time, tokens]
-        self._lock: asyncio.Lock | None = None
-
-    def _prune(self, now: float) -> None:
-        while self._events and now - self._events[0][0] >= self.WINDOW:
-            self._events.popleft()
-
-    def _wait_needed(self, now: float, tokens: int) -> float:
-        self._prune(now)
-        waits = [0.0]
-        if self.rpm is not None and len(self._events) + 1 > self.rpm:
-            k = int(len(self._events) + 1 - self.rpm)  # the k oldest must leave the window
-            waits.append(self._events[k - 1][0] + self.WINDOW - now)
-        if self.tpm is not None and self._events:
-            used = sum(e[1] for e in self._events)
-            excess = used + min(tokens, self.tpm) - self.tpm
-            for t, n in self._events:
-                if excess <= 0:
-                    break
-                excess -= n
-                waits.append(t + self.WINDOW - now)
-        return max(waits)
-
-    async def acquire(self, tokens: int) -> tuple[list[float] | None, float]:
-        """Wait until one more request of ``tokens`` fits; returns (handle for settle, seconds waited)."""
-        if self.rpm is None and self.tpm is None:
-            return None, 0.0
-        if self._lock is None:
-            self._lock = asyncio.Lock()
-        waited = 0.0
-        async with self._lock:  # first come, first served
-            while True:
-                wait = self._wait_needed(self.clock(), tokens)
-                if wait <= 0:
-                    break
-                await asyncio.sleep(wait)
-                waited += wait
-            event = [self.clock(), float(tokens)]
-            self._events.append(event)
-        return event, waited
-
-    @staticmethod
-    def settle(handle: list[float] | None, tokens: int) -> None:
-        if handle is not None:
-            handle[1] = float(tokens)
 
 
 # ---- retries -------------------------------------------------------------------------------------------
@@ -277,66 +222,6 @@ def status_failure(status: int, headers: Mapping[str, str] | None, detail: str, 
     retry = status in RETRY_STATUS or status >= 500
     text = f"HTTP {status}: {detail}" + (f" ({hint})" if hint and not retry else "")
     return Failure(str(status), retry, text, status, parse_retry_after(headers))
-
-
-# ---- the engine's own event loop -----------------------------------------------------------------------
-class LoopThread:
-    """A private asyncio loop in a daemon thread: the sync ``generate`` of an engine runs its async requests
-    there, so one client and its connection pool live across calls whether or not the caller has a loop."""
-
-    def __init__(self, name: str) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
-        self._thread.start()
-
-    def submit(self, coro: Coroutine[Any, Any, T]) -> "concurrent.futures.Future[T]":
-        return asyncio.run_coroutine_threadsafe(coro, self.loop)
-
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        fut = self.submit(coro)
-        try:
-            return fut.result()
-        except KeyboardInterrupt:
-            fut.cancel()
-            raise
-
-    def close(self, final: Coroutine[Any, Any, Any] | None = None) -> None:
-        if not self.loop.is_running():
-            return
-        if final is not None:
-            try:
-                asyncio.run_coroutine_threadsafe(final, self.loop).result(timeout=10)
-            except Exception:  # noqa: BLE001 - closing is best effort
-                pass
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        if threading.current_thread() is not self._thread:
-            self._thread.join(timeout=10)
-            if not self._thread.is_alive():
-                self.loop.close()
-
-
-async def gather_ordered(jobs: list[Callable[[], Awaitable[T]]], concurrency: int,
-                         on_done: Callable[[int], None] | None = None) -> list[T]:
-    """Run ``jobs`` with at most ``concurrency`` in flight; results in the jobs' order. The first failure
-    cancels the rest and is raised."""
-    sem = asyncio.Semaphore(concurrency)
-    out: list[Any] = [None] * len(jobs)
-
-    async def one(i: int) -> None:
-        async with sem:
-            out[i] = await jobs[i]()
-        if on_done:
-            on_done(i)
-
-    tasks = [asyncio.ensure_future(one(i)) for i in range(len(jobs))]
-    try:
-        await asyncio.gather(*tasks)
-    except BaseException:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
-    return out
 
 
 def host_of(base_url: str | None, default: str = "api.openai.com") -> str:

@@ -21,8 +21,9 @@ from typing import Any, Literal, Sequence
 
 from harness.engines import EngineUnavailable, register_engine
 from harness.engines.base import Completion, Prompt, ProgressFn, SamplingParams
-from harness.engines.http_limits import (APIRequestError, AsyncHTTPEngine, Failure, HTTPEngineOptions,
-                                         gather_ordered, host_of, one_line, status_failure)
+from harness.engines.event_loop import gather_ordered
+from harness.engines.http_limits import (APIRequestError, AsyncHTTPEngine, Failure, HTTPEngineOptions, host_of,
+                                         one_line, status_failure)
 from harness.engines.identity import folder_digests, identity_string, local_identity
 
 import openai  # noqa: E402 - after the harness imports so a missing SDK names the [api] extra

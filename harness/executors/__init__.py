@@ -7,14 +7,19 @@ attempts (each with a fresh name); a failed unit never stops the others. The dri
 and the call cache, from the values jobs return: ``on_done(index, outcome)`` is called in the driver as each job
 ends, so a finished unit is committed (with its done record) before the next one ends, and a run killed midway
 keeps every finished unit.
+
+A stage hands the pipeline a ``Batch``: its jobs for one run folder, how the driver commits each, and how the
+stage's typed output is made once all have ended. ``run_batches`` runs several batches (the train units of
+every cell of a sweep, say) in one executor call, so independent units run side by side, and runs a unit
+that several batches hold (same kind and fingerprint: the base model's evaluation in every cell) once.
 """
 from __future__ import annotations
 
 import importlib
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Callable, Generic, Protocol, Sequence, TypeVar
 
 from common.files import write_text_atomic
 from common.registry import registrar
@@ -27,11 +32,54 @@ EXECUTOR_MODULES: dict[str, str] = {
 }
 EXECUTOR_REGISTRY: dict[str, type] = {}
 
+T = TypeVar("T")
+
+
 @dataclass
 class Job:
     unit: Unit
     fn: Callable[..., Any]  # module-level (picklable): runs where the executor places it
     args: tuple = ()
+    log_dir: Path | None = None  # where its failed attempts are logged: its run folder's logs/units
+
+
+@dataclass
+class Batch(Generic[T]):
+    """One stage's units in one run folder. ``commit(i, outcome)`` stores the outcome of ``jobs[i]`` in the
+    driver as soon as it ends; ``finish()`` (called once every job of every batch run together has ended and
+    none failed) returns the stage's typed output. ``label`` names the batch's run folder in ``shared_from``."""
+
+    jobs: list[Job]
+    commit: Callable[[int, Outcome], None]
+    finish: Callable[[], T]
+    label: str = ""
+
+
+def run_batches(executor: "Executor", batches: Sequence[Batch]) -> list[Any]:
+    """Every batch's jobs in one executor call; each batch's ``finish()`` value, in order. A unit held by
+    several batches (same kind and fingerprint: the same work) runs once and every holder commits its outcome,
+    marked ``shared_from`` the batch that ran it. Failures are raised (``UnitFailed``) once all have ended."""
+    jobs: list[Job] = []
+    holders: list[list[tuple[int, int]]] = []  # per job run: (batch, index) of every batch job it stands for
+    first: dict[tuple[str, str], int] = {}
+    for b, batch in enumerate(batches):
+        for j, job in enumerate(batch.jobs):
+            key = (job.unit.kind, job.unit.fingerprint)
+            if key not in first:
+                first[key] = len(jobs)
+                jobs.append(job)
+                holders.append([])
+            holders[first[key]].append((b, j))
+
+    def on_done(k: int, outcome: Outcome) -> None:
+        ran_by = holders[k][0][0]
+        for b, j in holders[k]:
+            batches[b].commit(j, outcome if b == ran_by else replace(
+                outcome, unit=batches[b].jobs[j].unit, shared_from=batches[ran_by].label or None))
+
+    outcomes = executor.run(jobs, None, on_done=on_done)
+    raise_failures(outcomes)
+    return [batch.finish() for batch in batches]
 
 
 class Executor(Protocol):

@@ -125,7 +125,7 @@ class RayExecutor:
                     outcomes[i] = Outcome(jobs[i].unit, ray.get(done[0]), attempts=attempts[i])
                 except Exception as e:  # the unit raised (RayTaskError), or its worker died (WorkerCrashedError)
                     cause = getattr(e, "cause", None) or e
-                    log = error_log(log_dir, jobs[i].unit, attempts[i], cause)
+                    log = error_log(jobs[i].log_dir or log_dir, jobs[i].unit, attempts[i], cause)
                     if attempts[i] <= self.cfg.max_retries:
                         console.print(f"[yellow]retry[/] {jobs[i].unit.name}: attempt {attempts[i]} failed "
                                       f"({type(cause).__name__}); log {log}", highlight=False)

@@ -20,7 +20,7 @@ from common.artifacts import (Fingerprint, SampleFileMeta, SampleRecord, SchemaM
                               read_samples, save_artifact, write_samples)
 from common.files import stable_hash
 from common.units import EvalOutput, ModelEval, Outcome, Resources, TaskEval, Unit
-from harness.executors import Executor, Job, raise_failures
+from harness.executors import Batch, Executor, Job, run_batches
 from harness.models import identity_of, release_engines, serve_unit
 from harness.progress import console, progress_bar
 from harness.stages.plan import Plan, generation_params
@@ -189,11 +189,22 @@ def _store(rd, model: str, task: str, records: list[SampleRecord], gen_fp: Finge
 
 def evaluate_models(plan: Plan, models: list[ModelToEvaluate], cache: CallCache,
                     executor: Executor | None = None) -> dict[str, ModelEval]:
-    """(model x task) evaluation: stored samples are reused or re-scored here; every pair to generate is one unit
-    for the executor (in order, in this process, by default). Returns each model's typed ``ModelEval``."""
+    """(model x task) evaluation; every pair to generate is one unit for the executor (in order, in this
+    process, by default). Returns each model's typed ``ModelEval``."""
     from harness.executors.local import LocalExecutor
 
     executor = executor or LocalExecutor(plan.config.executor)
+    try:
+        return run_batches(executor, [eval_batch(plan, models, cache, executor.in_process)])[0]
+    finally:
+        release_engines()
+
+
+def eval_batch(plan: Plan, models: list[ModelToEvaluate], cache: CallCache,
+               in_process: bool = True) -> Batch[dict[str, ModelEval]]:
+    """The evaluation units of one run folder: stored samples are reused or re-scored here, at once; every pair
+    to generate becomes a unit (``in_process``: the executor runs units in this process, so they use the
+    driver's cache; else they get its path, read it and return the calls they made)."""
     cfg = plan.config
     rd = plan.run_dir
     stats: dict[str, ModelEval] = {}
@@ -226,8 +237,8 @@ def evaluate_models(plan: Plan, models: list[ModelToEvaluate], cache: CallCache,
                               f"{_what_differs(old.generation, gen_fp)}; evaluating again", highlight=False)
             unit = Unit("eval", f"eval/{m.name}/{name}", gen_fp.key, eval_resources(cfg))
             fps[unit.name] = (gen_fp, score_fp)
-            jobs.append(Job(unit, eval_unit, (plan, m, name, identity,
-                                               cache if executor.in_process else str(cache.path))))
+            jobs.append(Job(unit, eval_unit, (plan, m, name, identity, cache if in_process else str(cache.path)),
+                            log_dir=rd.root / "logs" / "units"))
 
     def commit(i: int, o: Outcome) -> None:
         """Store one finished unit at once (samples, then their sidecar as the done record)."""
@@ -236,24 +247,26 @@ def evaluate_models(plan: Plan, models: list[ModelToEvaluate], cache: CallCache,
         job = jobs[i]
         out: EvalOutput = o.value
         model, name = job.args[1].name, job.args[2]
-        if out.new_cache_rows:
+        if out.new_cache_rows and o.shared_from is None:  # the batch that ran it stored them
             cache.put_many(out.new_cache_rows)
         gen_fp, score_fp = fps[job.unit.name]
         t0 = time.perf_counter()
         _store(rd, model, name, out.records, gen_fp, score_fp)
         me = stats[model]
         me.tasks[name] = TaskEval(model, name, gen_fp.key, score_fp.key, reused=None,
-                                  seconds=round(out.seconds + time.perf_counter() - t0, 2))
-        me.engine, me.loaded = out.engine, True
-        me.cache_hits += out.hits
-        me.cache_misses += out.misses
+                                  seconds=round(out.seconds + time.perf_counter() - t0, 2),
+                                  shared_from=o.shared_from)
+        if o.shared_from is None:
+            me.engine, me.loaded = out.engine, True
+            me.cache_hits += out.hits
+            me.cache_misses += out.misses
 
-    outcomes = executor.run(jobs, rd.root / "logs" / "units", on_done=commit)
-    release_engines()
-    raise_failures(outcomes)
-    for me in stats.values():  # the run's task order, whichever unit finished first
-        me.tasks = {t: me.tasks[t] for t in task_names(plan) if t in me.tasks}
-    return stats
+    def finish() -> dict[str, ModelEval]:
+        for me in stats.values():  # the run's task order, whichever unit finished first
+            me.tasks = {t: me.tasks[t] for t in task_names(plan) if t in me.tasks}
+        return stats
+
+    return Batch(jobs, commit, finish, label=str(rd.root))
 
 
 def eval_resources(cfg) -> Resources:

@@ -11,15 +11,16 @@ from pathlib import Path
 from typing import Any
 
 from common.files import link_tree, read_json_or_none, stable_hash, write_json_atomic, write_jsonl_atomic
-from common.units import Outcome, Resources, Student, TrainedModel, Unit
+from common.units import Outcome, Resources, Student, TrainedModel, TrainOutput, Unit
 from distill.items import TrainItem
 from distill.methods import build_dataset, get_method
 from distill.mix import mix_by_conclusion
 from distill.train import TrainConfig, TrainExposure
 from harness.config import ConfigError, RunConfig
-from harness.executors import Job, raise_failures
+from harness.executors import Batch, Job, run_batches
 from harness.progress import console
 from harness.stages.plan import Plan
+from harness.stages.pool_split import HELD_OUT_TASK
 
 #: Warn when a method loses more than this share of its target tokens to max_length truncation.
 TRUNCATION_WARN = 0.01
@@ -93,7 +94,7 @@ def truncation_stats(student: Path | str, rows: list[dict], max_length: int) -> 
     return out
 
 
-SELECTION_TASK = "pool_validation"
+SELECTION_TASK = HELD_OUT_TASK  # the default of train.select_checkpoint.on: the plan's held-out task
 
 
 def check_selection(plan: Plan) -> None:
@@ -110,7 +111,7 @@ def check_selection(plan: Plan) -> None:
             raise ConfigError(f"train.select_checkpoint.metric={sel.metric!r}: selection on {sel.on} uses its "
                               f"primary metric; set train.select_checkpoint.metric={primary}")
         return
-    if plan.config.pool.validation_n <= 0:
+    if plan.held_out is None:  # the plan holds one when the run trains and pool.validation_n > 0
         raise ConfigError("train.select_checkpoint scores checkpoints on held-out training questions, but "
                           "pool.validation_n=0; set pool.validation_n (e.g. 32) or unset train.select_checkpoint")
     if sel.metric != "accuracy":
@@ -196,10 +197,10 @@ def select_checkpoint(plan: Plan, student: Path | str, method: str, adapter: boo
     return out
 
 
-def train_job(student: Path | str, examples: Path, model_dir: Path, tcfg: TrainConfig) -> bool:
+def train_job(student: Path | str, examples: Path, model_dir: Path, tcfg: TrainConfig) -> TrainOutput:
     """One train unit (method x seed x cell): train the student into ``model_dir`` through distill.train's entry
     point (one process, or train.distributed.nproc processes under torchrun), resuming from its last complete
-    checkpoint; True when the result is a LoRA adapter. The driver writes the done record (fingerprint.json)."""
+    checkpoint. The driver writes the done record (fingerprint.json)."""
     from distill.train import TrainJob, launch
     from harness.progress import quiet_hf_progress
 
@@ -207,7 +208,7 @@ def train_job(student: Path | str, examples: Path, model_dir: Path, tcfg: TrainC
     res = launch(TrainJob(base_model=str(student), examples=str(examples), out_dir=str(model_dir), config=tcfg),
                  progress=True)
     sort_target_modules(model_dir)
-    return res.adapter
+    return TrainOutput(str(model_dir), res.adapter)
 
 
 def train_resources(cfg: RunConfig, tcfg: TrainConfig) -> Resources:
@@ -218,12 +219,19 @@ def train_resources(cfg: RunConfig, tcfg: TrainConfig) -> Resources:
 
 def train_methods(plan: Plan, student: Student, items: list[TrainItem], cache=None, donor=None,
                   executor=None) -> dict[str, TrainedModel]:
-    """``donor``: a sibling sweep cell's RunDir; a model it trained with this very fingerprint is linked in.
-    Every method to train is one unit for ``executor`` (in order, in this process, by default)."""
+    """Every method's trained student; each method to train is one unit for ``executor`` (in order, in this
+    process, by default)."""
     from harness.executors.local import LocalExecutor
 
+    executor = executor or LocalExecutor(plan.config.executor)
+    return run_batches(executor, [train_batch(plan, student, items, cache, donor)])[0]
+
+
+def train_batch(plan: Plan, student: Student, items: list[TrainItem], cache=None,
+                donor=None) -> Batch[dict[str, TrainedModel]]:
+    """The train units of one run folder, their commit and the stage's output (``finish``). ``donor``: a sibling
+    sweep cell's RunDir; a model it stored with this very fingerprint is linked in instead of a unit."""
     cfg = plan.config
-    executor = executor or LocalExecutor(cfg.executor)
     check_selection(plan)
     chosen = mix_by_conclusion(items, cfg.right_fraction, cfg.seed) if cfg.right_fraction is not None else items
     datasets = {m: build_dataset(get_method(m, cfg.prompts), chosen) for m in plan.methods}
@@ -266,19 +274,39 @@ def train_methods(plan: Plan, student: Student, items: list[TrainItem], cache=No
         console.print(f"[bold]train[/] {m}{own}: {len(rows)} examples, budget "
                       f"{'max_steps=' + str(tcfg.max_steps) if tcfg.max_steps else tcfg.budget}", highlight=False)
         unit = Unit("train", f"train/{m}", fingerprint, train_resources(cfg, tcfg))
-        jobs.append(Job(unit, train_job, (student.path, rd.train_data(m), rd.model_dir(m), tcfg)))
+        jobs.append(Job(unit, train_job, (student.path, rd.train_data(m), rd.model_dir(m), tcfg),
+                        log_dir=rd.root / "logs" / "units"))
         stored[m] = {"fingerprint": fingerprint, "truncation": truncation}
 
     def commit(i: int, o: Outcome) -> None:
-        """The done record of one trained model, written as soon as it finishes."""
-        if o.error is None:
-            m = jobs[i].unit.name.split("/", 1)[1]
-            stored[m]["adapter"] = o.value
-            write_json_atomic(rd.model_dir(m) / "fingerprint.json", stored[m])
+        """The done record of one trained model, written as soon as it finishes (a model trained by the same
+        unit of another cell is linked in first)."""
+        if o.error is not None:
+            return
+        m = jobs[i].unit.name.split("/", 1)[1]
+        out: TrainOutput = o.value
+        if Path(out.model_dir).resolve() != rd.model_dir(m).resolve():
+            if rd.model_dir(m).exists():
+                shutil.rmtree(rd.model_dir(m))  # partial checkpoints of an attempt this run did not need
+            rd.model_dir(m).parent.mkdir(parents=True, exist_ok=True)
+            link_tree(Path(out.model_dir), rd.model_dir(m))
+            console.print(f"[dim]train {m}: same data, student and settings as {o.shared_from}; shared[/]")
+            shared.add(m)
+        stored[m]["adapter"] = out.adapter
+        write_json_atomic(rd.model_dir(m) / "fingerprint.json", stored[m])
 
-    outcomes = executor.run(jobs, rd.root / "logs" / "units", on_done=commit)
-    raise_failures(outcomes)
-    trained_now = {j.unit.name.split("/", 1)[1] for j in jobs}
+    shared: set[str] = set()  # trained by the same unit of another run folder: reused here, not trained
+    return Batch(jobs, commit, lambda: _trained_models(
+        plan, student, datasets, tcfgs, stored, fingerprints,
+        {j.unit.name.split("/", 1)[1] for j in jobs} - shared, cache), label=str(rd.root))
+
+
+def _trained_models(plan: Plan, student: Student, datasets: dict[str, list[dict]], tcfgs: dict[str, TrainConfig],
+                    stored: dict[str, dict], fingerprints: dict[str, str], trained_now: set[str],
+                    cache) -> dict[str, TrainedModel]:
+    """Once every unit has ended: each method's TrainedModel (checkpoint selection, exposure, warnings)."""
+    cfg = plan.config
+    rd = plan.run_dir
     out: dict[str, TrainedModel] = {}
     exposures: dict[str, TrainExposure] = {}
     for m, rows in datasets.items():

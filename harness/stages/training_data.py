@@ -229,6 +229,8 @@ def build_items(plan: Plan, student: Student, cache: CallCache, executor: Execut
 
     cfg = plan.config
     executor = executor or LocalExecutor(cfg.executor)
+    if plan.pool is None:
+        raise ValueError("build_items needs the plan of a run that trains (plan_run(cfg, train=True), methods set)")
     split = plan.pool.split()  # loaded once per plan; the held-out task pool_validation reads the same split
     pool = list(split.pool)
     train_items = copy.deepcopy(list(split.train))  # filled in below: the plan's own items stay as loaded
