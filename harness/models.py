@@ -107,13 +107,14 @@ def teacher_fingerprint(cfg: RunConfig) -> dict[str, Any]:
     return parts
 
 
-def make_teacher(cfg: RunConfig, cache: CallCache | None):
+def make_teacher(cfg: RunConfig, cache):
     """The registered teacher of ``teacher.kind`` (distill/teachers/__init__.py); one that needs an engine gets
-    ``teacher.model`` served through the call cache."""
+    ``teacher.model`` served through ``cache`` (the driver's CallCache, or a worker's WorkerCache), loaded once
+    per process and kept for the next shard of teacher calls (``serve_unit``)."""
     cls = teacher_class(cfg.teacher.kind)
     if not cls.needs_engine:
         return cls.from_config(cfg.teacher, cfg.prompts)
     assert cache is not None
-    engine = serve(cfg.teacher.engine, cfg.teacher.model, None, cache)
+    engine = serve_unit(cfg.teacher.engine, cfg.teacher.model, None, cache)
     return cls.from_config(cfg.teacher, cfg.prompts, engine, teacher_params(cfg),
                            identity=f"llm:{stable_hash(teacher_fingerprint(cfg))[:16]}")
