@@ -11,7 +11,6 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 
 from common.files import write_json_atomic
-from distill.exposure import TrainExposure, count_rows  # noqa: F401  (harness/stages/train.py imports them here)
 from distill.train_config import TrainConfig, TrainError
 from distill.train_outputs import TrainResult, result_from
 from distill.trainer import is_main_process, train_student

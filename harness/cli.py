@@ -134,8 +134,9 @@ def _print_plan(plan, dry_run: bool) -> None:
     t.add_column("task")
     t.add_column("items", justify="right")
     t.add_column("models", justify="right")
-    for name in plan.tasks:
-        t.add_row(name, str(plan.task_counts[name]), str(1 + len(plan.methods)))
+    for name, n in plan.eval_counts.items():
+        held_out = plan.held_out is not None and name == plan.held_out.name
+        t.add_row(f"{name} (held out)" if held_out else name, str(n), str(1 + len(plan.methods)))
     console.print(t)
     console.print(f"student: {cfg.student.model}   teacher: {cfg.teacher.kind}"
                   f"{' ' + cfg.teacher.model if cfg.teacher.model else ''}   pool: {cfg.pool.source} x{cfg.pool.n}")

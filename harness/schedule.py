@@ -100,7 +100,7 @@ def build_units(plans: list, estimates: list, gpus: int) -> list[Unit]:
             units.append(u)
             prev = (u.name,)
         data_done += list(prev)
-    tasks = {t: max(1, n) for t, n in first.task_counts.items()}
+    tasks = {t: max(1, n) for t, n in first.eval_counts.items()}  # the held-out task included
     n_items = sum(tasks.values())
     n_models = max(1, 1 + len(first.methods))
     eval_h = hours(est0, "eval_gpu_hours") / n_models

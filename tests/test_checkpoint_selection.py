@@ -9,7 +9,7 @@ import pytest
 from common.artifacts import SampleRecord
 from distill.train_config import CheckpointSelection, TrainConfig
 from harness.config import ConfigError, load_config
-from harness.stages import train as train_stage
+from harness.stages import select_checkpoint as train_stage
 from harness.stages.plan import plan_run
 
 

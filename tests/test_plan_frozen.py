@@ -82,3 +82,12 @@ def test_no_held_out_without_validation_split_or_training(tmp_path):
     evaluating = plan_run(load_config(None, "smoke", overrides=["pool.validation_n=8", f"output_dir={tmp_path}"]),
                           run_id="e", train=False)
     assert evaluating.held_out is None and evaluating.pool is None and evaluating.eval_tasks == evaluating.tasks
+
+
+def test_dry_run_counts_the_held_out_task_without_loading_the_pool(tmp_path):
+    from harness.stages.plan import estimate_cost
+
+    plan, without = _plan(tmp_path), _plan(tmp_path, "pool.validation_n=0")
+    assert plan.eval_counts == {"math500": 5, "pool_validation": 8} and without.eval_counts == {"math500": 5}
+    more = estimate_cost(plan)["eval_tokens_max"] - estimate_cost(without)["eval_tokens_max"]
+    assert more > 0 and not plan.pool.loaded  # 8 held-out items x 2 models counted; the pool stays unread

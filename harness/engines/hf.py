@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import importlib
-import importlib.metadata as md
-import sys
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -15,20 +12,8 @@ from harness.engines import register_engine
 from harness.engines.base import Completion, EngineOptions, Prompt, ProgressFn, SamplingParams
 from harness.engines.hf_kv_cache import cache_field, common_prefix_len, extend, plain_dynamic, score, select_rows
 from harness.engines.identity import identity_string, local_identity
+from harness.engines.torch_device import pick_device, pick_dtype_name, torch
 
-
-class _LazyModule:
-    """torch is imported on first use, not when the engine registers: checking stored results' identities (a
-    re-run that computes nothing) must not pay torch's and transformers' seconds of import time."""
-
-    def __init__(self, name: str) -> None:
-        self._name = name
-
-    def __getattr__(self, attr: str) -> Any:
-        return getattr(importlib.import_module(self._name), attr)
-
-
-torch = _LazyModule("torch")
 
 #: Bumped when the token ids this engine feeds the model change for the same prompt (part of the identity, so
 #: no cached output made under an older encoding is reused). 2: lm-eval's hf-backend encoding (BOS, split).
@@ -44,39 +29,12 @@ def _inference_mode(fn):
     return wrapper
 
 
-def cuda_available() -> bool:
-    """torch.cuda.is_available(), without importing torch where the installed build has no CUDA (a +cpu wheel)."""
-    if "torch" in sys.modules:
-        return sys.modules["torch"].cuda.is_available()
-    try:
-        if "+cpu" in md.version("torch"):
-            return False
-    except md.PackageNotFoundError:
-        return False
-    return torch.cuda.is_available()
-
 # Below this many parameters a CPU model generates fastest on one thread (see HFEngine.__init__).
 SMALL_MODEL_PARAMS = 50_000_000
 # generate() runs a prefix this long or longer that every prompt of a batch shares once (a few-shot prefix).
 GEN_PREFIX_MIN = 64
 # ... and only when it is at least this many times the generation budget (prefill-bound batches).
 GEN_PREFIX_PER_NEW_TOKEN = 4
-
-
-def pick_device(device: str = "auto") -> str:
-    if device != "auto":
-        return device
-    return "cuda" if cuda_available() else "cpu"
-
-
-def pick_dtype_name(dtype: str, device: str) -> str:
-    if dtype == "auto":
-        return "bfloat16" if device.startswith("cuda") and torch.cuda.is_bf16_supported() else "float32"
-    return dtype
-
-
-def pick_dtype(dtype: str, device: str) -> "torch.dtype":
-    return getattr(torch, pick_dtype_name(dtype, device))
 
 
 class HFOptions(EngineOptions):

@@ -291,9 +291,8 @@ def estimate(plan, budget_of: Callable[[object], int]) -> CostEstimate:
     # evaluation
     n_models = 1 + len(plan.methods)
     e_in = e_exp = e_cap = 0.0
-    for name in plan.tasks:
-        task = plan.task_objs[name]
-        items = plan.task_counts[name]
+    for name, items in plan.eval_counts.items():  # the held-out task (pool_validation) too: every model is scored on it
+        task = plan.task_spec(name)
         if task.output_type == "generate":
             budget = budget_of(task)
             e_in += n_models * items * q

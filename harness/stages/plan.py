@@ -56,6 +56,11 @@ class Plan:
         return {name: len(self.docs[name]) for name in self.tasks}
 
     @property
+    def eval_counts(self) -> dict[str, int]:
+        """Items per evaluated task, the held-out one included (pool.validation_n: known without loading the pool)."""
+        return {**self.task_counts, **({self.held_out.name: self.held_out.n} if self.held_out else {})}
+
+    @property
     def model_order(self) -> list[str]:
         return ["base", *self.methods]
 
@@ -68,6 +73,13 @@ class Plan:
         """The task object of any evaluated task, the held-out one included (its pool is loaded on first use)."""
         if self.held_out is not None and name == self.held_out.name:
             return self.held_out.task
+        return self.task_objs[name]
+
+    def task_spec(self, name: str) -> Task:
+        """A task's settings (generation budget, metric, output type) for estimates: the held-out task's without
+        loading its pool."""
+        if self.held_out is not None and name == self.held_out.name:
+            return self.held_out.spec
         return self.task_objs[name]
 
     def task_docs(self, name: str) -> tuple[Doc, ...]:

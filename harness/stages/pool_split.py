@@ -112,6 +112,11 @@ class HeldOut:
     name: str = HELD_OUT_TASK
 
     @property
+    def spec(self) -> Task:
+        """The task without its items (name, generation budget, metric): for the dry run's estimate."""
+        return PoolValidation()
+
+    @property
     def task(self) -> Task:
         return self.source.split().held_out_task
 
