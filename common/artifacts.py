@@ -73,6 +73,21 @@ class SampleFileMeta(Artifact):
     created: str
 
 
+class ShardDone(Artifact):
+    """The done record of one shard of a (model, task) evaluation: samples/<model>/<task>.shards/<k>of<n>.done.json,
+    written after the shard's records (<k>of<n>.jsonl). A re-run reuses the shard when its fingerprint matches."""
+
+    schema_version: int = SCHEMA_VERSION
+    fingerprint: str  # the generation fingerprint's key + the shard's doc range
+    start: int  # first doc (index into the task's docs)
+    stop: int  # one past the last
+    n: int  # records written
+    seconds: float
+    hits: int
+    misses: int
+    engine: dict[str, Any]
+
+
 # ---- results.json -----------------------------------------------------------------------------------------
 def _finite_or_none(v: Optional[float]) -> Optional[float]:
     return None if v is None or (isinstance(v, float) and not math.isfinite(v)) else v

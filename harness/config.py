@@ -209,6 +209,10 @@ class EvalConfig(Strict):
     max_new_tokens: dict[str, int] = Field(default_factory=dict)
     engine: EngineConfig = Field(default_factory=EngineConfig)
     score_workers: int | None = None
+    #: Data-parallel shards of each (model, task) evaluation: an int, or "auto" = as many as the executor runs
+    #: engines at once (its engine actors on Ray; 1 locally). vllm engine only; lm-eval tasks run whole. Rows
+    #: do not depend on it (excluded from the run id).
+    shards: int | Literal["auto"] = 1
     #: The sampling seed of sampled tasks (temperature > 0); None = the run seed. Greedy tasks, the probe, the
     #: teacher and training never read it (``eval_seeds`` varies it alone).
     seed: int | None = None
@@ -217,6 +221,13 @@ class EvalConfig(Strict):
     @classmethod
     def _split(cls, v: Any) -> Any:
         return [t.strip() for t in v.split(",") if t.strip()] if isinstance(v, str) else v
+
+    @field_validator("shards")
+    @classmethod
+    def _positive_shards(cls, v: Any) -> Any:
+        if isinstance(v, int) and v < 1:
+            raise ValueError("eval.shards must be at least 1, or auto")
+        return v
 
 
 class ExperimentColumn(Strict):

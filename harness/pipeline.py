@@ -22,7 +22,7 @@ from harness.models import release_engines, resolve_student, student_of  # noqa:
 from harness.progress import console
 from harness.runlock import run_lock
 from harness.stages.aggregate import aggregate, render
-from harness.stages.evaluate import ModelToEvaluate, eval_batch
+from harness.stages.evaluate import ModelToEvaluate, eval_batch, eval_resources
 from harness.stages.plan import Plan, estimate_cost, plan_run  # noqa: F401  (the CLI's entry points)
 from harness.stages.training_data import build_items
 from harness.stages.train import train_batch
@@ -118,7 +118,8 @@ def _run_many(requests: list[RunRequest], cache: CallCache, *, command: str, don
         for st, d in evaluating:
             models = models_to_evaluate(st)
             shared.append(share_samples(st.plan, models, d) if d is not None else [])
-            batches.append(eval_batch(st.plan, models, cache, executor.in_process))
+            batches.append(eval_batch(st.plan, models, cache, executor.in_process,
+                                      executor.engine_slots(eval_resources(st.plan.config))))
         try:
             results = run_batches(executor, batches)
         finally:

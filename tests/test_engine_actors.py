@@ -1,7 +1,8 @@
 """Engine actors on a local Ray cluster (2 CPUs) with the vllm engine (the CPU build): a compare with a LoRA
-method gives the local executor's results.json rows, the base model and the adapter are served by one actor
-process with one vllm.LLM (no reload), and an engine actor SIGKILLed mid-unit (found by its process title, as
-an operator would) is logged, retried on a fresh actor, and the run completes with every row.
+method, its tasks cut into 2 shards each, gives the unsharded local executor's results.json rows and the same
+samples files (every response, in doc order); the base model and the adapter are served by one actor process
+with one vllm.LLM (no reload); an engine actor SIGKILLed mid-unit (found by its process title, as an operator
+would) is logged, retried on a fresh actor, and the run completes with every row.
 
 Skipped when vllm is not importable, unless HARNESS_REQUIRE_VLLM=1 (as tests/test_vllm_engine.py)."""
 from __future__ import annotations
@@ -11,6 +12,7 @@ import os
 
 import pytest
 
+from common.artifacts import read_samples
 from tests.test_executors import KillFirst, compare, rows
 
 ray = pytest.importorskip("ray")
@@ -33,18 +35,23 @@ def cluster():
     ray.shutdown()
 
 
-def test_vllm_engine_actor_serves_base_and_adapter_and_survives_a_kill(cluster, tiny_cache, tmp_path):
+def test_vllm_engine_actor_shards_serves_base_and_adapter_and_survives_a_kill(cluster, tiny_cache, tmp_path):
     local = compare(tmp_path, "local", "local", *VLLM)
-    killer = KillFirst("eval/base/synthetic_id#1")  # the first unit's actor, as the unit starts
+    killer = KillFirst("eval/base/synthetic_id/1of2#1")  # the first unit's actor, as the unit starts
     killer.start()
     try:
-        on_ray = compare(tmp_path, "ray", "ray", *VLLM, "--set", "executor.engine_actors=1")
+        on_ray = compare(tmp_path, "ray", "ray", *VLLM, "--set", "executor.engine_actors=1", "--set", "eval.shards=2")
     finally:
         killer.stop.set()
-    assert killer.killed == "ray::eval/base/synthetic_id#1"
+    assert killer.killed == "ray::eval/base/synthetic_id/1of2#1"
     logs = sorted(p.name for p in (on_ray / "logs" / "units").iterdir())
-    assert logs == ["eval__base__synthetic_id.attempt-1.log"]  # the dead actor is a failed, logged attempt
+    assert logs == ["eval__base__synthetic_id__1of2.attempt-1.log"]  # the dead actor: a failed, logged attempt
     assert rows(on_ray) == rows(local)  # retried on a fresh actor: every row, equal to the local executor's
+    for model in ("base", "sft"):  # the shards merged in doc order: the unsharded run's responses, shard files gone
+        for task in ("synthetic_id", "format_probe"):
+            mine, theirs = (read_samples(r / "samples" / model / f"{task}.jsonl") for r in (on_ray, local))
+            assert [(r.id, r.responses) for r in mine] == [(r.id, r.responses) for r in theirs]
+            assert not (on_ray / "samples" / model / f"{task}.shards").exists()
     assert {(r["model"], r["task"]) for r in rows(on_ray)} == {
         (m, t) for m in ("base", "sft") for t in ("synthetic_id", "format_probe")}
     models = json.loads((on_ray / "manifest.json").read_text())["models"]

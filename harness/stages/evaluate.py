@@ -18,13 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from common.artifacts import (Fingerprint, SampleFileMeta, SampleRecord, SchemaMismatch, load_artifact,
+from common.artifacts import (Fingerprint, SampleFileMeta, SampleRecord, SchemaMismatch, ShardDone, load_artifact,
                               read_samples, save_artifact, write_samples)
 from common.files import stable_hash
 from common.units import EvalOutput, ModelEval, Outcome, Resources, TaskEval, Unit
 from harness.executors import Batch, Executor, Job, run_batches
 from harness.models import engine_group, identity_of, release_engines, serve_unit
 from harness.progress import console, progress_bar
+from harness.stages.eval_shards import ShardedPair, shard_count, shard_ranges
 from harness.stages.plan import Plan, generation_params
 from harness.store import CachedEngine, CallCache, WorkerCache
 from tasks.base import Doc, Scored, Task
@@ -163,17 +164,23 @@ def task_names(plan: Plan) -> list[str]:
     return list(plan.eval_tasks)
 
 
-def eval_unit(plan: Plan, model: ModelToEvaluate, task_name: str, identity: str, cache) -> EvalOutput:
-    """One (model, task) evaluation unit: generate (or score log-likelihoods) and score. ``cache``: the driver's
-    CallCache (in-process executor) or its path (a worker reads it and returns the calls it made)."""
+def eval_unit(plan: Plan, model: ModelToEvaluate, task_name: str, identity: str, cache,
+              docs: tuple[int, int] | None = None) -> EvalOutput:
+    """One (model, task) evaluation unit: generate (or score log-likelihoods) and score, for every doc or the
+    shard ``docs`` = (start, stop). ``cache``: the driver's CallCache (in-process executor) or its path (a worker
+    reads it and returns the calls it made)."""
     t0 = time.perf_counter()
     own = not isinstance(cache, CallCache)
     view = WorkerCache(cache) if own else cache
     engine = serve_unit(plan.config.eval.engine, model.path, model.adapter, view)
     if engine.identity != identity:  # the loaded engine must agree with the cheap identity
         raise RuntimeError(f"engine identity {engine.identity} != computed {identity}")
-    records = evaluate_task(engine, plan.task(task_name), plan.task_docs(task_name), plan,
-                            f"eval {model.name}/{task_name}")
+    todo = plan.task_docs(task_name)
+    label = f"eval {model.name}/{task_name}"
+    if docs is not None:
+        todo = todo[docs[0]:docs[1]]
+        label += f" [{docs[0]}:{docs[1]}]"
+    records = evaluate_task(engine, plan.task(task_name), todo, plan, label)
     # served_by: which process served the unit (on Ray, the engine actor: base and adapters share one)
     desc = {**engine.describe(), "served_by": {"host": socket.gethostname(), "pid": os.getpid()}}
     out = EvalOutput(records=records, engine=desc, hits=engine.hits, misses=engine.misses,
@@ -199,21 +206,40 @@ def evaluate_models(plan: Plan, models: list[ModelToEvaluate], cache: CallCache,
 
     executor = executor or LocalExecutor(plan.config.executor)
     try:
-        return run_batches(executor, [eval_batch(plan, models, cache, executor.in_process)])[0]
+        slots = executor.engine_slots(eval_resources(plan.config))
+        return run_batches(executor, [eval_batch(plan, models, cache, executor.in_process, slots)])[0]
     finally:
         release_engines()
 
 
 def eval_batch(plan: Plan, models: list[ModelToEvaluate], cache: CallCache,
-               in_process: bool = True) -> Batch[dict[str, ModelEval]]:
+               in_process: bool = True, slots: int = 1) -> Batch[dict[str, ModelEval]]:
     """The evaluation units of one run folder: stored samples are reused or re-scored here, at once; every pair
-    to generate becomes a unit (``in_process``: the executor runs units in this process, so they use the
-    driver's cache; else they get its path, read it and return the calls they made)."""
+    to generate becomes a unit, or one unit per shard of its docs (harness/stages/eval_shards.py; ``slots``: the
+    engines the executor runs at once, for ``eval.shards: auto``). ``in_process``: the executor runs units in
+    this process, so they use the driver's cache; else they get its path, read it and return the calls they
+    made."""
     cfg = plan.config
     rd = plan.run_dir
     stats: dict[str, ModelEval] = {}
     jobs: list[Job] = []
+    owner: list[tuple[str, str, ShardedPair | None, int]] = []  # per job: model, task, its sharded pair, shard
     fps: dict[str, tuple[Fingerprint, Fingerprint]] = {}
+    logs = rd.root / "logs" / "units"
+    if cfg.eval.shards != 1 and cfg.eval.engine.backend != "vllm":
+        console.print(f"[yellow]evaluate[/] eval.shards={cfg.eval.shards}: the {cfg.eval.engine.backend} engine "
+                      "evaluates each task whole (only vllm's outputs are independent of the batch; see "
+                      "harness/stages/eval_shards.py)", highlight=False)
+
+    def merge(pair: ShardedPair) -> None:
+        """Every shard is in: the samples file and its sidecar in doc order, then the shard files go."""
+        t0 = time.perf_counter()
+        _store(rd, pair.model, pair.task, pair.merged(), pair.generation, pair.scoring)
+        pair.remove()
+        seconds = sum(d.seconds for d in pair.done.values()) + time.perf_counter() - t0
+        stats[pair.model].tasks[pair.task] = TaskEval(pair.model, pair.task, pair.generation.key, pair.scoring.key,
+                                                      reused=None, seconds=round(seconds, 2))
+
     for m in models:
         identity = identity_for(plan, m)
         me = stats[m.name] = ModelEval(m.name, str(m.path), str(m.adapter) if m.adapter else None, identity)
@@ -239,31 +265,55 @@ def eval_batch(plan: Plan, models: list[ModelToEvaluate], cache: CallCache,
             elif old is not None:
                 console.print(f"[yellow]evaluate[/] {m.name}/{name}: stored samples were made with a different "
                               f"{_what_differs(old.generation, gen_fp)}; evaluating again", highlight=False)
-            unit = Unit("eval", f"eval/{m.name}/{name}", gen_fp.key, eval_resources(cfg))
-            fps[unit.name] = (gen_fp, score_fp)
-            jobs.append(Job(unit, eval_unit, (plan, m, name, identity, cache if in_process else str(cache.path)),
-                            log_dir=rd.root / "logs" / "units", group=engine_group(cfg.eval.engine, m.path)))
+            where = cache if in_process else str(cache.path)
+            group = engine_group(cfg.eval.engine, m.path)
+            ranges = shard_ranges(len(docs), shard_count(cfg, task.output_type, slots))
+            if len(ranges) == 1:
+                unit = Unit("eval", f"eval/{m.name}/{name}", gen_fp.key, eval_resources(cfg))
+                fps[unit.name] = (gen_fp, score_fp)
+                jobs.append(Job(unit, eval_unit, (plan, m, name, identity, where), log_dir=logs, group=group))
+                owner.append((m.name, name, None, 0))
+                continue
+            pair = ShardedPair(m.name, name, gen_fp, score_fp, ranges, rd.samples(m.name, name).with_suffix(".shards"))
+            for k in range(len(ranges)):
+                done = pair.stored(k)
+                if done is not None:  # finished by an earlier, interrupted run
+                    pair.done[pair.label(k)] = done
+                    continue
+                unit = Unit("eval", f"eval/{m.name}/{name}/{pair.label(k)}", pair.fingerprint(k), eval_resources(cfg))
+                jobs.append(Job(unit, eval_unit, (plan, m, name, identity, where, ranges[k]), log_dir=logs,
+                                group=group))
+                owner.append((m.name, name, pair, k))
+            if pair.complete:
+                merge(pair)
 
     def commit(i: int, o: Outcome) -> None:
         """Store one finished unit at once (samples, then their sidecar as the done record)."""
         if o.error is not None:
             return
-        job = jobs[i]
         out: EvalOutput = o.value
-        model, name = job.args[1].name, job.args[2]
+        model, name, pair, k = owner[i]
         if out.new_cache_rows and o.shared_from is None:  # the batch that ran it stored them
             cache.put_many(out.new_cache_rows)
-        gen_fp, score_fp = fps[job.unit.name]
-        t0 = time.perf_counter()
-        _store(rd, model, name, out.records, gen_fp, score_fp)
         me = stats[model]
-        me.tasks[name] = TaskEval(model, name, gen_fp.key, score_fp.key, reused=None,
-                                  seconds=round(out.seconds + time.perf_counter() - t0, 2),
-                                  shared_from=o.shared_from)
         if o.shared_from is None:
             me.engine, me.loaded = out.engine, True
             me.cache_hits += out.hits
             me.cache_misses += out.misses
+        if pair is not None:  # one shard: its records and done record now, the samples file once all are in
+            start, stop = pair.ranges[k]
+            pair.commit(k, out.records, ShardDone(fingerprint=pair.fingerprint(k), start=start, stop=stop,
+                                                  n=len(out.records), seconds=round(out.seconds, 2), hits=out.hits,
+                                                  misses=out.misses, engine=out.engine))
+            if pair.complete:
+                merge(pair)
+            return
+        gen_fp, score_fp = fps[jobs[i].unit.name]
+        t0 = time.perf_counter()
+        _store(rd, model, name, out.records, gen_fp, score_fp)
+        me.tasks[name] = TaskEval(model, name, gen_fp.key, score_fp.key, reused=None,
+                                  seconds=round(out.seconds + time.perf_counter() - t0, 2),
+                                  shared_from=o.shared_from)
 
     def finish() -> dict[str, ModelEval]:
         for me in stats.values():  # the run's task order, whichever unit finished first

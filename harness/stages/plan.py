@@ -109,6 +109,8 @@ def config_identity(cfg: RunConfig) -> dict[str, Any]:
         exclude["pool"] = {"answer_style"}
     if cfg.eval.seed is None:
         exclude["eval"] = {"seed"}
+    # Shards change where a task's docs are evaluated, not the rows (harness/stages/eval_shards.py).
+    exclude["eval"] = {*exclude.get("eval", ()), "shards"}
     if cfg.eval_seeds is None:
         exclude["eval_seeds"] = True
     unset_pool = {f for f in ("student_answer_field", "critique_field") if getattr(cfg.pool, f) is None}
