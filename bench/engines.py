@@ -226,7 +226,8 @@ def main() -> None:
     args = ap.parse_args()
     model = args.model
     if model is None:
-        from distill.tiny import TinySpec, ensure_tiny_student
+        from distill.tiny import ensure_tiny_student
+        from distill.tiny_spec import TinySpec
 
         model = ensure_tiny_student(TinySpec.default(), progress=False)
     import torch

@@ -25,7 +25,8 @@ def main() -> None:
     ap.add_argument("--json", default=None, help="also write the result here")
     args = ap.parse_args()
 
-    from distill.tiny import TinySpec, ensure_tiny_student
+    from distill.tiny import ensure_tiny_student
+    from distill.tiny_spec import TinySpec
     from harness.engines import build_engine
     from harness.engines.base import SamplingParams
     from tasks.synthetic import SyntheticID

@@ -5,7 +5,8 @@ its stored output is reused under) and its resource needs. An executor (harness/
 they fit; only the driver writes the run folder and the call cache, from the values units return.
 
 Kinds, in the order a run's graph has them:
-- ``teacher`` (a teacher-data stage over the pool: probe, critique, refine, direct) -> training items;
+- ``teacher`` (one shard of a teacher-data stage over the pool: probe, critique, refine, direct; a batch of
+  ``teacher.batch_size`` items) -> ``TeacherShardOutput``, written into the training items;
 - ``train`` (method x seed x cell) -> ``TrainedModel``;
 - ``eval`` (model x task [x shard]) -> ``TaskEval`` (the records themselves travel in ``EvalOutput``);
 - ``aggregate`` -> results.json and the report.
@@ -130,6 +131,23 @@ class EvalOutput:
     misses: int
     seconds: float = 0.0
     new_cache_rows: list[tuple[str, str, str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class TeacherShardOutput:
+    """What a teacher-data shard unit returns to the driver: one batch of one stage (probe: the student's answers;
+    critique, refine, direct: the teacher's), item by item in the shard's order. The driver writes it into the
+    items and saves them (items.jsonl, then items.meta.json: the done record)."""
+
+    stage: str
+    texts: list[str]
+    usage: list[dict[str, Any]] = field(default_factory=list)  # per item: the teacher's CallUsage, as stored
+    raw: list[Optional[str]] = field(default_factory=list)  # per item: the output before its thinking was stripped
+    thinking_missing: list[bool] = field(default_factory=list)  # per item: a set thinking pattern found nothing
+    hits: int = 0  # probe: the student engine's call-cache use
+    misses: int = 0
+    seconds: float = 0.0
+    new_cache_rows: list[tuple[str, str, str, Any]] = field(default_factory=list)  # a worker's calls, for the driver
 
 
 @dataclass

@@ -7,16 +7,18 @@ What gets built (and cached under ``$HARNESS_CACHE_DIR/tiny-<spec hash>``):
   (so the chat prompt, which ends in a newline, tokenizes the same alone and followed by a reply). Any byte is
   encodable, so code and critiques never crash it. A ChatML-style Jinja chat template is attached.
 - a small LlamaForCausalLM, randomly initialised from the seed and pretrained with plain torch on chat-formatted
-  synthetic problems, whose solutions carry SYSTEMATIC injected mistakes (an operation misread for one wording,
-  a dropped carry for one digit pattern, "triples" read as doubling, a final division forgotten). Greedy decoding
-  reproduces them, so the base student is imperfect in ways that training on corrected solutions can fix.
+  synthetic problems (distill/tiny_corpus.py), whose solutions carry SYSTEMATIC injected mistakes (an operation
+  misread for one wording, a dropped carry for one digit pattern, "triples" read as doubling, a final division
+  forgotten). Greedy decoding reproduces them, so the base student is imperfect in ways that training on
+  corrected solutions can fix.
 - a share of format-probe prompts (tasks.format_probe) on which the student follows one wording of each
   instruction and mostly ignores the other, so fine-tuning can show format drift either way.
 
-``ensure_tiny_student(spec)`` returns the folder (loadable with AutoModelForCausalLM / AutoTokenizer). The built
-default and smoke students ship with the project (``distill/tiny_students/tiny-<spec hash>/`` with a SHA256SUMS
-file): a fresh clone copies them into the cache after checking every file's digest, instead of pretraining for
-minutes, and every machine evaluates the same weights. Any other spec, or a shipped folder whose digests do not
+``ensure_tiny_student(spec)`` (``TinySpec``: distill/tiny_spec.py) returns the folder (loadable with
+AutoModelForCausalLM / AutoTokenizer). The built default and smoke students ship with the project
+(``distill/tiny_students/tiny-<spec hash>/`` with a SHA256SUMS file): a fresh clone copies them into the cache
+after checking every file's digest, instead of pretraining for minutes, and every machine evaluates the same
+weights. Any other spec, or a shipped folder whose digests do not
 match, is built here. ``python -m distill.tiny verify`` rebuilds the shipped specs and compares weight digests;
 ``python -m distill.tiny ship`` refreshes the shipped folders after a recipe change.
 """
@@ -31,12 +33,12 @@ import random
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Iterator
 
-#: Bump when the recipe below changes in a way that changes the weights (invalidates cached students).
-RECIPE_VERSION = "tiny-v3"  # v3: 3 heads of 32 (vLLM's CPU attention refuses head_dim 24)
+from distill.tiny_corpus import pretraining_example
+from distill.tiny_spec import RECIPE_VERSION, TinySpec, spec_hash
 
 BOS, EOS, PAD, IM_START = "<|bos|>", "<|im_end|>", "<|endoftext|>", "<|im_start|>"
 SPECIAL_TOKENS = [PAD, BOS, IM_START, EOS]
@@ -48,146 +50,6 @@ CHAT_TEMPLATE = (
     "{%- endfor -%}"
     "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\n' -}}{%- endif -%}"
 )
-
-MISTAKE_KINDS = ("sells_as_buys", "dropped_carry", "triples_as_doubles", "forgets_final_division")
-
-
-@dataclass
-class TinySpec:
-    """Every knob of the tiny student. Same spec (and machine) -> same weights."""
-
-    preset: str = "default"
-    seed: int = 0
-    # tokenizer
-    vocab_size: int = 768
-    tokenizer_corpus: int = 4000  # examples the BPE is trained on
-    # model (Llama architecture)
-    hidden_size: int = 96
-    intermediate_size: int = 288
-    num_layers: int = 4
-    # head_dim = hidden_size / num_heads must be one vLLM serves (32, 64, 80, 96, 128, ...): 96 / 3 = 32.
-    num_heads: int = 3
-    max_position_embeddings: int = 2048
-    # pretraining
-    # About 1,100 steps of 32 are needed before the arithmetic clicks (measured: ~35% ID at 1,200 steps,
-    # under 10% at 600, for the same recipe with the schedule annealed at the end).
-    steps: int = 1100
-    batch_size: int = 32
-    learning_rate: float = 3e-3
-    warmup_steps: int = 50
-    weight_decay: float = 0.01
-    # data mix
-    mistake_rate: float = 0.9  # when a mistake's trigger holds, the share of solutions that make it
-    mistakes: tuple[str, ...] = MISTAKE_KINDS
-    step_weights: dict[int, float] = field(default_factory=lambda: {1: 0.1, 2: 0.35, 3: 0.35, 4: 0.2})
-    format_share: float = 0.15  # share of format-probe prompts in the pretraining mix
-    # how often each format wording is followed in pretraining: first wording / other wordings
-    format_follow: tuple[float, float] = (0.9, 0.2)
-    threads: int = 2
-
-    @classmethod
-    def default(cls) -> "TinySpec":
-        return cls()
-
-    @classmethod
-    def smoke(cls) -> "TinySpec":
-        """For CI: the same recipe cut to 500 steps (about a minute on 2 free cores). It has learned the format
-        and reads the question, but its arithmetic has not clicked yet: expect only a few percent accuracy."""
-        return cls(preset="smoke", steps=500, tokenizer_corpus=1500)
-
-
-def spec_hash(spec: TinySpec) -> str:
-    d = asdict(spec)
-    d["recipe"] = RECIPE_VERSION
-    blob = json.dumps(d, sort_keys=True, default=list)
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
-
-
-# ---- the student's (mistaken) solutions ------------------------------------------------------------------
-def _triggered(kind: str, problem, i: int, a: int) -> bool:
-    """Whether mistake ``kind`` applies to operation ``i`` when the running value is ``a``."""
-    o = problem.ops[i]
-    if kind == "sells_as_buys":  # "sells k" is read as gaining k
-        return o.template == 5
-    if kind == "dropped_carry":  # a units carry is dropped when the added number ends in 8 or 9
-        return o.op == "+" and o.k % 10 >= 8 and a % 10 + o.k % 10 >= 10
-    if kind == "triples_as_doubles":
-        return o.template == 7
-    if kind == "forgets_final_division":
-        return o.op == "/" and i == len(problem.ops) - 1
-    raise ValueError(f"unknown mistake kind {kind!r}; use one of {', '.join(MISTAKE_KINDS)}")
-
-
-def student_steps(problem, rng: random.Random, spec: TinySpec) -> list[tuple[int, str, int, int]]:
-    """The steps the pretraining data teaches for ``problem``: right, except where a mistake fires."""
-    from tasks.synthetic import apply_op
-
-    out: list[tuple[int, str, int, int]] = []
-    a = problem.start
-    for i, o in enumerate(problem.ops):
-        fired = [k for k in spec.mistakes if _triggered(k, problem, i, a)]
-        mistake = fired[0] if fired and rng.random() < spec.mistake_rate else None
-        op, k = o.op, o.k
-        if mistake == "forgets_final_division":
-            break
-        if mistake == "sells_as_buys":
-            op = "+"
-        if mistake == "triples_as_doubles":
-            k = 2
-        r = apply_op(a, op, k)
-        if mistake == "dropped_carry":
-            r -= 10
-        out.append((a, op, k, r))
-        a = r
-    return out
-
-
-def _solution_text(steps, answer: int, final: str = "boxed") -> str:
-    from tasks.synthetic import format_step
-
-    lines = [format_step(i + 1, *s) for i, s in enumerate(steps)]
-    if final == "boxed":
-        lines.append(f"The answer is \\boxed{{{answer}}}.")
-    elif final == "answer_line":
-        lines.append(f"Answer: {answer}")
-    elif final == "boxed_last":
-        lines.append(f"The answer is \\boxed{{{answer}}}")
-    return "\n".join(lines)
-
-
-def _random_train_problem(rng: random.Random, spec: TinySpec):
-    from tasks.synthetic import random_problem, split_of
-
-    weights = spec.step_weights
-    while True:
-        p = random_problem(rng, rng.choices(list(weights), weights=list(weights.values()))[0])
-        if split_of(p.question) == "train":  # evaluation questions never enter pretraining
-            return p
-
-
-def pretraining_example(rng: random.Random, spec: TinySpec) -> tuple[list[dict[str, str]], str]:
-    """(prompt messages, assistant reply) for one pretraining example."""
-    from tasks.format_probe import INSTRUCTIONS, probe_messages
-    from tasks.prompts import math_messages
-
-    p = _random_train_problem(rng, spec)
-    steps = student_steps(p, rng, spec)
-    answer = steps[-1][3] if steps else p.start
-    if rng.random() >= spec.format_share:
-        return math_messages(p.question), _solution_text(steps, answer)
-    instr = rng.choice(INSTRUCTIONS)
-    w = rng.randrange(len(instr.wordings))
-    follow = rng.random() < (spec.format_follow[0] if w == 0 else spec.format_follow[1])
-    msgs = probe_messages(p.question, instr.wordings[w])
-    if not follow:
-        return msgs, _solution_text(steps, answer)
-    if instr.kind == "only_number":
-        return msgs, str(answer)
-    if instr.kind == "answer_line":
-        return msgs, _solution_text(steps, answer, "answer_line")
-    if instr.kind == "boxed_last":
-        return msgs, _solution_text(steps, answer, "boxed_last")
-    return msgs, "Solution:\n" + _solution_text(steps, answer)
 
 
 # ---- tokenizer -------------------------------------------------------------------------------------------

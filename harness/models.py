@@ -18,14 +18,15 @@ def resolve_student(cfg: RunConfig) -> Path | str:
     """'tiny' -> the embedded student folder (built on first use); anything else as given."""
     if cfg.student.model != "tiny":
         return cfg.student.model
-    from distill.tiny import TinySpec, ensure_tiny_student
+    from distill.tiny import ensure_tiny_student
+    from distill.tiny_spec import TinySpec
 
     over = dict(cfg.student.tiny)
     preset = over.pop("preset", "default")
     spec = TinySpec.smoke() if preset == "smoke" else TinySpec.default()
     unknown = [k for k in over if not hasattr(spec, k)]
     if unknown:
-        raise ConfigError(f"student.tiny has unknown field {unknown[0]!r}; see distill/tiny.py TinySpec")
+        raise ConfigError(f"student.tiny has unknown field {unknown[0]!r}; see distill/tiny_spec.py TinySpec")
     for k, v in over.items():
         setattr(spec, k, v)
     return ensure_tiny_student(spec)
@@ -106,13 +107,14 @@ def teacher_fingerprint(cfg: RunConfig) -> dict[str, Any]:
     return parts
 
 
-def make_teacher(cfg: RunConfig, cache: CallCache | None):
+def make_teacher(cfg: RunConfig, cache):
     """The registered teacher of ``teacher.kind`` (distill/teachers/__init__.py); one that needs an engine gets
-    ``teacher.model`` served through the call cache."""
+    ``teacher.model`` served through ``cache`` (the driver's CallCache, or a worker's WorkerCache), loaded once
+    per process and kept for the next shard of teacher calls (``serve_unit``)."""
     cls = teacher_class(cfg.teacher.kind)
     if not cls.needs_engine:
         return cls.from_config(cfg.teacher, cfg.prompts)
     assert cache is not None
-    engine = serve(cfg.teacher.engine, cfg.teacher.model, None, cache)
+    engine = serve_unit(cfg.teacher.engine, cfg.teacher.model, None, cache)
     return cls.from_config(cfg.teacher, cfg.prompts, engine, teacher_params(cfg),
                            identity=f"llm:{stable_hash(teacher_fingerprint(cfg))[:16]}")

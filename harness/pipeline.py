@@ -101,7 +101,7 @@ def _run_many(requests: list[RunRequest], cache: CallCache, *, command: str, don
             t0 = time.perf_counter()
             if own_donor is not None:
                 share_training_data(own_donor, st.plan.run_dir)
-            st.training_data = build_items(st.plan, st.student, cache)
+            st.training_data = build_items(st.plan, st.student, cache, executor)
             st.timings["training_data"] = time.perf_counter() - t0
     release_engines()  # the probe's engine gives its memory back before this process trains
     training = [(st, d) for st, d in zip(states, donors) if st.plan.methods]

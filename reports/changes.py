@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from common.artifacts import Comparison, Results
-from reports.stats import NON_QUALITY_METRICS, holm_adjust
+from reports.paired_tests import holm_adjust
+from reports.stats import NON_QUALITY_METRICS
 
 ALPHA = 0.05
 

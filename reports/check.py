@@ -10,7 +10,7 @@ Tolerances can also be set per task or per metric (``Baseline.tolerances`` / ``-
 "math500/accuracy"); the order is the row's own, then per metric, then per task, then the file-wide or given one.
 
 With ``require_significance`` (an alpha), a drop beyond the tolerance fails only when it is significant: a paired
-test (exact McNemar for 0/1 items, else a sign-flip permutation test; ``reports.stats.paired_difference``) on the
+test (exact McNemar for 0/1 items, else a sign-flip permutation test; ``reports.paired_tests.paired_difference``) on the
 items both the baseline's run (``BaselineRow.items``, recorded by ``make_baseline`` from the run's sample files)
 and the checked run have. A drop that cannot be tested (no item-level values on either side) still fails, and
 says why.
@@ -33,7 +33,8 @@ from common.artifacts import (
     SCHEMA_VERSION, Baseline, BaselineRow, BaselineSource, Manifest, Results, SchemaMismatch, load_artifact,
     read_samples,
 )
-from reports.stats import NON_QUALITY_METRICS, paired_difference
+from reports.paired_tests import paired_difference
+from reports.stats import NON_QUALITY_METRICS
 
 #: (model, task, metric) -> {item id: value} of a run, None where it has no item-level values.
 ItemValues = Callable[[str, str, str], Optional[dict[str, float]]]

@@ -1,4 +1,5 @@
-"""Confidence intervals, paired significance tests and the ``results.json`` a run ends with.
+"""The ``results.json`` a run ends with: rows with their intervals (reports/intervals.py) and paired comparisons
+(reports/paired_tests.py).
 
 results.json is ``common.artifacts.Results`` (schema_version 2): rows (model, task, metric, value in [0, 1], n,
 95% CI, ci_method, params, seed, partial, full_n) and paired comparisons (model, baseline, task, metric, delta,
@@ -20,266 +21,18 @@ and the gate read them.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
-from scipy.stats import binomtest
 
-from common.artifacts import (  # noqa: F401  (SCHEMA_VERSION, SchemaMismatch: re-exported for callers)
-    SCHEMA_VERSION, Comparison, ResultRow, Results, SchemaMismatch, load_artifact, save_artifact,
-)
-
-# Bound on the size of one (resamples x n) index block, so large tasks (BBH: 6.5K items) stay in memory.
-_BLOCK_ELEMENTS = 2_000_000
-# Up to this many distinct score values, bootstrap means are drawn as multinomial counts (see _resampled_means).
-_MULTINOMIAL_MAX_LEVELS = 32
-# Sign-flip tests enumerate all 2**n sign patterns up to this n (exact), and sample above it.
-_EXACT_PERMUTATION_MAX_N = 12
+from common.artifacts import Comparison, ResultRow, Results, load_artifact, save_artifact
+from reports.intervals import BLOCK_ELEMENTS, bootstrap_aggregate, bootstrap_ci, percentiles
+from reports.paired_tests import align_by_id, paired_difference, paired_statistic_difference
 
 #: Row metrics that describe how a model was run, not how good it is: never compared between models.
 TRUNCATION_METRIC = "truncation_rate"
 NON_QUALITY_METRICS = frozenset({TRUNCATION_METRIC})
-
-
-# --------------------------------------------------------------------------------------------- intervals
-def _as_array(values: Iterable[float]) -> np.ndarray:
-    arr = np.asarray(list(values) if not isinstance(values, np.ndarray) else values, dtype=float)
-    if arr.ndim != 1:
-        raise ValueError(f"expected a 1-D sequence of numbers, got shape {arr.shape}")
-    return arr
-
-
-def _resampled_means(values: np.ndarray, n_resamples: int, rng: np.random.Generator) -> np.ndarray:
-    """Means of ``n_resamples`` bootstrap resamples.
-
-    Scores with few distinct values (0/1 accuracy, paired differences in {-1, 0, 1}) are resampled as multinomial
-    counts over the distinct values: the same distribution as resampling items, at O(distinct) per resample
-    instead of O(n). Other scores resample item indices, in blocks to bound memory.
-    """
-    n = len(values)
-    levels, counts = np.unique(values, return_counts=True)
-    if len(levels) <= _MULTINOMIAL_MAX_LEVELS:
-        draws = rng.multinomial(n, counts / n, size=n_resamples)
-        return draws @ levels / n
-    rows_per_block = max(1, _BLOCK_ELEMENTS // n)
-    means = np.empty(n_resamples)
-    for start in range(0, n_resamples, rows_per_block):
-        stop = min(n_resamples, start + rows_per_block)
-        idx = rng.integers(0, n, size=(stop - start, n))
-        means[start:stop] = values[idx].mean(axis=1)
-    return means
-
-
-def _percentiles(samples: np.ndarray, confidence: float) -> tuple[float, float]:
-    samples = samples[np.isfinite(samples)]
-    if samples.size == 0:
-        return (math.nan, math.nan)
-    alpha = (1.0 - confidence) / 2.0
-    lo, hi = np.quantile(samples, [alpha, 1.0 - alpha])
-    return (float(lo), float(hi))
-
-
-def _check_confidence(confidence: float) -> None:
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must be between 0 and 1 (exclusive), got {confidence}")
-
-
-def bootstrap_ci(
-    values: Sequence[float] | np.ndarray, confidence: float = 0.95, n_resamples: int = 2000, seed: int = 0
-) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean of ``values``.
-
-    n = 0 gives (nan, nan); one value, or all values equal, gives (v, v): resampling cannot vary them.
-    """
-    _check_confidence(confidence)
-    arr = _as_array(values)
-    if arr.size == 0:
-        return (math.nan, math.nan)
-    if arr.size == 1 or np.all(arr == arr[0]):
-        return (float(arr[0]), float(arr[0]))
-    means = _resampled_means(arr, n_resamples, np.random.default_rng(seed))
-    return _percentiles(means, confidence)
-
-
-def bootstrap_statistic_ci(
-    n_items: int,
-    statistic: Callable[[np.ndarray], float],
-    confidence: float = 0.95,
-    n_resamples: int = 2000,
-    seed: int = 0,
-) -> tuple[float, float]:
-    """Percentile bootstrap interval of any statistic of ``n_items`` items (e.g. a macro average over subtasks).
-
-    ``statistic`` receives an array of item indices (with repeats) and returns the statistic of those items;
-    NaN results (a resample that left a subtask empty) are dropped before taking percentiles.
-    """
-    _check_confidence(confidence)
-    if n_items <= 0:
-        return (math.nan, math.nan)
-    if n_items == 1:
-        v = float(statistic(np.zeros(1, dtype=np.int64)))
-        return (v, v)
-    rng = np.random.default_rng(seed)
-    stats = np.array([float(statistic(rng.integers(0, n_items, size=n_items))) for _ in range(n_resamples)])
-    return _percentiles(stats, confidence)
-
-
-# --------------------------------------------------------------------------------------------- paired tests
-@dataclass(frozen=True)
-class PairedResult:
-    """Model a minus model b on the same items."""
-
-    delta: float  # mean(a - b)
-    ci_low: float
-    ci_high: float
-    p_value: float  # two-sided
-    n: int  # paired items
-    wins: int  # items where a > b
-    losses: int  # items where a < b
-    test: str = ""  # "mcnemar_exact" | "sign_flip_permutation" | "bootstrap"
-
-
-def _is_binary(arr: np.ndarray) -> bool:
-    return bool(np.all((arr == 0.0) | (arr == 1.0)))
-
-
-def mcnemar_exact_p(wins: int, losses: int) -> float:
-    """Exact (binomial) McNemar test on the discordant pairs; 1.0 when there are none."""
-    if wins + losses == 0:
-        return 1.0
-    return float(binomtest(wins, wins + losses, 0.5, alternative="two-sided").pvalue)
-
-
-def sign_flip_p(
-    differences: Sequence[float] | np.ndarray, n_permutations: int = 10_000, seed: int = 0
-) -> float:
-    """Two-sided paired permutation test of mean(differences) = 0 by random sign flips.
-
-    Exact (all 2**n sign patterns) for n <= 12; otherwise ``n_permutations`` random patterns from a fixed seed,
-    with the (count + 1) / (permutations + 1) estimate so p is never 0.
-    """
-    d = _as_array(differences)
-    n = d.size
-    if n == 0:
-        return math.nan
-    if np.all(d == 0):
-        return 1.0
-    observed = abs(d.mean())
-    tol = 1e-12 * max(1.0, observed)  # floating-point ties count as "as extreme"
-    if n <= _EXACT_PERMUTATION_MAX_N:
-        patterns = ((np.arange(2**n)[:, None] >> np.arange(n)) & 1) * 2 - 1
-        means = np.abs((patterns * d).mean(axis=1))
-        return float(np.mean(means >= observed - tol))
-    rng = np.random.default_rng(seed)
-    levels, counts = np.unique(d[d != 0], return_counts=True)
-    if len(levels) <= _MULTINOMIAL_MAX_LEVELS:
-        # Few distinct differences: the flipped sum is sum_v v * (2 * Binomial(count_v, 1/2) - count_v),
-        # the same distribution as flipping each item, drawn at O(distinct) per permutation.
-        plus = rng.binomial(counts, 0.5, size=(n_permutations, len(levels)))
-        means = np.abs((2 * plus - counts) @ levels / n)
-        return (int(np.sum(means >= observed - tol)) + 1) / (n_permutations + 1)
-    rows_per_block = max(1, _BLOCK_ELEMENTS // n)
-    extreme = 0
-    for start in range(0, n_permutations, rows_per_block):
-        rows = min(rows_per_block, n_permutations - start)
-        signs = rng.integers(0, 2, size=(rows, n)) * 2 - 1
-        extreme += int(np.sum(np.abs((signs * d).mean(axis=1)) >= observed - tol))
-    return (extreme + 1) / (n_permutations + 1)
-
-
-def paired_difference(
-    a: Sequence[float] | np.ndarray,
-    b: Sequence[float] | np.ndarray,
-    confidence: float = 0.95,
-    n_resamples: int = 2000,
-    seed: int = 0,
-    n_permutations: int = 10_000,
-) -> PairedResult:
-    """Compare per-sample scores ``a`` and ``b`` of the same items (aligned: see ``align_by_id``).
-
-    CI: percentile bootstrap of mean(a - b) over items (a paired bootstrap). p-value: exact McNemar when both
-    are 0/1 scores, else a sign-flip permutation test with a fixed seed.
-    """
-    a_arr, b_arr = _as_array(a), _as_array(b)
-    if a_arr.shape != b_arr.shape:
-        raise ValueError(f"paired scores must have equal length, got {a_arr.size} and {b_arr.size}")
-    n = int(a_arr.size)
-    if n == 0:
-        return PairedResult(math.nan, math.nan, math.nan, math.nan, 0, 0, 0, "")
-    d = a_arr - b_arr
-    wins, losses = int(np.sum(d > 0)), int(np.sum(d < 0))
-    lo, hi = bootstrap_ci(d, confidence=confidence, n_resamples=n_resamples, seed=seed)
-    if _is_binary(a_arr) and _is_binary(b_arr):
-        p, test = mcnemar_exact_p(wins, losses), "mcnemar_exact"
-    else:
-        p, test = sign_flip_p(d, n_permutations=n_permutations, seed=seed), "sign_flip_permutation"
-    return PairedResult(float(d.mean()), lo, hi, p, n, wins, losses, test)
-
-
-def paired_statistic_difference(
-    n_items: int,
-    statistic_difference: Callable[[np.ndarray], float],
-    confidence: float = 0.95,
-    n_resamples: int = 2000,
-    seed: int = 0,
-) -> tuple[float, float, float, float]:
-    """Paired bootstrap of a statistic difference over ``n_items`` aligned items (for non-mean metrics).
-
-    ``statistic_difference(indices)`` returns statistic(a[indices]) - statistic(b[indices]). Returns
-    (delta, ci_low, ci_high, p_value), the p-value being the two-sided bootstrap estimate
-    2 * min(P(delta* <= 0), P(delta* >= 0)), capped at 1.
-    """
-    _check_confidence(confidence)
-    if n_items <= 0:
-        return (math.nan, math.nan, math.nan, math.nan)
-    delta = float(statistic_difference(np.arange(n_items)))
-    rng = np.random.default_rng(seed)
-    boots = np.array(
-        [float(statistic_difference(rng.integers(0, n_items, size=n_items))) for _ in range(n_resamples)]
-    )
-    boots = boots[np.isfinite(boots)]
-    if boots.size == 0:
-        return (delta, math.nan, math.nan, math.nan)
-    lo, hi = _percentiles(boots, confidence)
-    if np.all(boots == 0):
-        return (delta, lo, hi, 1.0)
-    p = min(1.0, 2.0 * min(float(np.mean(boots <= 0)), float(np.mean(boots >= 0))))
-    return (delta, lo, hi, p)
-
-
-def align_by_id(
-    records_a: Sequence[Mapping[str, Any]], records_b: Sequence[Mapping[str, Any]]
-) -> tuple[list[str], list[Mapping[str, Any]], list[Mapping[str, Any]]]:
-    """The ids both record lists share (in ``records_a``'s order) and the matching records of each."""
-    index_b: dict[str, Mapping[str, Any]] = {}
-    for r in records_b:
-        if r["id"] in index_b:
-            raise ValueError(f"duplicate sample id {r['id']!r}; each item must be scored once per model")
-        index_b[r["id"]] = r
-    ids, out_a, out_b, seen = [], [], [], set()
-    for r in records_a:
-        if r["id"] in seen:
-            raise ValueError(f"duplicate sample id {r['id']!r}; each item must be scored once per model")
-        seen.add(r["id"])
-        if r["id"] in index_b:
-            ids.append(r["id"])
-            out_a.append(r)
-            out_b.append(index_b[r["id"]])
-    return ids, out_a, out_b
-
-
-def holm_adjust(p_values: Sequence[float | None]) -> list[float | None]:
-    """Holm-Bonferroni adjusted p-values (step-down, monotone); None/NaN entries stay None and do not count."""
-    valid = [(i, float(p)) for i, p in enumerate(p_values) if p is not None and not math.isnan(float(p))]
-    m = len(valid)
-    out: list[float | None] = [None] * len(p_values)
-    running = 0.0
-    for rank, (i, p) in enumerate(sorted(valid, key=lambda t: t[1])):
-        running = max(running, min(1.0, (m - rank) * p))
-        out[i] = running
-    return out
 
 
 # --------------------------------------------------------------------------------------------- results.json
@@ -344,7 +97,7 @@ def _bootstrap_macro(
     n_groups = int(groups.max()) + 1
     rng = np.random.default_rng(seed)
     stats = np.empty(n_resamples)
-    rows_per_block = max(1, _BLOCK_ELEMENTS // n)
+    rows_per_block = max(1, BLOCK_ELEMENTS // n)
     for start in range(0, n_resamples, rows_per_block):
         stop = min(n_resamples, start + rows_per_block)
         idx = rng.integers(0, n, size=(stop - start, n))
@@ -354,38 +107,11 @@ def _bootstrap_macro(
         with np.errstate(invalid="ignore", divide="ignore"):
             means = (sums / counts).reshape(stop - start, n_groups)  # a subtask absent from a resample: NaN
         stats[start:stop] = means.mean(axis=1)
-    return _percentiles(stats, confidence)
+    return percentiles(stats, confidence)
 
 
 def _num(x: float | None) -> float | None:
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
-
-
-def _bootstrap_aggregate(
-    records: Sequence[Mapping[str, Any]],
-    aggregate_fn: Callable[[list], Mapping[str, float]] | None,
-    metrics: Sequence[str],
-    confidence: float,
-    n_resamples: int,
-    seed: int,
-) -> dict[str, tuple[float, float]]:
-    """Percentile intervals of several aggregate metrics from one shared set of item resamples
-    (the same index draws as ``bootstrap_statistic_ci`` with this seed)."""
-    if not metrics or aggregate_fn is None:
-        return {}
-    n = len(records)
-    if n <= 1:
-        out = aggregate_fn(list(records)) if n else {}
-        return {m: (float(out[m]), float(out[m])) if m in out else (math.nan, math.nan) for m in metrics}
-    rng = np.random.default_rng(seed)
-    samples = np.full((len(metrics), n_resamples), math.nan)
-    for k in range(n_resamples):
-        got = aggregate_fn([records[i] for i in rng.integers(0, n, size=n)])
-        for j, m in enumerate(metrics):
-            v = got.get(m)
-            if v is not None:
-                samples[j, k] = float(v)
-    return {m: _percentiles(samples[j], confidence) for j, m in enumerate(metrics)}
 
 
 def run_model_order(models: Iterable[str], baseline_model: str = "base",
@@ -469,7 +195,7 @@ def build_results(
             scored = list(entry["scored"])
             quality = [m for m in entry["aggregate"] if not (truncated is not None and m == TRUNCATION_METRIC)]
             kinds = {metric: kind(entry, task, metric) for metric in quality}
-            statistic_cis = _bootstrap_aggregate(
+            statistic_cis = bootstrap_aggregate(
                 scored, entry.get("aggregate_fn"), [m for m, k in kinds.items() if k == "statistic"],
                 confidence, statistic_resamples, bootstrap_seed)
             task_stamp = {**stamp, "partial": task in partial, "full_n": partial.get(task)}

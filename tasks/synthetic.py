@@ -37,7 +37,7 @@ OPENINGS = (
     "There are {n} {obj} in {name}'s box.",
 )
 # Operation templates: (op, template). The template id (index in this tuple) is part of the structured form,
-# so systematic student mistakes can depend on the wording (see distill/tiny.py).
+# so systematic student mistakes can depend on the wording (see distill/tiny_corpus.py).
 OP_TEMPLATES: tuple[tuple[str, str], ...] = (
     ("+", "{name} buys {k} more {obj}."),
     ("+", "{name} finds {k} more."),

@@ -84,7 +84,10 @@ def test_cap_stop_resume_targets_and_cache(teacher_backend, random_chat_model, t
     rd = run(plan2)
     m = json.loads(rd.manifest.read_text())
     td = m["training_data"]
-    assert td["critique"]["this_run"]["cache_hits"] >= 4  # the 4 capped critiques were not paid again
+    # the 4 critiques made before the cap are kept (made under the same key): only the other shard is asked for,
+    # so they were not paid again (and not even asked of the cache)
+    assert td["critique"]["reused"] == 4 and td["critique"]["computed"] == 4
+    assert td["critique"]["this_run"]["requests"] >= 4 and td["critique"]["this_run"]["cache_hits"] == 0
     assert td["critique"]["tokens_in"] > 0 and td["refine"]["tokens_out"] > 0
     assert td["teacher_total"]["tokens"] == sum(td[s]["tokens_in"] + td[s]["tokens_out"]
                                                 for s in ("critique", "refine"))

@@ -109,7 +109,8 @@ import re
 
 from distill.pools import synthetic_pool
 from distill.teachers.oracle import parse_steps
-from distill.tiny import TinySpec, student_steps
+from distill.tiny_corpus import student_steps
+from distill.tiny_spec import TinySpec
 from tasks.synthetic import format_step
 
 #: The default oracle's critiques, refinements and direct answers on 200 pool items with tiny-style drafts,

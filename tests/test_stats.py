@@ -1,4 +1,5 @@
-"""Bootstrap intervals, paired tests and the results.json schema (reports.stats) and the paper tables."""
+"""Bootstrap intervals (reports.intervals), paired tests (reports.paired_tests), the results.json schema (reports.stats)
+and the paper tables."""
 import json
 import math
 
@@ -10,17 +11,9 @@ from pydantic import ValidationError
 
 from common.artifacts import Comparison, ResultRow, Results, SchemaMismatch
 from reports import paper
-from reports.stats import (
-    align_by_id,
-    bootstrap_ci,
-    bootstrap_statistic_ci,
-    build_results,
-    holm_adjust,
-    load_results,
-    paired_difference,
-    sign_flip_p,
-    write_results,
-)
+from reports.intervals import bootstrap_ci, bootstrap_statistic_ci
+from reports.paired_tests import align_by_id, holm_adjust, paired_difference, sign_flip_p
+from reports.stats import build_results, load_results, write_results
 
 
 def _binary(n: int, p: float, seed: int) -> np.ndarray:
@@ -52,9 +45,9 @@ def test_ci_is_deterministic_for_a_seed_and_depends_on_it():
 def test_ci_multinomial_shortcut_matches_index_resampling(monkeypatch):
     v = _binary(500, 0.3, 12)
     fast = bootstrap_ci(v, n_resamples=4000)
-    import reports.stats as stats_module
+    import reports.intervals as intervals_module
 
-    monkeypatch.setattr(stats_module, "_MULTINOMIAL_MAX_LEVELS", 0)
+    monkeypatch.setattr(intervals_module, "MULTINOMIAL_MAX_LEVELS", 0)
     slow = bootstrap_ci(v, n_resamples=4000)
     assert fast == pytest.approx(slow, abs=0.006)  # Monte Carlo error of a 2.5% quantile, not a bias
 
@@ -126,9 +119,9 @@ def test_sign_flip_few_levels_matches_item_flipping(monkeypatch):
     d = rng.choice([-1.0, 0.0, 0.5, 1.0], size=300, p=[0.26, 0.32, 0.2, 0.22])
     p_short = sign_flip_p(d)
     assert p_short == sign_flip_p(d)  # deterministic
-    import reports.stats as stats_module
+    import reports.paired_tests as paired_module
 
-    monkeypatch.setattr(stats_module, "_MULTINOMIAL_MAX_LEVELS", 0)
+    monkeypatch.setattr(paired_module, "MULTINOMIAL_MAX_LEVELS", 0)
     p_items = sign_flip_p(d)
     assert p_short == pytest.approx(p_items, abs=0.02)
     assert 0.05 < p_short < 0.4

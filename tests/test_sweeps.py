@@ -7,7 +7,7 @@ import pytest
 
 from common.artifacts import Manifest, ResultRow, Results, SampleRecord, save_artifact, write_samples
 from harness.config import ConfigError, load_config
-from harness import sweep
+from harness import experiment_results, sweep
 from harness.store import RunDir
 
 
@@ -62,16 +62,16 @@ def test_combine_rows_over_seeds_and_seed_aware_test(tmp_path):
     cfg = load_config(None, "smoke", extra={"seeds": [0, 1, 2], "methods": ["sft", "cgd"]})
     cells = sweep.expand(cfg)
     dirs = [_fake_cell(tmp_path, c.seed, 0.05 * c.seed) for c in cells]
-    res = sweep.combine("exp", list(zip(cells, dirs)), cfg)
+    res = experiment_results.combine("exp", list(zip(cells, dirs)), sweep.experiment_about(cfg))
     per_seed = [r for r in res.rows if r.model == "cgd" and r.seed is not None]
-    agg = [r for r in res.rows if r.model == "cgd" and r.params.get("aggregate") == sweep.AGGREGATE]
+    agg = [r for r in res.rows if r.model == "cgd" and r.params.get("aggregate") == experiment_results.AGGREGATE]
     assert len(per_seed) == 3 and len(agg) == 1
     a = agg[0]
     vals = [r.value for r in per_seed]
     assert a.seed is None and a.seeds == [0, 1, 2]
     assert a.value == pytest.approx(np.mean(vals)) and a.sd == pytest.approx(np.std(vals, ddof=1))
     assert a.ci_low <= a.value <= a.ci_high and a.ci_method.startswith("hierarchical_bootstrap")
-    comps = [c for c in res.comparisons if c.test == sweep.SEED_TEST]
+    comps = [c for c in res.comparisons if c.test == experiment_results.SEED_TEST]
     pair = next(c for c in comps if c.model == "cgd" and c.baseline == "sft")
     assert pair.delta == pytest.approx(a.value - next(r for r in res.rows if r.model == "sft" and r.seed is None).value)
     assert pair.n == 30 and 0 < pair.p_value <= 1
@@ -83,8 +83,8 @@ def test_hierarchical_interval_widens_with_seed_variance():
     items = (rng.random((1, 50)) < 0.5).astype(float)
     same = np.repeat(items, 3, axis=0)
     varied = np.clip(same + np.array([[-0.2], [0.0], [0.2]]), 0, 1)
-    lo1, hi1 = sweep.hierarchical_ci(same)
-    lo2, hi2 = sweep.hierarchical_ci(varied)
+    lo1, hi1 = experiment_results.hierarchical_ci(same)
+    lo2, hi2 = experiment_results.hierarchical_ci(varied)
     assert hi2 - lo2 > hi1 - lo1
-    d, lo, hi, p = sweep.hierarchical_paired_test(same, same)
+    d, lo, hi, p = experiment_results.hierarchical_paired_test(same, same)
     assert d == 0 and p == 1.0

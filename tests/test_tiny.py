@@ -11,8 +11,9 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from distill.tiny import (EOS, TinySpec, build_tokenizer, encode_example, ensure_tiny_student,
-                          pretraining_example, spec_hash)
+from distill.tiny import EOS, build_tokenizer, encode_example, ensure_tiny_student
+from distill.tiny_corpus import pretraining_example
+from distill.tiny_spec import TinySpec, spec_hash
 from tasks.synthetic import SyntheticID, SyntheticOOD
 
 
@@ -125,12 +126,13 @@ def test_shipped_students_match_their_recipe_and_are_checked(tmp_path, monkeypat
     import shutil
 
     import distill.tiny as tiny
+    import distill.tiny_spec as tiny_spec
 
     for spec in (TinySpec.default(), TinySpec.smoke()):
-        folder = tiny.SHIPPED_DIR / f"tiny-{tiny.spec_hash(spec)}"
+        folder = tiny.SHIPPED_DIR / f"tiny-{spec_hash(spec)}"
         stored = json.loads((folder / "tiny_spec.json").read_text())
         assert stored == json.loads(json.dumps(dataclasses.asdict(spec), default=list))
-        assert json.loads((folder / "build_metrics.json").read_text())["recipe"] == tiny.RECIPE_VERSION
+        assert json.loads((folder / "build_metrics.json").read_text())["recipe"] == tiny_spec.RECIPE_VERSION
         dest = tmp_path / spec.preset
         dest.mkdir()
         assert tiny.copy_shipped(folder.name, dest) and (dest / "model.safetensors").exists()

@@ -1,13 +1,16 @@
 """Training data: the pool's questions, then the stages the chosen methods need, in order: probe (the student's
 own answers), critique, refine and direct (the teacher). Each stage carries a fingerprint of what made it; a
 stored stage is kept only when its fingerprint matches, otherwise it (and every stage built on it) is computed
-again through the call cache, and the run says so.
+again through the call cache, and the run says so. A stage runs as shard units on the run's executor
+(harness/stages/teacher_units.py), each saved as it finishes; an unfinished stage's outputs are kept when the
+fingerprint they were made with (``partial`` in items.meta.json) matches, so a re-run computes only the rest.
 
 Costs: every teacher call's tokens (as the engine reports them; a call the cache answers counts at its original
 size) are kept per item in ``meta['usage'][stage]``, so the totals of the data survive resumes. The caps
-``teacher.max_tokens`` / ``teacher.max_cost_usd`` are checked before each batch of ``teacher.batch_size``
-requests: reaching one saves data/items.jsonl (the cache has every answer already) and raises BudgetExceeded
-(exit code 2) with how to resume. The overshoot is at most one batch.
+``teacher.max_tokens`` / ``teacher.max_cost_usd`` are checked before each wave of shards (a shard: one batch of
+``teacher.batch_size`` items; a wave: one shard in this process, as many as the cluster runs at once on Ray):
+reaching one saves data/items.jsonl (the cache has every answer already) and raises BudgetExceeded (exit code 2)
+with how to resume. The overshoot is at most one wave (one batch with the local executor).
 
 The critique-content ablation (``teacher.critique_mode``) is applied once the critique stage is complete: the
 teacher's own critique stays in ``meta['specific_critique']`` (the refine stage always reads it) and
@@ -17,18 +20,18 @@ from __future__ import annotations
 
 import copy
 import random
-import time
 from typing import Any
 
 from common.files import read_json_or_none, read_jsonl, stable_hash, write_json_atomic, write_jsonl_atomic
-from common.stages import STAGE_FIELDS, STAGE_TABLE, TEACHER_STAGES
-from common.types import SamplingParams
+from common.stages import STAGE_FIELDS, TEACHER_STAGES
 from common.units import StageSummary, Student, TrainingData
 from distill.items import TrainItem
 from harness.config import ConfigError, RunConfig
-from harness.models import make_teacher, serve, teacher_fingerprint
-from harness.progress import console, progress_bar
+from harness.executors import Executor
+from harness.models import teacher_fingerprint
+from harness.progress import console
 from harness.stages.plan import Plan
+from harness.stages.teacher_units import probe_params, run_probe, run_teacher_stage
 from harness.store import CallCache
 
 #: stage -> (TrainItem field it fills, the stage it builds on)
@@ -37,13 +40,9 @@ _STAGE_META = {"critique": ("specific_critique", "critique_from")}
 
 
 class BudgetExceeded(ConfigError):
-    """The teacher's spending cap was reached; everything so far is stored. A ConfigError, so the CLI prints the
-    one-line message and exits with code 2."""
-
-
-def probe_params(cfg: RunConfig) -> SamplingParams:
-    return SamplingParams(max_new_tokens=cfg.probe.max_new_tokens, temperature=cfg.probe.temperature,
-                          seed=cfg.seed)
+    """The teacher's spending cap was reached before a wave of shards; everything so far is stored (the run may
+    have passed the cap by the wave before: one batch locally, one shard per free CPU or GPU on Ray). A
+    ConfigError, so the CLI prints the one-line message and exits with code 2."""
 
 
 def stage_fingerprints(cfg: RunConfig, student_id: str, pool: list[TrainItem],
@@ -222,9 +221,14 @@ def stage_stats(items: list[TrainItem], stage: str) -> dict[str, Any]:
 
 
 # ---- the stage ------------------------------------------------------------------------------------------
-def build_items(plan: Plan, student: Student, cache: CallCache) -> TrainingData:
-    """The training items, the held-out validation items and the per-stage summaries for the manifest."""
+def build_items(plan: Plan, student: Student, cache: CallCache, executor: Executor | None = None) -> TrainingData:
+    """The training items, the held-out validation items and the per-stage summaries for the manifest. Every
+    stage's pending items run as shard units on ``executor`` (harness/stages/teacher_units.py; in order, in this
+    process, by default)."""
+    from harness.executors.local import LocalExecutor
+
     cfg = plan.config
+    executor = executor or LocalExecutor(cfg.executor)
     if plan.pool is None:
         raise ValueError("build_items needs the plan of a run that trains (plan_run(cfg, train=True), methods set)")
     split = plan.pool.split()  # loaded once per plan; the held-out task pool_validation reads the same split
@@ -243,18 +247,22 @@ def build_items(plan: Plan, student: Student, cache: CallCache) -> TrainingData:
         if cfg.teacher.strip_thinking:
             record.requests["strip_thinking"] = cfg.teacher.strip_thinking
     stored_keys: dict[str, str] = {}
+    partial: dict[str, str] = {}  # an unfinished stage -> the key its stored outputs were made with
     if path.exists() and meta_path.exists():
-        stored_keys = (read_json_or_none(meta_path) or {}).get("stages", {})  # damaged: every stage again
+        stored_meta = read_json_or_none(meta_path) or {}  # damaged: every stage again
+        stored_keys, partial = stored_meta.get("stages", {}), stored_meta.get("partial", {})
         stored = {d["id"]: TrainItem.from_dict(d) for d in read_jsonl(path)}
         if stored_keys.get("pool") == keys["pool"]:
             train_items = [stored.get(it.id, it) for it in train_items]
+    cleared = False
     for stage in stages:
         attr, _ = STAGE_FIELDS[stage]
-        if stored_keys.get(stage) != keys[stage]:
-            if stored_keys.get(stage) is not None:
+        if keys[stage] not in (stored_keys.get(stage), partial.get(stage)):
+            if stored_keys.get(stage) is not None or partial.get(stage) is not None:
                 console.print(f"[yellow]training data[/] {stage}: stored outputs were made differently "
                               "(student, teacher, prompts, critique mode or sampling changed); computing again")
             for it in train_items:
+                cleared = cleared or getattr(it, attr) is not None
                 setattr(it, attr, None)
                 it.meta.get("usage", {}).pop(stage, None)
                 it.meta.get("raw", {}).pop(stage, None)
@@ -264,80 +272,49 @@ def build_items(plan: Plan, student: Student, cache: CallCache) -> TrainingData:
         record.stages[stage] = StageSummary(fingerprint=keys[stage],
                                             reused=sum(getattr(it, attr) is not None for it in train_items))
 
-    def done_keys() -> dict[str, str]:
-        return {s: keys[s] for s in ("pool", *stages)
-                if s == "pool" or all(getattr(it, STAGE_FIELDS[s][0]) is not None for it in train_items)}
-
-    def save() -> None:  # items first: a kill between the two writes leaves stale keys, so work is redone
+    def save() -> None:
+        """Items first, then the done record: a kill between the two writes leaves the older record, which never
+        claims the newer outputs (so they are made again, through the cache)."""
         write_jsonl_atomic(path, (it.to_dict() for it in train_items))
-        write_json_atomic(meta_path, {"stages": done_keys()})
+        present = {s: sum(getattr(it, STAGE_FIELDS[s][0]) is not None for it in train_items) for s in stages}
+        made: dict[str, Any] = {"stages": {s: keys[s] for s in ("pool", *stages)
+                                           if s == "pool" or present[s] == len(train_items)}}
+        unfinished = {s: keys[s] for s in stages if 0 < present[s] < len(train_items)}
+        if unfinished:
+            made["partial"] = unfinished
+        write_json_atomic(meta_path, made)
 
-    if "probe" in stages and any(it.probe is None for it in train_items):
-        t0 = time.perf_counter()
-        engine = serve(cfg.eval.engine, student.path, None, cache)
-        todo = [it for it in train_items if it.probe is None]
-        prompts = [cfg.prompts.messages_for("probe", question=it.question) for it in todo]
-        with progress_bar("probe (student answers)", len(prompts)) as advance:
-            outs = engine.generate(prompts, probe_params(cfg), advance)
-        for it, comps in zip(todo, outs):
-            it.probe = comps[0].text
-        summary_of = record.stages["probe"]
-        summary_of.computed, summary_of.cache_hits, summary_of.cache_misses = len(todo), engine.hits, engine.misses
-        summary_of.seconds = round(time.perf_counter() - t0, 2)
+    if cleared:  # outputs made otherwise leave the store before any new one is saved beside them
         save()
+    log_dir = plan.run_dir.root / "logs" / "units"
+    if "probe" in stages and any(it.probe is None for it in train_items):
+        run_probe(cfg, student, [it for it in train_items if it.probe is None], cache, executor, log_dir,
+                  record.stages["probe"], save)
     budget = Budget(cfg, train_items)
     teacher_stages = [s for s in TEACHER_STAGES if s in stages]
-    if any(getattr(it, STAGE_FIELDS[s][0]) is None for s in teacher_stages for it in train_items):
-        teacher = make_teacher(cfg, cache)
-        for stage, fn in ((s.name, getattr(teacher, s.teacher_call)) for s in STAGE_TABLE if s.teacher_call):
-            attr = STAGE_FIELDS[stage][0]
-            todo = [it for it in train_items if getattr(it, attr) is None] if stage in stages else []
-            if not todo:
-                continue
-            t0 = time.perf_counter()
-            fresh = {"tokens_in": 0, "tokens_out": 0, "requests": 0, "cache_hits": 0}
-            done = 0
-            with progress_bar(f"{stage} (teacher)", len(todo)) as advance:
-                for i in range(0, len(todo), cfg.teacher.batch_size):
-                    why = budget.reached()
-                    if why:
-                        record.stages[stage].computed = done
-                        record.stages[stage].seconds = round(time.perf_counter() - t0, 2)
-                        save()
-                        raise BudgetExceeded(
-                            f"stopped by the spending cap: {why}; {stage} {done + record.stages[stage].reused}/"
-                            f"{len(train_items)} done, everything kept in {path} and the call cache; to resume, "
-                            "run the same command with a higher cap (e.g. --set teacher.max_tokens=N or "
-                            "teacher.max_cost_usd=X)")
-                    chunk = todo[i : i + cfg.teacher.batch_size]
-                    texts = fn(chunk)
-                    usage = getattr(teacher, "last_usage", None) or []
-                    raw = getattr(teacher, "last_raw", None) or []
-                    no_thinking = getattr(teacher, "last_thinking_missing", None) or []
-                    for j, (it, text) in enumerate(zip(chunk, texts)):
-                        setattr(it, attr, text)
-                        if j < len(raw) and raw[j] is not None:  # the output before its thinking was stripped
-                            it.meta.setdefault("raw", {})[stage] = raw[j]
-                        if j < len(no_thinking) and no_thinking[j]:
-                            it.meta.setdefault("thinking_missing", {})[stage] = True
-                        if j < len(usage):
-                            u = usage[j].to_dict()
-                            it.meta.setdefault("usage", {})[stage] = u
-                            fresh["requests"] += u["requests"]
-                            fresh["cache_hits"] += u["cached"]
-                            if u["cached"] < u["requests"]:  # not (only) from the cache: paid in this run
-                                fresh["tokens_in"] += u["tokens_in"]
-                                fresh["tokens_out"] += u["tokens_out"]
-                    done += len(chunk)
-                    advance(len(chunk))
-                    if stage == "critique" and all(it.critique is not None for it in train_items):
-                        apply_critique_mode(cfg, train_items)
-                    save()
-            pin, pout = budget.prices
-            record.stages[stage].computed = done
-            record.stages[stage].seconds = round(time.perf_counter() - t0, 2)
-            record.stages[stage].this_run = {**fresh, "cost_usd": round((fresh["tokens_in"] * pin +
-                                                                         fresh["tokens_out"] * pout) / 1e6, 6)}
+    for stage in teacher_stages:
+        attr = STAGE_FIELDS[stage][0]
+        todo = [it for it in train_items if getattr(it, attr) is None]
+        if not todo:
+            continue
+        summary = record.stages[stage]
+
+        def save_shard(stage: str = stage) -> None:
+            if stage == "critique" and all(it.critique is not None for it in train_items):
+                apply_critique_mode(cfg, train_items)
+            save()
+
+        def check_budget(stage: str = stage, summary: StageSummary = summary) -> None:
+            why = budget.reached()
+            if why:
+                save()
+                raise BudgetExceeded(
+                    f"stopped by the spending cap: {why}; {stage} {summary.computed + summary.reused}/"
+                    f"{len(train_items)} done, everything kept in {path} and the call cache; to resume, run the "
+                    "same command with a higher cap (e.g. --set teacher.max_tokens=N or teacher.max_cost_usd=X)")
+
+        paid = run_teacher_stage(cfg, stage, todo, cache, executor, log_dir, summary, save_shard, check_budget)
+        summary.this_run = paid.record(budget.prices)
     if "critique" in stages:
         apply_critique_mode(cfg, train_items)
     if any(s in stages for s in ("probe", *TEACHER_STAGES)):
