@@ -18,7 +18,8 @@ from pydantic import Field
 from tasks.base import Doc, GenerationConfig, Scored, Task, TaskOptions
 from tasks.registry import register_task
 from tasks.scorers.extract import extract_answer, last_boxed
-from tasks.synthetic import ID_STEPS, Problem, as_int, generate_problems
+from tasks.synthetic import as_int
+from tasks.synthetic_problems import ID_STEPS, Problem, generate_problems
 
 _ANSWER_LINE = re.compile(r"Answer:\s*(-?\d[\d,]*)\.?")
 

@@ -3,7 +3,7 @@ from distill.items import TrainItem
 from distill.teachers.base import Teacher
 from distill.teachers.oracle import OracleTeacher, check
 from tasks.registry import get_task
-from tasks.synthetic import OP_TEMPLATES, Op, Problem
+from tasks.synthetic_problems import OP_TEMPLATES, Op, Problem
 
 
 def _problem() -> Problem:
@@ -111,7 +111,7 @@ from distill.pools import synthetic_pool
 from distill.teachers.oracle import parse_steps
 from distill.tiny_corpus import student_steps
 from distill.tiny_spec import TinySpec
-from tasks.synthetic import format_step
+from tasks.synthetic_problems import format_step
 
 #: The default oracle's critiques, refinements and direct answers on 200 pool items with tiny-style drafts,
 #: computed before teacher.style existed: the default must stay byte-identical.

@@ -66,12 +66,14 @@ def test_held_out_task_is_the_split_build_items_trains_without(tmp_path):
     assert all(it.probe is None and not it.meta.get("usage") for it in plan.pool.split().train)
 
 
-def test_plan_pickles_with_its_loaded_split(tmp_path):
+def test_plan_pickles_with_its_held_out_task(tmp_path):
     plan = _plan(tmp_path)
     plan.pool.split()
     back = pickle.loads(pickle.dumps(plan))
-    assert back.pool.loaded and back.eval_tasks == plan.eval_tasks
+    assert back.eval_tasks == plan.eval_tasks
     assert [d.id for d in back.task_docs("pool_validation")] == [d.id for d in plan.task_docs("pool_validation")]
+    assert not back.pool.loaded  # the held-out docs travel, the training pool stays with the driver
+    assert [it.id for it in back.pool.split().train] == [it.id for it in plan.pool.split().train]  # same if reloaded
     assert back.docs == plan.docs and isinstance(back.docs, FrozenMap)
     with pytest.raises(TypeError):
         back.partial["math500"] = 1

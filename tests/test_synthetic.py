@@ -2,7 +2,7 @@
 from tasks.format_probe import INSTRUCTIONS, FormatProbe, answer_line_ok, boxed_last_ok, only_number_ok
 from tasks.registry import get_task
 from distill.pools import synthetic_pool
-from tasks.synthetic import ID_STEPS, OOD_STEPS, Problem, eval_problems, parse_question, split_of
+from tasks.synthetic_problems import ID_STEPS, OOD_STEPS, Problem, eval_problems, parse_question, split_of
 
 
 def test_pool_is_deterministic_and_seeded():
@@ -91,7 +91,8 @@ import hashlib
 import json
 from collections import Counter
 
-from tasks.synthetic import WEB_SHARES, format_solution
+from tasks.synthetic_problems import format_solution
+from tasks.synthetic_web import WEB_SHARES
 
 # Digests of the default (gold) pools computed before answer_style existed: the default must stay byte-identical.
 FROZEN_GOLD_POOL = {(200, 0): "5e5d1a450fe01da940802bda1b4acf295b213049bfcb275c1f1fbd86ec43dc8a",

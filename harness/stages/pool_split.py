@@ -73,13 +73,17 @@ def load_split(cfg: RunConfig, tasks: Mapping[str, Task]) -> PoolSplit:
 
 
 class PoolSource:
-    """The run's pool, loaded on the first ``split()`` and kept: what it loads is fixed at construction. Pickles
-    with the split when it was loaded (a Ray worker never loads it again)."""
+    """The run's pool, loaded on the first ``split()`` and kept: what it loads is fixed at construction.
+
+    Pickled (the ray executor ships the plan to every unit) it keeps the held-out task and its docs but not the
+    training pool: workers evaluate pool_validation, they never build training items, and the paper's pool
+    (100,000 WebInstruct questions) would otherwise be unpickled by every evaluation unit."""
 
     def __init__(self, cfg: RunConfig, tasks: Mapping[str, Task]) -> None:
         self._cfg = cfg
         self._tasks = FrozenMap(tasks)
         self._split: PoolSplit | None = None
+        self._held_out: tuple[Task, tuple[Doc, ...]] | None = None
         self._lock = threading.Lock()
 
     @property
@@ -90,13 +94,20 @@ class PoolSource:
         with self._lock:
             if self._split is None:
                 self._split = load_split(self._cfg, self._tasks)
+                self._held_out = (self._split.held_out_task, self._split.held_out_docs)
             return self._split
 
+    def held_out(self) -> tuple[Task, tuple[Doc, ...]]:
+        """pool_validation and its docs (loads the pool on first use)."""
+        if self._held_out is None:
+            self.split()
+        return self._held_out
+
     def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k != "_lock"}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_lock", "_split")}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state, _lock=threading.Lock())
+        self.__dict__.update(state, _lock=threading.Lock(), _split=None)
 
     def __repr__(self) -> str:
         return f"PoolSource({self._cfg.pool.source!r}, n={self._cfg.pool.n}, loaded={self.loaded})"
@@ -118,8 +129,8 @@ class HeldOut:
 
     @property
     def task(self) -> Task:
-        return self.source.split().held_out_task
+        return self.source.held_out()[0]
 
     @property
     def docs(self) -> tuple[Doc, ...]:
-        return self.source.split().held_out_docs
+        return self.source.held_out()[1]
