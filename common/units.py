@@ -94,12 +94,16 @@ class TaskEval:
     reused: Optional[str] = None  # "samples" | "responses (re-scored: grader changed)" | None (generated)
     seconds: Optional[float] = None
     shared_from: Optional[str] = None  # a sweep's donor cell whose sample file was linked in
+    #: The processes that evaluated it, one per unit (shard) in doc order: {"host", "pid"} (an engine actor on Ray).
+    served_by: Optional[list[dict[str, Any]]] = None
 
     def record(self) -> dict[str, Any]:
         """The manifest's per-task entry."""
         out: dict[str, Any] = {"fingerprint": self.fingerprint, "scoring": self.scoring, "reused": self.reused}
         if self.seconds is not None:
             out["seconds"] = self.seconds
+        if self.served_by is not None:
+            out["served_by"] = self.served_by
         if self.shared_from is not None:
             out["shared_from"] = self.shared_from
         return out

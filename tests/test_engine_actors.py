@@ -12,8 +12,13 @@ import os
 
 import pytest
 
+from typer.testing import CliRunner
+
 from common.artifacts import read_samples
+from harness.cli import app
 from tests.test_executors import KillFirst, compare, rows
+
+runner = CliRunner()
 
 ray = pytest.importorskip("ray")
 try:
@@ -60,3 +65,22 @@ def test_vllm_engine_actor_shards_serves_base_and_adapter_and_survives_a_kill(cl
     # One actor process (not the driver) served the base model and the adapter on one vllm.LLM.
     assert base["served_by"] == sft["served_by"] and base["served_by"]["pid"] != os.getpid()
     assert base["llm_loads"] == sft["llm_loads"] == 1
+
+    # Data parallel: the same base model and adapter under `harness eval`, on as many actors as the cluster holds
+    # (2) and eval.shards=auto (2 shards a task): the same rows, each shard served by one of two actor processes.
+    os.environ["HARNESS_CACHE_DIR"] = str(tmp_path / "cache-dp")
+    try:
+        res = runner.invoke(app, ["eval", "--preset", "smoke", "--limit", "6", "--tasks", "synthetic_id,format_probe",
+                                  "--adapter", str(local / "models" / "sft" / "final"), "--name", "sft",
+                                  "--set", "eval.engine.backend=vllm", "--set", "eval.engine.options.cpu_kvcache_gib=1",
+                                  "--set", "executor.kind=ray", "--set", "eval.shards=auto",
+                                  "--output-dir", str(tmp_path), "--run-id", "dp"])
+    finally:
+        os.environ.pop("HARNESS_CACHE_DIR", None)
+    assert res.exit_code == 0, res.output
+    assert rows(tmp_path / "dp") == rows(local)
+    models = json.loads((tmp_path / "dp" / "manifest.json").read_text())["models"]
+    served = [tuple(p.values()) for m in ("base", "sft") for t in ("synthetic_id", "format_probe")
+              for p in models[m]["eval"][t]["served_by"]]
+    assert len(served) == 8 and len(set(served)) == 2  # 2 models x 2 tasks x 2 shards, on two actor processes
+    assert all(models[m]["engine"]["llm_loads"] == 1 for m in ("base", "sft"))

@@ -237,8 +237,9 @@ def eval_batch(plan: Plan, models: list[ModelToEvaluate], cache: CallCache,
         _store(rd, pair.model, pair.task, pair.merged(), pair.generation, pair.scoring)
         pair.remove()
         seconds = sum(d.seconds for d in pair.done.values()) + time.perf_counter() - t0
+        served = [pair.done[pair.label(k)].engine.get("served_by") for k in range(len(pair.ranges))]
         stats[pair.model].tasks[pair.task] = TaskEval(pair.model, pair.task, pair.generation.key, pair.scoring.key,
-                                                      reused=None, seconds=round(seconds, 2))
+                                                      reused=None, seconds=round(seconds, 2), served_by=served)
 
     for m in models:
         identity = identity_for(plan, m)
@@ -313,7 +314,7 @@ def eval_batch(plan: Plan, models: list[ModelToEvaluate], cache: CallCache,
         _store(rd, model, name, out.records, gen_fp, score_fp)
         me.tasks[name] = TaskEval(model, name, gen_fp.key, score_fp.key, reused=None,
                                   seconds=round(out.seconds + time.perf_counter() - t0, 2),
-                                  shared_from=o.shared_from)
+                                  shared_from=o.shared_from, served_by=[out.engine.get("served_by")])
 
     def finish() -> dict[str, ModelEval]:
         for me in stats.values():  # the run's task order, whichever unit finished first
