@@ -103,6 +103,11 @@ def test_two_seed_sweep_on_ray_equals_local(cluster, tiny_cache, tmp_path, monke
         return ray_run(self, jobs, log_dir, on_done)
 
     monkeypatch.setattr(RayExecutor, "run", recording_run)
+    from common.progress import DriverBars
+
+    events = []
+    driver_apply = DriverBars.apply
+    monkeypatch.setattr(DriverBars, "apply", lambda self, evs: (events.extend(evs), driver_apply(self, evs))[1])
     on_ray = compare(tmp_path, "ray", "ray", "--methods", "sft", "--seeds", "0,1")
     assert rows(on_ray) == rows(local)
     assert {0, 1} <= {r["seed"] for r in rows(on_ray)}  # per-seed rows, beside the mean over seeds
@@ -117,6 +122,11 @@ def test_two_seed_sweep_on_ray_equals_local(cluster, tiny_cache, tmp_path, monke
     cells = sorted((on_ray / "cells").iterdir())
     second = json.loads((cells[1] / "manifest.json").read_text())["models"]["base"]["eval"]
     assert second["synthetic_id"]["shared_from"] == str(cells[0])  # computed once, stored in both cells
+    # The workers' own bars reached the driver's display: each evaluation counted its 6 items there.
+    counted = {}
+    for e in events:
+        counted[e.description] = counted.get(e.description, 0) + e.advance
+    assert counted.get("eval sft/synthetic_id") == 12 and counted.get("eval base/format_probe") == 6, counted
 
 
 def test_ray_checks_visibility_and_capacity_before_anything_starts(cluster, tmp_path):

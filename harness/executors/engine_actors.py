@@ -21,10 +21,24 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from common.progress import send_progress_to
 from common.units import Resources
 
 #: Fresh actor names across every executor call of this driver (a retried unit never meets an old name).
 _NAMES = itertools.count(1)
+
+
+def forward_progress(queue) -> None:
+    """In a Ray worker (task or engine actor): its bars go to the driver through ``queue``; a lost message never
+    fails the unit."""
+
+    def put(event) -> None:
+        try:
+            queue.put_nowait(event)
+        except Exception:  # the queue is full or gone: the driver's bar lags, the unit goes on
+            pass
+
+    send_progress_to(put if queue is not None else None)
 
 
 class EngineActor:
@@ -34,12 +48,13 @@ class EngineActor:
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         return os.getpid()
 
-    def run(self, title: str, fn: Callable[..., Any], *args: Any) -> Any:
+    def run(self, title: str, progress: Any, fn: Callable[..., Any], *args: Any) -> Any:
         # The unit's name in the process title, as a Ray task has it (an operator finds it with ps); Ray's own
         # setproctitle, since it owns the process's argv area.
         import ray._raylet
 
         ray._raylet.setproctitle(title)
+        forward_progress(progress)  # its bars show in the driver's display
         return fn(*args)
 
 

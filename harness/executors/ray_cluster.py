@@ -17,19 +17,25 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from common.progress import console, progress_bar
+from common.progress import DriverBars, console
 from common.units import Outcome, Resources
 from harness.config import ConfigError
 from harness.executors import Job, error_log, register_executor
-from harness.executors.engine_actors import Actor, ActorPool, ActorStartTimeout, slots_for
+from harness.executors.engine_actors import Actor, ActorPool, ActorStartTimeout, forward_progress, slots_for
 
 #: Seconds to wait for a cluster to answer ray.init before saying so (a wrong address hangs otherwise).
 CONNECT_TIMEOUT_S = 60
 
 
-def _call(fn, *args):
-    """What a Ray worker runs: the unit's function, with the harness's quiet settings of a worker process."""
+#: Seconds between the driver's looks at the workers' progress while it waits for units.
+PROGRESS_POLL_S = 0.5
+
+
+def _call(fn, queue, *args):
+    """What a Ray worker runs: the unit's function, with the harness's quiet settings of a worker process and its
+    progress bars forwarded to the driver's display."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    forward_progress(queue)
     return fn(*args)
 
 
@@ -63,6 +69,22 @@ class RayExecutor:
                 raise ConfigError(f"no Ray cluster answers at {self.address!r} ({e}); start one (ray start --head) "
                                   "or unset executor.address and RAY_ADDRESS for a local cluster") from None
         self._remote = ray.remote(_call)
+
+    def progress_queue(self):
+        """The queue workers send their bars' events through (one small actor, started once per driver)."""
+        if getattr(self, "_progress", None) is None:
+            from ray.util.queue import Queue
+
+            self._progress = Queue(maxsize=10_000, actor_options={"num_cpus": 0})
+        return self._progress
+
+    @staticmethod
+    def drain(queue) -> list:
+        try:
+            n = queue.qsize()
+            return queue.get_nowait_batch(n) if n else []
+        except Exception:  # the queue actor died: bars stop moving, units go on
+            return []
 
     def describe(self) -> dict[str, Any]:
         res = self.ray.cluster_resources()
@@ -104,6 +126,7 @@ class RayExecutor:
         self.check_capacity(jobs)
         ray = self.ray
         shared: dict[int, Any] = {}  # one object-store copy of each large argument (the plan) for every unit
+        progress = self.progress_queue()  # workers' bars -> the driver's display
 
         def put(a):
             if isinstance(a, (str, int, float, bool, type(None), Path)):
@@ -119,7 +142,7 @@ class RayExecutor:
                                     "name": f"{job.unit.name}#{attempts[i]}"}  # a fresh name per attempt
             if r.memory_gb:
                 opts["memory"] = int(r.memory_gb * 2**30)
-            return self._remote.options(**opts).remote(job.fn, *[put(a) for a in job.args])
+            return self._remote.options(**opts).remote(job.fn, progress, *[put(a) for a in job.args])
 
         outcomes: list[Outcome | None] = [None] * len(jobs)
         attempts = [1] * len(jobs)
@@ -143,7 +166,8 @@ class RayExecutor:
 
         def run_on(actor: Actor, i: int):
             job = jobs[i]
-            return actor.handle.run.remote(f"ray::{job.unit.name}#{attempts[i]}", job.fn, *[put(a) for a in job.args])
+            return actor.handle.run.remote(f"ray::{job.unit.name}#{attempts[i]}", progress, job.fn,
+                                           *[put(a) for a in job.args])
 
         def failed(i: int, cause: BaseException, advance) -> None:
             """Log the attempt; submit it again (fresh name or actor), or record the error once all are spent."""
@@ -164,10 +188,16 @@ class RayExecutor:
             advance(1)
 
         try:
-            with progress_bar(f"units on ray ({jobs[0].unit.kind})", len(jobs)) as advance:
+            with DriverBars(f"units on ray ({jobs[0].unit.kind})", len(jobs)) as bars:
+                advance = bars.unit_done
                 schedule()
                 while pending:
-                    done, _ = ray.wait(list(pending), num_returns=1, timeout=pool.wait_s(time.monotonic()))
+                    start_wait = pool.wait_s(time.monotonic())
+                    done, _ = ray.wait(list(pending), num_returns=1, timeout=PROGRESS_POLL_S if start_wait is None
+                                       else min(start_wait, PROGRESS_POLL_S))
+                    bars.apply(self.drain(progress))
+                    if not done and not pool.overdue(time.monotonic()):
+                        continue
                     if not done:  # an engine actor missed its start-up deadline
                         for actor in pool.overdue(time.monotonic()):
                             ref = next(k for k, v in pending.items() if v[2] is actor)
