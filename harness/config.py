@@ -210,9 +210,9 @@ class EvalConfig(Strict):
     engine: EngineConfig = Field(default_factory=EngineConfig)
     score_workers: int | None = None
     #: Data-parallel shards of each (model, task) evaluation: an int, or "auto" = as many as the executor runs
-    #: engines at once (its engine actors on Ray; 1 locally). vllm engine only; lm-eval tasks run whole. Rows
-    #: do not depend on it (excluded from the run id).
-    shards: int | Literal["auto"] = 1
+    #: engines at once (its engine actors on Ray; 1 locally, so a local run is unsharded). vllm engine only;
+    #: lm-eval tasks run whole. Rows do not depend on it (excluded from the run id).
+    shards: int | Literal["auto"] = "auto"
     #: The sampling seed of sampled tasks (temperature > 0); None = the run seed. Greedy tasks, the probe, the
     #: teacher and training never read it (``eval_seeds`` varies it alone).
     seed: int | None = None

@@ -23,7 +23,9 @@ def test_ranges_cover_the_docs_in_order():
     assert shard_count(vllm, "generate", 4) == 4 and shard_count(vllm, "lm_eval", 4) == 1
     hf = load_config(None, "smoke", extra={"eval": {"shards": 3}})
     assert shard_count(hf, "generate", 4) == 1  # the hf engine's batches depend on the task's prompts
-    assert config_hash(vllm) == config_hash(load_config(None, "smoke", extra={"eval": {"engine": {"backend": "vllm"}}}))
+    assert vllm.eval.shards == load_config(None, "smoke").eval.shards == "auto"  # the default: 1 locally
+    assert config_hash(vllm) == config_hash(load_config(None, "smoke", extra={"eval": {
+        "shards": 2, "engine": {"backend": "vllm"}}}))  # shards change where docs are evaluated, not the run
 
 
 def output(plan, task_name: str, start: int, stop: int) -> EvalOutput:

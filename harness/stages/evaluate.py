@@ -226,7 +226,7 @@ def eval_batch(plan: Plan, models: list[ModelToEvaluate], cache: CallCache,
     owner: list[tuple[str, str, ShardedPair | None, int]] = []  # per job: model, task, its sharded pair, shard
     fps: dict[str, tuple[Fingerprint, Fingerprint]] = {}
     logs = rd.root / "logs" / "units"
-    if cfg.eval.shards != 1 and cfg.eval.engine.backend != "vllm":
+    if cfg.eval.shards != "auto" and cfg.eval.shards > 1 and cfg.eval.engine.backend != "vllm":
         console.print(f"[yellow]evaluate[/] eval.shards={cfg.eval.shards}: the {cfg.eval.engine.backend} engine "
                       "evaluates each task whole (only vllm's outputs are independent of the batch; see "
                       "harness/stages/eval_shards.py)", highlight=False)
