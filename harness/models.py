@@ -7,7 +7,7 @@ from typing import Any
 
 from common.files import stable_hash
 from common.types import SamplingParams
-from common.units import Student
+from common.units import Resources, Student
 from distill.teachers import teacher_class
 from harness.config import ConfigError, EngineConfig, RunConfig
 from harness.engines import build_engine, engine_identity
@@ -65,6 +65,15 @@ def engine_group(e: EngineConfig, model: Path | str) -> str | None:
     if e.backend not in LOCAL_BACKENDS:
         return None
     return stable_hash({"engine": e.model_dump(mode="json"), "model": str(model)})[:16]
+
+
+def engine_resources(e: EngineConfig, run_gpus: int | None) -> Resources:
+    """A model-serving unit's needs (evaluation, probe and teacher shards): the engine's GPUs when it runs on one
+    (tensor parallel size on vLLM), one CPU; API engines and CPU runs need no GPU."""
+    on_gpu = e.device.startswith("cuda") or (e.device == "auto" and bool(run_gpus))
+    if e.backend not in ("hf", "vllm") or not on_gpu:
+        return Resources(gpus=0.0, cpus=1.0)
+    return Resources(gpus=float(e.options.get("tensor_parallel_size", 1)) if e.backend == "vllm" else 1.0, cpus=1.0)
 
 
 def serve_unit(e: EngineConfig, model: Path | str, adapter: Path | str | None, cache) -> CachedEngine:

@@ -23,7 +23,7 @@ from common.artifacts import (Fingerprint, SampleFileMeta, SampleRecord, SchemaM
 from common.files import stable_hash
 from common.units import EvalOutput, ModelEval, Outcome, Resources, TaskEval, Unit
 from harness.executors import Batch, Executor, Job, run_batches
-from harness.models import engine_group, identity_of, release_engines, serve_unit
+from harness.models import engine_group, engine_resources, identity_of, release_engines, serve_unit
 from harness.progress import console, progress_bar
 from harness.stages.eval_shards import ShardedPair, shard_count, shard_ranges
 from harness.stages.plan import Plan, generation_params
@@ -326,8 +326,4 @@ def eval_batch(plan: Plan, models: list[ModelToEvaluate], cache: CallCache,
 
 def eval_resources(cfg) -> Resources:
     """One evaluation unit's needs: the engine's GPUs (tensor parallel size on vLLM), one CPU."""
-    e = cfg.eval.engine
-    on_gpu = e.device.startswith("cuda") or (e.device == "auto" and bool(cfg.executor.gpus))
-    if e.backend not in ("hf", "vllm") or not on_gpu:  # API engines and CPU runs need no GPU
-        return Resources(gpus=0.0, cpus=1.0)
-    return Resources(gpus=float(e.options.get("tensor_parallel_size", 1)) if e.backend == "vllm" else 1.0, cpus=1.0)
+    return engine_resources(cfg.eval.engine, cfg.executor.gpus)

@@ -29,9 +29,9 @@ from common.types import SamplingParams
 from common.units import Outcome, Resources, StageSummary, Student, TeacherShardOutput, Unit
 from distill.items import TrainItem
 from distill.teachers import teacher_class
-from harness.config import EngineConfig, RunConfig
+from harness.config import RunConfig
 from harness.executors import Executor, Job, raise_failures
-from harness.models import make_teacher, serve_unit
+from harness.models import engine_group, engine_resources, make_teacher, serve_unit
 from harness.progress import progress_bar
 from harness.store import CallCache, WorkerCache
 
@@ -43,15 +43,6 @@ TEACHER_CALL = {s.name: s.teacher_call for s in STAGE_TABLE}
 def probe_params(cfg: RunConfig) -> SamplingParams:
     return SamplingParams(max_new_tokens=cfg.probe.max_new_tokens, temperature=cfg.probe.temperature,
                           seed=cfg.seed)
-
-
-def engine_resources(e: EngineConfig, run_gpus: int | None) -> Resources:
-    """A model-serving unit's needs, by the rule of evaluation units: the engine's GPUs when it runs on one
-    (tensor parallel size on vLLM), one CPU; API engines and CPU runs need no GPU."""
-    on_gpu = e.device.startswith("cuda") or (e.device == "auto" and bool(run_gpus))
-    if e.backend not in ("hf", "vllm") or not on_gpu:
-        return Resources(gpus=0.0, cpus=1.0)
-    return Resources(gpus=float(e.options.get("tensor_parallel_size", 1)) if e.backend == "vllm" else 1.0, cpus=1.0)
 
 
 def teacher_resources(cfg: RunConfig) -> Resources:
@@ -189,8 +180,9 @@ def run_probe(cfg: RunConfig, student: Student, todo: list[TrainItem], cache: Ca
         serve_unit(cfg.eval.engine, student.path, None, cache)
     with progress_bar("probe (student answers)", len(todo)) if executor.in_process else nullcontext() as advance:
         arg = cache if executor.in_process else str(cache.path)
+        group = engine_group(cfg.eval.engine, student.path)  # the student's engine actors (kept across shards)
         jobs = [Job(shard_unit("probe", k, summary.fingerprint, part, resources), probe_shard,
-                    (cfg, student, part, arg, advance)) for k, part in enumerate(parts)]
+                    (cfg, student, part, arg, advance), group=group) for k, part in enumerate(parts)]
         outcomes = executor.run(jobs, log_dir, on_done=commit)
     summary.seconds = round(time.perf_counter() - t0, 2)
     raise_failures(outcomes)
@@ -205,8 +197,10 @@ def run_teacher_stage(cfg: RunConfig, stage: str, todo: list[TrainItem], cache: 
     parts = split(todo, cfg.teacher.batch_size)
     resources = teacher_resources(cfg)
     arg = cache if executor.in_process else str(cache.path)
-    jobs = [Job(shard_unit(stage, k, summary.fingerprint, part, resources), teacher_shard, (cfg, stage, part, arg))
-            for k, part in enumerate(parts)]
+    group = (engine_group(cfg.teacher.engine, cfg.teacher.model)
+             if teacher_class(cfg.teacher.kind).needs_engine else None)  # the teacher's engine actors
+    jobs = [Job(shard_unit(stage, k, summary.fingerprint, part, resources), teacher_shard, (cfg, stage, part, arg),
+                group=group) for k, part in enumerate(parts)]
     paid = Paid()
     failed: list[Outcome] = []
     size = wave_size(executor, resources)
