@@ -6,7 +6,9 @@ assumptions, stated there and printed with the estimate; no GPU measured them he
 - probe shards (the student answers the pool; 1 GPU each) -> teacher shards per stage (critique -> refine, shard
   by shard; tensor-parallel over as many GPUs as the teacher's weights need in 80 GB GPUs at 80% memory);
 - train jobs (method x seed), each after every teacher shard, on ``sizing.job_gpus`` GPUs (a gang);
-- evaluation units (model x task, 1 GPU each): the base model's from the start, a method's after its train job;
+- evaluation units (model x task, on the eval engine's GPUs; cut into data-parallel shards as the run would cut
+  them: ``eval.shards``, "auto" = one per engine actor the GPUs hold, vllm only): the base model's from the
+  start, a method's after its train job;
 - aggregate (CPU) after every evaluation.
 The wall time is greedy list scheduling: units in graph order, each starting when its inputs are done and as many
 GPUs as it needs are free. Real runs add model loading, stragglers and queueing; read it as a lower bound.
@@ -70,8 +72,10 @@ def teacher_tp(params_b: float | None) -> int:
 def build_units(plans: list, estimates: list, gpus: int) -> list[Unit]:
     """The unit graph of one run or of an experiment's cells (teacher data and the base evaluation are shared
     by every cell: the first cell makes them)."""
+    from harness.models import engine_resources
     from harness.sizing import job_gpus
     from harness.stages.costs import params_b_of
+    from harness.stages.eval_shards import shard_count, shard_ranges
 
     units: list[Unit] = []
     first, est0 = plans[0], estimates[0]
@@ -105,12 +109,20 @@ def build_units(plans: list, estimates: list, gpus: int) -> list[Unit]:
     n_models = max(1, 1 + len(first.methods))
     eval_h = hours(est0, "eval_gpu_hours") / n_models
 
+    eval_gpus = max(1.0, engine_resources(cfg.eval.engine, gpus).gpus)
+    slots = max(1, int(gpus // eval_gpus))
+
     def evals(model: str, after: tuple[str, ...]) -> None:
         for t, n in tasks.items():
-            units.append(Unit("eval", f"eval/{model}/{t}", "", Resources(gpus=1), after=after,
-                              estimate_s=eval_h * n / n_items * 3600))
+            output_type = first.task_objs[t].output_type if t in first.task_objs else "generate"  # held out
+            ranges = shard_ranges(n, shard_count(cfg, output_type, slots))
+            for k, (start, stop) in enumerate(ranges):
+                name = f"eval/{model}/{t}" + (f"/{k + 1}of{len(ranges)}" if len(ranges) > 1 else "")
+                units.append(Unit("eval", name, "", Resources(gpus=eval_gpus), after=after,
+                                  estimate_s=eval_h * (stop - start) / n_items * 3600 / eval_gpus))
 
     evals("base", ())
+    trained: list[tuple[str, str]] = []
     for k, (plan, est) in enumerate(zip(plans, estimates)):
         g = max(1, job_gpus(plan.config))
         per_job_h = hours(est, "train_gpu_hours") / max(1, len(plan.methods))
@@ -119,7 +131,11 @@ def build_units(plans: list, estimates: list, gpus: int) -> list[Unit]:
             u = Unit("train", f"train/{label}", "", Resources(gpus=g), after=tuple(data_done),
                      estimate_s=per_job_h / g * 3600)
             units.append(u)
-            evals(label, (u.name,))
+            trained.append((label, u.name))
+    # Every train job before the trained models' evaluations: list scheduling places units in this order, and
+    # a method's many evaluation shards placed first would hold the GPUs the next (longer) train job needs.
+    for label, after in trained:
+        evals(label, (after,))
     units.append(Unit("aggregate", "aggregate", "", Resources(gpus=0), after=tuple(
         u.name for u in units if u.kind == "eval")))
     return units

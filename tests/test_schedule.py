@@ -38,3 +38,20 @@ def test_paper_dry_run_prints_the_schedule_on_64_gpus():
     wall = float(re.search(r"expected wall time ([\d,.]+) h on 64 GPUs", out).group(1))
     total = float(re.search(r"total ([\d,.]+) GPU-hours", out).group(1).replace(",", ""))
     assert total / 64 <= wall < total  # no faster than perfect packing, faster than one GPU
+
+
+def test_evaluation_is_sharded_as_the_run_would_shard_it():
+    """The paper config evaluates with vllm: eval.shards=auto cuts each task over the 64 GPUs' engine actors (as
+    `harness compare --executor ray` would), so there are more eval units than (model, task) pairs; with
+    eval.shards=1 there is one per pair, and the wall time is longer (one GPU per task)."""
+    def run(*extra):
+        res = CliRunner().invoke(app, ["compare", "--config", "configs/paper-llama31-8b.yaml", "--dry-run",
+                                       "--executor", "ray", "--set", "executor.gpus=64", *extra])
+        assert res.exit_code == 0, res.output
+        units = int(re.search(r"eval: (\d+) units", res.output).group(1))
+        return units, float(re.search(r"expected wall time ([\d,.]+) h", res.output).group(1))
+
+    sharded, sharded_wall = run()
+    whole, whole_wall = run("--set", "eval.shards=1")
+    pairs = whole  # one unit per (model, task) pair
+    assert sharded > pairs and sharded_wall <= whole_wall
