@@ -452,9 +452,8 @@ def check(run: Annotated[Path, typer.Argument(help="A run folder or its results.
     what differs from the baseline's run (models, data, code)."""
     from common.artifacts import Manifest, load_artifact
     from common.files import write_json_atomic
-    from reports.check import (
-        check_run, format_markdown, format_outcome, load_baseline, make_baseline, sample_item_values, write_junit,
-    )
+    from reports.check import check_run, load_baseline, make_baseline, sample_item_values
+    from reports.check_formats import format_markdown, format_outcome, write_junit
     from reports.stats import load_results
 
     if summary not in ("text", "md"):

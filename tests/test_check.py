@@ -5,7 +5,8 @@ import pytest
 from typer.testing import CliRunner
 
 from common.artifacts import Baseline, Manifest, ModelRecord, ResultRow, Results, SchemaMismatch, TaskRecord
-from reports.check import check_run, format_outcome, load_baseline, make_baseline
+from reports.check import check_run, load_baseline, make_baseline
+from reports.check_formats import format_outcome
 from reports.stats import write_results
 
 
@@ -258,7 +259,7 @@ def test_require_significance_fails_only_a_significant_drop(lost, fails):
 def test_markdown_summary_and_junit(tmp_path):
     from xml.etree import ElementTree
 
-    from reports.check import format_markdown, write_junit
+    from reports.check_formats import format_markdown, write_junit
 
     res = _results()
     baseline = _set(make_baseline(res, None), "cgd", "math500", "accuracy", 0.60)
