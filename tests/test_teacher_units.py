@@ -102,8 +102,14 @@ def test_ray_shards_equal_local_and_the_cap_stops_within_one_wave(cluster, rando
     local, local_rd = build(config(tmp_path / "local", random_chat_model), LocalExecutor(ExecutorConfig()),
                             tmp_path / "cache-local")
     on_ray = build_executor(ExecutorConfig(kind="ray"))
+    calls: list[list[str]] = []
+    ray_run = on_ray.run
+    on_ray.run = lambda jobs, log_dir=None, on_done=None: (calls.append([j.unit.name for j in jobs]),
+                                                           ray_run(jobs, log_dir, on_done))[1]
     remote, ray_rd = build(config(tmp_path / "ray", random_chat_model), on_ray, tmp_path / "cache-ray")
     assert ray_rd.items.read_bytes() == local_rd.items.read_bytes()
+    # uncapped, each stage is one executor call (an engine teacher's actors load once per stage)
+    assert [c for c in calls if c[0].startswith("teacher/critique")] == [[f"teacher/critique/{k}" for k in range(4)]]
     assert summaries(remote) == summaries(local)
     assert remote.stages["critique"].this_run["requests"] >= 8 and remote.stages["probe"].cache_misses == 8
 

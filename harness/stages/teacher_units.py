@@ -14,7 +14,7 @@ the cache already holds part of the probe (another pool size, say) the misses ba
 
 The spending cap: shards go to the executor in waves (one shard on an in-process executor, as many as the cluster
 can run at once otherwise) and ``before_wave`` (the budget check) runs before each wave, so a run passes the cap
-by at most one wave.
+by at most one wave. Without a cap a cluster gets the whole stage in one call (one actor start per engine).
 """
 from __future__ import annotations
 
@@ -203,7 +203,10 @@ def run_teacher_stage(cfg: RunConfig, stage: str, todo: list[TrainItem], cache: 
                 group=group) for k, part in enumerate(parts)]
     paid = Paid()
     failed: list[Outcome] = []
-    size = wave_size(executor, resources)
+    capped = cfg.teacher.max_tokens is not None or cfg.teacher.max_cost_usd is not None
+    # Waves exist for the cap's checks; an uncapped stage on a cluster is one executor call, so an engine
+    # teacher's actors load the teacher once for the stage, not once per wave (actors live for one call).
+    size = wave_size(executor, resources) if capped or executor.in_process else max(1, len(jobs))
     if executor.in_process:  # the teacher's engine loads before the bar starts, as before (kept for every shard)
         make_teacher(cfg, cache)
     with progress_bar(f"{stage} (teacher)", len(todo)) if executor.in_process else nullcontext() as advance:
