@@ -71,7 +71,7 @@ def engine_resources(e: EngineConfig, run_gpus: int | None) -> Resources:
     """A model-serving unit's needs (evaluation, probe and teacher shards): the engine's GPUs when it runs on one
     (tensor parallel size on vLLM), one CPU; API engines and CPU runs need no GPU."""
     on_gpu = e.device.startswith("cuda") or (e.device == "auto" and bool(run_gpus))
-    if e.backend not in ("hf", "vllm") or not on_gpu:
+    if e.backend not in LOCAL_BACKENDS or not on_gpu:
         return Resources(gpus=0.0, cpus=1.0)
     return Resources(gpus=float(e.options.get("tensor_parallel_size", 1)) if e.backend == "vllm" else 1.0, cpus=1.0)
 

@@ -22,8 +22,8 @@ from common.artifacts import (Fingerprint, SampleFileMeta, SampleRecord, SchemaM
                               read_samples, save_artifact, write_samples)
 from common.files import stable_hash
 from common.units import EvalOutput, ModelEval, Outcome, Resources, TaskEval, Unit
-from harness.executors import Batch, Executor, Job, run_batches
-from harness.models import engine_group, engine_resources, identity_of, release_engines, serve_unit
+from harness.executors import Batch, Job
+from harness.models import engine_group, engine_resources, identity_of, serve_unit
 from harness.progress import console, progress_bar
 from harness.stages.eval_shards import ShardedPair, shard_count, shard_ranges
 from harness.stages.plan import Plan, generation_params
@@ -196,20 +196,6 @@ def _store(rd, model: str, task: str, records: list[SampleRecord], gen_fp: Finge
     save_artifact(rd.samples_meta(model, task), SampleFileMeta(
         model=model, task=task, n=len(records), generation=gen_fp, scoring=score_fp,
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())))
-
-
-def evaluate_models(plan: Plan, models: list[ModelToEvaluate], cache: CallCache,
-                    executor: Executor | None = None) -> dict[str, ModelEval]:
-    """(model x task) evaluation; every pair to generate is one unit for the executor (in order, in this
-    process, by default). Returns each model's typed ``ModelEval``."""
-    from harness.executors.local import LocalExecutor
-
-    executor = executor or LocalExecutor(plan.config.executor)
-    try:
-        slots = executor.engine_slots(eval_resources(plan.config))
-        return run_batches(executor, [eval_batch(plan, models, cache, executor.in_process, slots)])[0]
-    finally:
-        release_engines()
 
 
 def eval_batch(plan: Plan, models: list[ModelToEvaluate], cache: CallCache,

@@ -13,7 +13,7 @@ process (one engine call whose cache misses go out 64 at a time, as before) and 
 the cache already holds part of the probe (another pool size, say) the misses batch otherwise there.
 
 The spending cap: shards go to the executor in waves (one shard on an in-process executor, as many as the cluster
-can run at once otherwise) and ``before_wave`` (the budget check) runs before each wave, so a run passes the cap
+can run at once otherwise: ``executor.engine_slots``) and ``before_wave`` (the budget check) runs before each wave, so a run passes the cap
 by at most one wave. Without a cap a cluster gets the whole stage in one call (one actor start per engine).
 """
 from __future__ import annotations
@@ -59,16 +59,6 @@ def shard_unit(stage: str, k: int, stage_key: str, items: Sequence[TrainItem], r
 
 def split(items: Sequence[TrainItem], size: int) -> list[list[TrainItem]]:
     return [list(items[i : i + size]) for i in range(0, len(items), size)]
-
-
-def wave_size(executor: Executor, resources: Resources) -> int:
-    """How many shards run at once: one in this process; on a cluster as many as its CPUs (and GPUs) hold."""
-    if executor.in_process:
-        return 1
-    have = executor.describe().get("resources", {})
-    fits = [have.get("CPU", 1) / resources.cpus if resources.cpus else None,
-            have.get("GPU", 0) / resources.gpus if resources.gpus else None]
-    return max(1, int(min(f for f in fits if f is not None) if any(f is not None for f in fits) else 1))
 
 
 # ---- the units (run where the executor places them) ------------------------------------------------------
@@ -206,7 +196,7 @@ def run_teacher_stage(cfg: RunConfig, stage: str, todo: list[TrainItem], cache: 
     capped = cfg.teacher.max_tokens is not None or cfg.teacher.max_cost_usd is not None
     # Waves exist for the cap's checks; an uncapped stage on a cluster is one executor call, so an engine
     # teacher's actors load the teacher once for the stage, not once per wave (actors live for one call).
-    size = wave_size(executor, resources) if capped or executor.in_process else max(1, len(jobs))
+    size = executor.engine_slots(resources) if capped or executor.in_process else max(1, len(jobs))
     if executor.in_process:  # the teacher's engine loads before the bar starts, as before (kept for every shard)
         make_teacher(cfg, cache)
     with progress_bar(f"{stage} (teacher)", len(todo)) if executor.in_process else nullcontext() as advance:

@@ -17,7 +17,7 @@ from distill.mix import mix_by_conclusion
 from distill.exposure import TrainExposure
 from distill.train_config import TrainConfig
 from harness.config import ConfigError, RunConfig
-from harness.executors import Batch, Job, run_batches
+from harness.executors import Batch, Job
 from harness.progress import console
 from harness.stages.plan import Plan
 from harness.stages.select_checkpoint import check_selection, select_checkpoint
@@ -125,16 +125,6 @@ def train_resources(cfg: RunConfig, tcfg: TrainConfig) -> Resources:
     """A train unit's needs: one GPU per training process when the run has GPUs, one CPU per process."""
     nproc = float(tcfg.distributed.nproc)  # a gang: all its processes on one node, or none
     return Resources(gpus=nproc if cfg.executor.gpus else 0.0, cpus=nproc)
-
-
-def train_methods(plan: Plan, student: Student, items: list[TrainItem], cache=None, donor=None,
-                  executor=None) -> dict[str, TrainedModel]:
-    """Every method's trained student; each method to train is one unit for ``executor`` (in order, in this
-    process, by default)."""
-    from harness.executors.local import LocalExecutor
-
-    executor = executor or LocalExecutor(plan.config.executor)
-    return run_batches(executor, [train_batch(plan, student, items, cache, donor)])[0]
 
 
 def train_batch(plan: Plan, student: Student, items: list[TrainItem], cache=None,
