@@ -11,9 +11,9 @@ import time
 
 import numpy as np
 
-from reports.intervals import bootstrap_ci, bootstrap_statistic_ci
-from reports.paired_tests import paired_difference
-from reports.stats import build_results
+from harness.reports.intervals import bootstrap_ci, bootstrap_statistic_ci
+from harness.reports.paired_tests import paired_difference
+from harness.reports.stats import build_results
 
 SIZES = {"amc23": 40, "gpqa_diamond": 198, "math500": 500, "gsm8k": 1319, "bbh": 6511}
 

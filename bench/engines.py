@@ -102,7 +102,7 @@ def lm_eval_generate(lm, texts: list[str], max_new: int, stop: list[str]) -> lis
 
 # ---- parts ------------------------------------------------------------------------------------------------
 def bench_mc2(model: Path, args) -> None:
-    from tasks.registry import get_task
+    from harness.tasks.registry import get_task
 
     task = get_task("truthfulqa_mc2")
     docs = task.docs()[: args.mc2_docs]
@@ -168,7 +168,7 @@ def bench_generation(label: str, model: Path, prompts: list, max_new: int, stop:
 
 
 def bench_bbh(model: Path, args) -> None:
-    from tasks.registry import get_task
+    from harness.tasks.registry import get_task
 
     task = get_task("bbh")
     docs = task.docs()
@@ -182,7 +182,7 @@ def bench_bbh(model: Path, args) -> None:
 
 
 def bench_synthetic(model: Path, args) -> None:
-    from tasks.registry import get_task
+    from harness.tasks.registry import get_task
 
     docs = get_task("synthetic_id").docs()[: args.synthetic_n]
     print("(c) synthetic_id: greedy generation")
@@ -226,8 +226,8 @@ def main() -> None:
     args = ap.parse_args()
     model = args.model
     if model is None:
-        from distill.tiny import ensure_tiny_student
-        from distill.tiny_spec import TinySpec
+        from harness.distill.tiny import ensure_tiny_student
+        from harness.distill.tiny_spec import TinySpec
 
         model = ensure_tiny_student(TinySpec.default(), progress=False)
     import torch

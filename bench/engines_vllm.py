@@ -25,11 +25,11 @@ def main() -> None:
     ap.add_argument("--json", default=None, help="also write the result here")
     args = ap.parse_args()
 
-    from distill.tiny import ensure_tiny_student
-    from distill.tiny_spec import TinySpec
+    from harness.distill.tiny import ensure_tiny_student
+    from harness.distill.tiny_spec import TinySpec
     from harness.engines import build_engine
     from harness.engines.base import SamplingParams
-    from tasks.synthetic import SyntheticID
+    from harness.tasks.synthetic import SyntheticID
 
     model = args.model or str(ensure_tiny_student(getattr(TinySpec, args.preset)(), progress=False))
     task = SyntheticID(n=args.n)

@@ -25,9 +25,9 @@ def main() -> None:
     os.environ.setdefault("HARNESS_DATA_DIR", str(shared))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-    from tasks.scorers.math import MathGradingPool
-    from tasks.scorers.worker_pool import default_workers
-    from tasks.math_tasks import Math500Task
+    from harness.tasks.scorers.math import MathGradingPool
+    from harness.tasks.scorers.worker_pool import default_workers
+    from harness.tasks.math_tasks import Math500Task
 
     task = Math500Task()
     docs = task.docs()[: args.limit]

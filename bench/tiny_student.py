@@ -19,9 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from distill.tiny import ensure_tiny_student  # noqa: E402
-from distill.tiny_spec import TinySpec  # noqa: E402
-from tasks.registry import get_task  # noqa: E402
+from harness.distill.tiny import ensure_tiny_student  # noqa: E402
+from harness.distill.tiny_spec import TinySpec  # noqa: E402
+from harness.tasks.registry import get_task  # noqa: E402
 
 TASKS = ("synthetic_id", "synthetic_ood", "format_probe")
 

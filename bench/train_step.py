@@ -1,4 +1,4 @@
-"""Training throughput of distill.trainer.train_student: examples/s and tokens/s on this machine.
+"""Training throughput of harness.distill.trainer.train_student: examples/s and tokens/s on this machine.
 
     python bench/train_step.py                         # random-init tiny Qwen2 (hidden 64), CPU or GPU
     python bench/train_step.py --arch qwen0.5b --steps 30 --batch-size 8        # Qwen2.5-0.5B-shaped, random init
@@ -66,7 +66,7 @@ def build_random_model(arch: str, path: Path, vocab: int = 4096) -> Path:
 
 
 def cgd_examples(n: int, prompt_words: int, target_words: int, seed: int = 0) -> list[dict]:
-    from distill.prompts import PromptTemplates
+    from harness.distill.prompts import PromptTemplates
 
     p, rng = PromptTemplates(), random.Random(seed)
     third = max(1, prompt_words // 3)
@@ -94,8 +94,8 @@ def main() -> None:
 
     import torch
 
-    from distill.train_config import TrainConfig
-    from distill.trainer import train_student
+    from harness.distill.train_config import TrainConfig
+    from harness.distill.trainer import train_student
 
     with tempfile.TemporaryDirectory(prefix="harness-bench-") as tmp:
         model = args.model or str(build_random_model(args.arch, Path(tmp) / "model"))

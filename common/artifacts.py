@@ -14,7 +14,7 @@ from typing import Any, Literal, Optional, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from common.files import CorruptFile, read_jsonl, write_json_atomic, write_jsonl_atomic
+from harness.common.files import CorruptFile, read_jsonl, write_json_atomic, write_jsonl_atomic
 
 SCHEMA_VERSION = 2
 UPGRADE_HINT = "re-create it with `harness rescore RUN` (stored responses) or `harness report RUN` after upgrading"

@@ -129,7 +129,7 @@ class EvalOutput:
     """What an evaluation unit returns to the driver: the records to store, the engine's description, and the
     model calls it made (new call-cache rows: the driver alone writes the cache)."""
 
-    records: list[Any]  # common.artifacts.SampleRecord
+    records: list[Any]  # harness.common.artifacts.SampleRecord
     engine: dict[str, Any]
     hits: int
     misses: int
@@ -199,7 +199,7 @@ class TrainingData:
     """What the training-data stage hands the train stage: the items, the held-out validation items, and the
     per-stage summaries the manifest records."""
 
-    items: list[Any]  # distill.items.TrainItem
+    items: list[Any]  # harness.distill.items.TrainItem
     validation: list[Any]
     pool: dict[str, Any]  # the pool's report (source, sizes) and its seconds
     stages: dict[str, StageSummary] = field(default_factory=dict)

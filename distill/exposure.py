@@ -8,8 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from distill.train_config import TrainConfig, TrainError
-from distill.train_request import model_ref
+from harness.distill.train_config import TrainConfig, TrainError
+from harness.distill.train_request import model_ref
 
 
 class TrainExposure(BaseModel):

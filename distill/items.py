@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from common.labels import conclusion_of
+from harness.common.labels import conclusion_of
 
 
 @dataclass

@@ -11,7 +11,7 @@ import math
 import random
 from typing import Sequence
 
-from distill.items import TrainItem
+from harness.distill.items import TrainItem
 
 PAPER_MIXES = (1.0, 0.75, 0.5, 0.25, 0.0)
 

@@ -1,7 +1,7 @@
 """The paper-shaped miniature's parts, built on the fly (no download): a random Llama-shaped student and teacher
 and a pool with critique data given (configs/paper-mini.yaml; scripts/paper-mini.sh runs it end to end).
 
-    python -m distill.paper_mini OUT_DIR      # writes OUT_DIR/{student,teacher}/ and OUT_DIR/pool.jsonl
+    python -m harness.distill.paper_mini OUT_DIR      # writes OUT_DIR/{student,teacher}/ and OUT_DIR/pool.jsonl
 
 - Both models are 2-layer Llamas (hidden 128, 4 heads of 32: vLLM's CPU attention takes head_dim 32 or 64) with a
   byte-level BPE tokenizer trained on MATH train text, random weights (wide init, so outputs vary by prompt).
@@ -30,7 +30,7 @@ THINK_CLOSE_SCALE = 2.5
 
 
 def math_rows(limit: int = 4000) -> list[dict]:
-    from tasks.data import local_path, read_jsonl
+    from harness.tasks.data import local_path, read_jsonl
 
     path = local_path("math_train", "train.jsonl")
     if path is None:
@@ -77,9 +77,9 @@ def build_model(out: Path, tokenizer, seed: int, think_scale: float | None = Non
 
 def build_pool(rows: list[dict], out: Path, n: int = 96, seed: int = 0) -> Path:
     """A JSONL pool: question, solution, and given student_answer + critique (the reference teacher's)."""
-    from distill.items import TrainItem
-    from distill.teachers.reference import reference_critique
-    from tasks.scorers.extract import last_boxed
+    from harness.distill.items import TrainItem
+    from harness.distill.teachers.reference import reference_critique
+    from harness.tasks.scorers.extract import last_boxed
 
     short = [r for r in rows if len(r["problem"]) <= 300 and len(r["solution"]) <= 600 and last_boxed(r["solution"])]
     rng = random.Random(seed)
@@ -113,6 +113,6 @@ def prepare(out_dir: Path) -> dict[str, Path]:
 
 if __name__ == "__main__":
     if len(sys.argv) != 2:
-        raise SystemExit("usage: python -m distill.paper_mini OUT_DIR")
+        raise SystemExit("usage: python -m harness.distill.paper_mini OUT_DIR")
     for name, path in prepare(Path(sys.argv[1])).items():
         print(f"{name}: {path}")

@@ -1,6 +1,6 @@
 """Training-question pools: where the x (and y*) of every method come from.
 
-- synthetic: the embedded arithmetic word problems (tasks.synthetic_problems), for the tiny default.
+- synthetic: the embedded arithmetic word problems (harness.tasks.synthetic_problems), for the tiny default.
 - math_train: the 7,500-problem MATH train split (local mirror math_train/train.jsonl); gold = last \\boxed{}.
 - gsm8k_train: GSM8K train (7,473); gold after '####', calculator annotations removed from the solution.
 - ``hf:<dataset id>``: any dataset through ``datasets.load_dataset`` (the paper's pool is
@@ -22,12 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
-from common.files import read_jsonl
-from distill.items import TrainItem
-from tasks.data import missing, local_path
-from tasks.scorers.extract import last_boxed
-from tasks.synthetic_problems import ID_STEPS, pool_problems
-from tasks.synthetic_web import ANSWER_STYLES, web_solutions
+from harness.common.files import read_jsonl
+from harness.distill.items import TrainItem
+from harness.tasks.data import missing, local_path
+from harness.tasks.scorers.extract import last_boxed
+from harness.tasks.synthetic_problems import ID_STEPS, pool_problems
+from harness.tasks.synthetic_web import ANSWER_STYLES, web_solutions
 
 BUILTIN_POOLS = ("synthetic", "math_train", "gsm8k_train")
 #: The paper's training pool (CGD and CFT both sample WebInstruct questions).
@@ -155,7 +155,7 @@ def synthetic_pool(n: int, seed: int = 0, steps: Sequence[int] = ID_STEPS,
     """Training questions (never an evaluation question) with reference solutions and the structured problem.
 
     answer_style gold: y* (gold_solution) is the full correct solution. web: y* is noisy or terse the way
-    web-mined answers are (tasks.synthetic_web.web_solution, seeded per item from the pool seed; the kind is in
+    web-mined answers are (harness.tasks.synthetic_web.web_solution, seeded per item from the pool seed; the kind is in
     meta["web_kind"]); gold_answer is the true answer either way (graders use it).
     """
     if answer_style not in ANSWER_STYLES:

@@ -1,7 +1,7 @@
 """Prompt templates for the student-side training inputs and the teacher requests (our own wording).
 
 Every field is a ``str.format`` template and can be overridden from the YAML config (``prompts:`` section).
-The student's plain question input is the benchmark prompt itself (``tasks.prompts.math_messages``), so that
+The student's plain question input is the benchmark prompt itself (``harness.tasks.prompts.math_messages``), so that
 sft / distilled_sft train on exactly what every method sees at inference, and the probe answers it too unless
 ``probe`` gives the probe its own wording (the released CGD code sends the raw question, no system prompt).
 Each teacher request (critique, refine, direct) may have its own system prompt (``<request>_system``; unset =
@@ -19,7 +19,8 @@ from typing import ClassVar
 from pydantic import BaseModel, ConfigDict, SerializationInfo, SerializerFunctionWrapHandler, model_serializer, \
     model_validator
 
-from tasks.prompts import MATH_SYSTEM, MATH_USER, math_messages
+from harness.common.resources import shipped
+from harness.tasks.prompts import MATH_SYSTEM, MATH_USER, math_messages
 
 
 class PromptTemplateError(Exception):
@@ -95,7 +96,7 @@ class PromptTemplates(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     # Student side. `question` + `question_system` must reproduce the benchmark prompt; by default they are
-    # the benchmark's own template (tasks.prompts.MATH_USER / MATH_SYSTEM).
+    # the benchmark's own template (harness.tasks.prompts.MATH_USER / MATH_SYSTEM).
     question: str = MATH_USER
     question_system: str = MATH_SYSTEM
     # System message of the method-specific student inputs (cft / cgd / refine_only): by default the benchmark's,
@@ -239,11 +240,11 @@ class PromptTemplates(BaseModel):
 
 def load_prompt_set(path: str | Path) -> dict[str, str]:
     """A prompt set from files: a folder holding ``<field>.txt`` for any PromptTemplates fields (others keep the
-    default wording). A relative path is looked up from the working directory, then from the repository root
-    (``prompts/default`` ships the defaults as files to copy). An unknown file name is a one-line error."""
+    default wording). A relative path is looked up from the working directory, then among the shipped files
+    (``prompts/default`` and ``prompts/paper`` ship with the distribution). An unknown file name is a one-line error."""
     p = Path(path).expanduser()
     if not p.is_absolute() and not p.exists():
-        p = Path(__file__).resolve().parents[1] / p
+        p = shipped(str(p))
     if not p.is_dir():
         raise PromptTemplateError(f"prompt set {path} is not a folder; pass a folder of <field>.txt files, "
                                   "e.g. prompts/default")

@@ -11,7 +11,7 @@ What gets built (and cached under ``$HARNESS_CACHE_DIR/tiny-<spec hash>``):
   misread for one wording, a dropped carry for one digit pattern, "triples" read as doubling, a final division
   forgotten). Greedy decoding reproduces them, so the base student is imperfect in ways that training on
   corrected solutions can fix.
-- a share of format-probe prompts (tasks.format_probe) on which the student follows one wording of each
+- a share of format-probe prompts (harness.tasks.format_probe) on which the student follows one wording of each
   instruction and mostly ignores the other, so fine-tuning can show format drift either way.
 
 ``ensure_tiny_student(spec)`` (``TinySpec``: distill/tiny_spec.py) returns the folder (loadable with
@@ -19,8 +19,8 @@ AutoModelForCausalLM / AutoTokenizer). The built default and smoke students ship
 (``distill/tiny_students/tiny-<spec hash>/`` with a SHA256SUMS file): a fresh clone copies them into the cache
 after checking every file's digest, instead of pretraining for minutes, and every machine evaluates the same
 weights. Any other spec, or a shipped folder whose digests do not
-match, is built here. ``python -m distill.tiny verify`` rebuilds the shipped specs and compares weight digests;
-``python -m distill.tiny ship`` refreshes the shipped folders after a recipe change.
+match, is built here. ``python -m harness.distill.tiny verify`` rebuilds the shipped specs and compares weight digests;
+``python -m harness.distill.tiny ship`` refreshes the shipped folders after a recipe change.
 """
 from __future__ import annotations
 
@@ -37,8 +37,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Iterator
 
-from distill.tiny_corpus import pretraining_example
-from distill.tiny_spec import RECIPE_VERSION, TinySpec, spec_hash
+from harness.common.resources import package_path
+from harness.distill.tiny_corpus import pretraining_example
+from harness.distill.tiny_spec import RECIPE_VERSION, TinySpec, spec_hash
 
 BOS, EOS, PAD, IM_START = "<|bos|>", "<|im_end|>", "<|endoftext|>", "<|im_start|>"
 SPECIAL_TOKENS = [PAD, BOS, IM_START, EOS]
@@ -266,7 +267,7 @@ def ensure_tiny_student(spec: TinySpec | None = None, cache_dir: Path | None = N
 
 
 # ---- shipped students ------------------------------------------------------------------------------------
-SHIPPED_DIR = Path(__file__).resolve().parent / "tiny_students"
+SHIPPED_DIR = package_path(__package__, "tiny_students")
 _SHIPPED_FILES = ("build_metrics.json", "chat_template.jinja", "config.json", "generation_config.json",
                   "model.safetensors", "tiny_spec.json", "tokenizer.json", "tokenizer_config.json")
 
@@ -319,7 +320,7 @@ def verify(specs: list[TinySpec]) -> bool:
     return ok
 
 
-if __name__ == "__main__":  # python -m distill.tiny ship|verify
+if __name__ == "__main__":  # python -m harness.distill.tiny ship|verify
     import sys
 
     chosen = [TinySpec.default(), TinySpec.smoke()]
@@ -328,4 +329,4 @@ if __name__ == "__main__":  # python -m distill.tiny ship|verify
     elif sys.argv[1:] == ["verify"]:
         sys.exit(0 if verify(chosen) else 1)
     else:
-        sys.exit("usage: python -m distill.tiny ship|verify")
+        sys.exit("usage: python -m harness.distill.tiny ship|verify")

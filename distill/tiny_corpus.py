@@ -1,11 +1,11 @@
-"""The tiny student's pretraining data: synthetic problems (tasks.synthetic_problems) in chat form, with solutions
-that carry SYSTEMATIC injected mistakes (MISTAKE_KINDS), and a share of format-probe prompts (tasks.format_probe)
+"""The tiny student's pretraining data: synthetic problems (harness.tasks.synthetic_problems) in chat form, with solutions
+that carry SYSTEMATIC injected mistakes (MISTAKE_KINDS), and a share of format-probe prompts (harness.tasks.format_probe)
 whose instructions the student follows for one wording and mostly ignores for the others."""
 from __future__ import annotations
 
 import random
 
-from distill.tiny_spec import MISTAKE_KINDS, TinySpec
+from harness.distill.tiny_spec import MISTAKE_KINDS, TinySpec
 
 
 def _triggered(kind: str, problem, i: int, a: int) -> bool:
@@ -24,7 +24,7 @@ def _triggered(kind: str, problem, i: int, a: int) -> bool:
 
 def student_steps(problem, rng: random.Random, spec: TinySpec) -> list[tuple[int, str, int, int]]:
     """The steps the pretraining data teaches for ``problem``: right, except where a mistake fires."""
-    from tasks.synthetic_problems import apply_op
+    from harness.tasks.synthetic_problems import apply_op
 
     out: list[tuple[int, str, int, int]] = []
     a = problem.start
@@ -47,7 +47,7 @@ def student_steps(problem, rng: random.Random, spec: TinySpec) -> list[tuple[int
 
 
 def _solution_text(steps, answer: int, final: str = "boxed") -> str:
-    from tasks.synthetic_problems import format_step
+    from harness.tasks.synthetic_problems import format_step
 
     lines = [format_step(i + 1, *s) for i, s in enumerate(steps)]
     if final == "boxed":
@@ -60,7 +60,7 @@ def _solution_text(steps, answer: int, final: str = "boxed") -> str:
 
 
 def _random_train_problem(rng: random.Random, spec: TinySpec):
-    from tasks.synthetic_problems import random_problem, split_of
+    from harness.tasks.synthetic_problems import random_problem, split_of
 
     weights = spec.step_weights
     while True:
@@ -71,8 +71,8 @@ def _random_train_problem(rng: random.Random, spec: TinySpec):
 
 def pretraining_example(rng: random.Random, spec: TinySpec) -> tuple[list[dict[str, str]], str]:
     """(prompt messages, assistant reply) for one pretraining example."""
-    from tasks.format_probe import INSTRUCTIONS, probe_messages
-    from tasks.prompts import math_messages
+    from harness.tasks.format_probe import INSTRUCTIONS, probe_messages
+    from harness.tasks.prompts import math_messages
 
     p = _random_train_problem(rng, spec)
     steps = student_steps(p, rng, spec)

@@ -1,5 +1,5 @@
 """One training job as a value an executor can ship (TrainJob), and its launch on one or more processes: in this
-process, or ``torchrun`` over this module's entry point (``python -m distill.train JOB.json``). The training
+process, or ``torchrun`` over this module's entry point (``python -m harness.distill.train JOB.json``). The training
 itself is distill/trainer.py; its settings distill/train_config.py.
 """
 from __future__ import annotations
@@ -10,10 +10,10 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from common.files import write_json_atomic
-from distill.train_config import TrainConfig, TrainError
-from distill.train_outputs import TrainResult, result_from
-from distill.trainer import is_main_process, train_student
+from harness.common.files import write_json_atomic
+from harness.distill.train_config import TrainConfig, TrainError
+from harness.distill.train_outputs import TrainResult, result_from
+from harness.distill.trainer import is_main_process, train_student
 
 
 class TrainJob(BaseModel):
@@ -36,7 +36,7 @@ def launch(job: TrainJob, nproc: int | None = None, progress: bool = True, timeo
            ) -> TrainResult:
     """Run ``job`` on ``nproc`` processes (default: job.config.distributed.nproc). One process trains here, in
     this process (the embedded default pays no start-up); more run ``torchrun --standalone`` over this module's
-    entry point (``python -m distill.train JOB.json``), NCCL on GPUs and gloo on CPU. A gang: all ranks or
+    entry point (``python -m harness.distill.train JOB.json``), NCCL on GPUs and gloo on CPU. A gang: all ranks or
     none; a failed job leaves its last complete checkpoint, which the next launch resumes at any world size."""
     import subprocess
     import sys
@@ -50,7 +50,7 @@ def launch(job: TrainJob, nproc: int | None = None, progress: bool = True, timeo
         return train_student(job.base_model, job.read_examples(), Path(job.out_dir), job.config, progress=False)
     out = Path(job.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    spec = out / "job.json"  # also for a rerun by hand: accelerate launch ... -m distill.train job.json
+    spec = out / "job.json"  # also for a rerun by hand: accelerate launch ... -m harness.distill.train job.json
     write_json_atomic(spec, job.model_dump(mode="json"))
     if n == 1:
         return train_student(job.base_model, job.read_examples(), Path(job.out_dir), job.config, progress=progress)
@@ -59,7 +59,7 @@ def launch(job: TrainJob, nproc: int | None = None, progress: bool = True, timeo
     if not progress:
         env["HARNESS_TRAIN_PROGRESS"] = "0"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}",
-           "-m", "distill.train", str(spec)]
+           "-m", "harness.distill.train", str(spec)]
     log = out / "launch.log"
     with open(log, "ab") as fh:
         rc = subprocess.run(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT if not progress else None,
@@ -73,13 +73,13 @@ def launch(job: TrainJob, nproc: int | None = None, progress: bool = True, timeo
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of one training process: ``torchrun --nproc_per_node N -m distill.train JOB.json`` (or
-    ``accelerate launch --config_file configs/accelerate/<strategy>.yaml -m distill.train JOB.json``)."""
+    """Entry point of one training process: ``torchrun --nproc_per_node N -m harness.distill.train JOB.json`` (or
+    ``accelerate launch --config_file configs/accelerate/<strategy>.yaml -m harness.distill.train JOB.json``)."""
     import sys
 
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1 or not Path(args[0]).is_file():
-        print("usage: python -m distill.train JOB.json (a TrainJob written by distill.train.launch)",
+        print("usage: python -m harness.distill.train JOB.json (a TrainJob written by harness.distill.train.launch)",
               file=sys.stderr)
         return 2
     job = TrainJob.model_validate_json(Path(args[0]).read_text(encoding="utf-8"))

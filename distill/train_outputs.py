@@ -15,8 +15,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from distill.hf_compat import renamed_api_warning_silenced
-from distill.train_config import TrainError
+from harness.distill.hf_compat import renamed_api_warning_silenced
+from harness.distill.train_config import TrainError
 
 
 @dataclass

@@ -8,7 +8,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from distill.train_config import TrainConfig, TrainError
+from harness.distill.train_config import TrainConfig, TrainError
 
 
 def model_ref(base_model: str | Path) -> str:

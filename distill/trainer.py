@@ -13,13 +13,14 @@ import shutil
 import time
 from pathlib import Path
 
-from common.files import write_json_atomic
-from distill.exposure import pass_size, plan_exposure
-from distill.hf_compat import checkpointing_kwarg, renamed_api_warning_silenced
-from distill.train_config import TrainConfig, TrainError
-from distill.train_outputs import TrainResult, export_steps, last_checkpoint, result_from
-from distill.train_progress import rich_progress_callback
-from distill.train_request import check_request, model_ref, train_request
+from harness.common.files import write_json_atomic
+from harness.common.resources import shipped
+from harness.distill.exposure import pass_size, plan_exposure
+from harness.distill.hf_compat import checkpointing_kwarg, renamed_api_warning_silenced
+from harness.distill.train_config import TrainConfig, TrainError
+from harness.distill.train_outputs import TrainResult, export_steps, last_checkpoint, result_from
+from harness.distill.train_progress import rich_progress_callback
+from harness.distill.train_request import check_request, model_ref, train_request
 
 
 def world_size() -> int:
@@ -216,7 +217,7 @@ def _strategy_kwargs(cfg: TrainConfig, world: int) -> dict:
 
 
 #: Ready configs for `accelerate launch` and the DeepSpeed ZeRO-3 settings the zero3 strategy passes to the Trainer.
-ACCELERATE_CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "accelerate"
+ACCELERATE_CONFIGS = shipped("configs", "accelerate")
 
 
 def _metrics(trainer, output, base_model, examples, cfg: TrainConfig, seconds: float, resumed_from) -> dict:

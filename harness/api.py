@@ -8,7 +8,7 @@
     again = harness.load_run(run.path)
 
 Same validation as the CLI: a bad key, task, method or missing data raises the same exceptions whose one-line
-messages the CLI prints (``harness.config.ConfigError``, ``tasks.registry.UnknownTask``, ``tasks.data.DataMissing``,
+messages the CLI prints (``harness.config.ConfigError``, ``harness.tasks.registry.UnknownTask``, ``harness.tasks.data.DataMissing``,
 ...; all listed in ``USER_ERRORS``), before anything is written. Keyword overrides are config keys
 (``train={"learning_rate": 1e-4}``) or dotted ``set=["train.learning_rate=1e-4"]``, as ``--set`` takes them.
 """
@@ -27,11 +27,11 @@ class UsageError(ValueError):
 
 def user_error_types() -> tuple[type[BaseException], ...]:
     """Every exception class whose message is a one-line user error (the CLI prints it and exits 2)."""
-    from common.artifacts import SchemaMismatch
-    from common.files import CorruptFile
-    from distill.methods import UnknownMethod
-    from distill.prompts import PromptTemplateError
-    from distill.train_config import TrainError
+    from harness.common.artifacts import SchemaMismatch
+    from harness.common.files import CorruptFile
+    from harness.distill.methods import UnknownMethod
+    from harness.distill.prompts import PromptTemplateError
+    from harness.distill.train_config import TrainError
     from harness.config import ConfigError
     from harness.engines import EngineUnavailable
     from harness.engines.http_limits import APIRequestError
@@ -39,8 +39,8 @@ def user_error_types() -> tuple[type[BaseException], ...]:
     from harness.runlock import RunFolderBusy
     from harness.scoring import ScoreInputError
     from harness.tracking import TrackingError
-    from tasks.data import DataMissing
-    from tasks.registry import TaskOptionError, UnknownTask
+    from harness.tasks.data import DataMissing
+    from harness.tasks.registry import TaskOptionError, UnknownTask
 
     return (ConfigError, UnknownTask, UnknownMethod, DataMissing, EngineUnavailable, UsageError, ScoreInputError,
             SchemaMismatch, CorruptFile, ModelNotFound, PromptTemplateError, TaskOptionError,
@@ -55,8 +55,8 @@ class Run:
     """A finished run folder, read back as typed values."""
 
     path: Path
-    results: Any  # common.artifacts.Results
-    manifest: Any  # common.artifacts.Manifest | None
+    results: Any  # harness.common.artifacts.Results
+    manifest: Any  # harness.common.artifacts.Manifest | None
 
     @property
     def rows(self) -> list[Any]:
@@ -68,10 +68,10 @@ class Run:
 
     @property
     def frames(self) -> Any:
-        """The run as typed pandas DataFrames (``reports.frames.RunFrames``): ``.results`` (one row per result
+        """The run as typed pandas DataFrames (``harness.reports.frames.RunFrames``): ``.results`` (one row per result
         row), ``.comparisons`` (paired tests with Holm-adjusted p) and ``.samples`` (one row per item per model and
         task), e.g. ``load_run(p).frames.samples.groupby(["model", "task"], observed=True)["score"].mean()``."""
-        from reports.frames import load_frames
+        from harness.reports.frames import load_frames
 
         return load_frames(self.path)
 
@@ -84,7 +84,7 @@ class Run:
 
 def load_run(path: str | Path) -> Run:
     """A run folder (or its results.json) as a ``Run``; a folder that is no run is one line (UsageError)."""
-    from common.artifacts import Manifest, Results, load_artifact
+    from harness.common.artifacts import Manifest, Results, load_artifact
 
     p = Path(path).expanduser()
     root = p.parent if p.name == "results.json" else p

@@ -211,7 +211,7 @@ def _experiment(cfg, run_id, dry_run: bool) -> None:
 
 def _summary(run_dir: Path) -> None:
     # The typed model alone (no scipy/matplotlib import): a re-run that computed nothing stays fast.
-    from common.artifacts import Results, load_artifact
+    from harness.common.artifacts import Results, load_artifact
 
     res = load_artifact(Results, run_dir / "results.json", "results")
     prim = res.primary_metrics
@@ -388,11 +388,11 @@ def report(runs: Annotated[list[Path], typer.Argument(help="One or more run fold
     """Re-aggregate a run's stored samples and re-render its report.html (same model order as the run); with
     several runs, one report of all their models, refused when their evaluation settings differ (prompts, budgets,
     grader versions, data fingerprints) unless --force."""
-    from common.artifacts import Manifest, load_artifact
+    from harness.common.artifacts import Manifest, load_artifact
     from harness.stages.aggregate import aggregate
-    from reports.export import FORMATS, export
-    from reports.html import render_report
-    from reports.stats import load_results, write_results
+    from harness.reports.export import FORMATS, export
+    from harness.reports.html import render_report
+    from harness.reports.stats import load_results, write_results
 
     if fmt not in ("html", *FORMATS):
         raise UserError(f"--format {fmt!r} is not a format; use html, md, latex or csv")
@@ -450,11 +450,11 @@ def check(run: Annotated[Path, typer.Argument(help="A run folder or its results.
     """Regression gate: exit 1 when a metric falls below the baseline by more than the tolerance (and, with
     --require-significance, the drop is significant), 0 when it passes, 2 on a usage error. Under the verdict:
     what differs from the baseline's run (models, data, code)."""
-    from common.artifacts import Manifest, load_artifact
-    from common.files import write_json_atomic
-    from reports.check import check_run, load_baseline, make_baseline, sample_item_values
-    from reports.check_formats import format_markdown, format_outcome, write_junit
-    from reports.stats import load_results
+    from harness.common.artifacts import Manifest, load_artifact
+    from harness.common.files import write_json_atomic
+    from harness.reports.check import check_run, load_baseline, make_baseline, sample_item_values
+    from harness.reports.check_formats import format_markdown, format_outcome, write_junit
+    from harness.reports.stats import load_results
 
     if summary not in ("text", "md"):
         raise UserError(f"--summary {summary!r} is not a format; use --summary text or --summary md")
@@ -519,8 +519,8 @@ def tasks(names: Annotated[Optional[str], typer.Argument(help="Tasks or suites t
                                                "whose data is not local.")] = False) -> None:
     """List tasks with their data source, row count and whether the data is available here: from the local mirror
     (HARNESS_DATA_DIR) and the local dataset cache, without the network unless --online."""
-    from tasks import data
-    from tasks.registry import SUITES, expand_tasks, get_task, task_names
+    from harness.tasks import data
+    from harness.tasks.registry import SUITES, expand_tasks, get_task, task_names
 
     if not online:
         data.set_hub_access(False, "not checked; `harness tasks --online` checks the hub")

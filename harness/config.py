@@ -11,12 +11,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from common.yamlfile import DuplicateKey, YAMLSyntaxError, load_yaml, loads_yaml
-from distill.prompts import PromptTemplates
-from distill.train_config import TrainConfig
+from harness.common.resources import shipped
+from harness.common.yamlfile import DuplicateKey, YAMLSyntaxError, load_yaml, loads_yaml
+from harness.distill.prompts import PromptTemplates
+from harness.distill.train_config import TrainConfig
 from harness.tracking import TrackingConfig
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+#: The shipped configs (package data; in a clone, harness/configs links to the editable configs/ folder).
+CONFIG_DIR = shipped("configs")
 DEFAULT_CONFIG = CONFIG_DIR / "tiny.yaml"
 
 
@@ -57,7 +59,7 @@ class EngineConfig(Strict):
 class StudentConfig(Strict):
     #: "tiny" = the embedded default student, built on first use; else a local folder or a hub id.
     model: str = "tiny"
-    #: Overrides of distill.tiny.TinySpec fields when model == "tiny" (e.g. {"preset": "smoke"}).
+    #: Overrides of harness.distill.tiny.TinySpec fields when model == "tiny" (e.g. {"preset": "smoke"}).
     tiny: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -103,7 +105,7 @@ class TeacherConfig(Strict):
     @field_validator("strip_thinking")
     @classmethod
     def _valid_pattern(cls, v: str | None) -> str | None:
-        from distill.teachers.thinking import thinking_pattern
+        from harness.distill.teachers.thinking import thinking_pattern
 
         if v is not None:
             thinking_pattern(v)  # ThinkingPatternError (a one-line ValueError) for a bad regex
@@ -132,7 +134,7 @@ class TeacherConfig(Strict):
             return float(pin or 0.0), float(pout or 0.0)
         if self.kind != "llm" or not self.model:
             return None
-        from distill.teachers.api_models import list_price, on_provider
+        from harness.distill.teachers.api_models import list_price, on_provider
 
         if not on_provider(self.engine.backend, opts.get("base_url")):
             return None
@@ -181,7 +183,7 @@ class PoolConfig(Strict):
     @field_validator("source")
     @classmethod
     def _known_source(cls, v: str) -> str:
-        from distill.pools import check_source
+        from harness.distill.pools import check_source
 
         check_source(v)
         return v
@@ -328,7 +330,7 @@ class RunConfig(Strict):
     @classmethod
     def _prompt_set(cls, v: Any) -> Any:
         """`prompts: path/to/set` (a folder of <field>.txt files) or `prompts: {set: path, <field>: ...}`."""
-        from distill.prompts import load_prompt_set
+        from harness.distill.prompts import load_prompt_set
 
         if isinstance(v, (str, Path)):
             return load_prompt_set(v)
@@ -381,9 +383,9 @@ def parse_override(text: str) -> dict:
 
 def _with_task_files(raw: dict, config_path: Path) -> dict:
     """Tasks defined by YAML files (``--tasks my.yaml``, ``tasks_dir:``) -> their names, the file in the task's
-    options (tasks.registry.resolve_task_files); relative paths: the working directory, then the config's folder."""
-    from tasks.file_task import is_task_file
-    from tasks.registry import resolve_task_files
+    options (harness.tasks.registry.resolve_task_files); relative paths: the working directory, then the config's folder."""
+    from harness.tasks.file_task import is_task_file
+    from harness.tasks.registry import resolve_task_files
 
     tasks_dir = raw.pop("tasks_dir", None)
     ev = raw.get("eval")
@@ -422,10 +424,21 @@ def _extended(path: Path, raw: dict, seen: tuple[Path, ...] = ()) -> dict:
     return deep_merge(_extended(base_path, base, (*seen, path.resolve())), raw)
 
 
+def config_file(path: str | Path | None) -> Path:
+    """The config file a path names: as given (from the working directory), else a shipped one of that name
+    (``configs/starter.yaml`` works from any folder once installed); None is the embedded default."""
+    if path is None:
+        return DEFAULT_CONFIG
+    p = Path(path).expanduser()
+    if not p.exists() and not p.is_absolute() and p.parts[:1] == ("configs",) and shipped(*p.parts).exists():
+        return shipped(*p.parts)
+    return p
+
+
 def load_config(path: str | Path | None = None, preset: str | None = None, overrides: list[str] | None = None,
                 extra: dict | None = None) -> RunConfig:
     """Load, merge and validate; every failure is a ConfigError with a one-line message."""
-    p = Path(path) if path else DEFAULT_CONFIG
+    p = config_file(path)
     if not p.exists():
         raise ConfigError(f"config file {p} not found; pass an existing YAML file to --config")
     try:

@@ -15,8 +15,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from common.files import stable_hash
-from common.labels import model_label
+from harness.common.files import stable_hash
+from harness.common.labels import model_label
 
 AGGREGATE = "mean_over_seeds"
 SEED_TEST = "hierarchical_bootstrap"
@@ -27,7 +27,7 @@ SEED_TEST_TEXT = ("two-level bootstrap over training seeds and items, paired on 
 
 
 def _per_sample(rd, model: str, task: str, metric: str, primary: str) -> dict[str, float] | None:
-    from common.artifacts import read_samples
+    from harness.common.artifacts import read_samples
 
     path = rd.samples(model, task)
     if not path.exists():
@@ -84,8 +84,8 @@ def combine(rid: str, cells: Sequence[tuple[Any, Any]], about: dict[str, Any]):
     their seed: rows aggregated over seeds and the hierarchical comparisons (vs base and between methods; and
     between groups for the same method, e.g. cgd at one learning rate vs another). ``cells``: (sweep.Cell, its
     RunDir); ``about``: what the experiment varies (sweep.experiment_about), recorded beside the cells."""
-    from common.artifacts import ResultRow, Results
-    from reports.stats import load_results
+    from harness.common.artifacts import ResultRow, Results
+    from harness.reports.stats import load_results
 
     rows, comps, primary, order, lengths = [], [], {}, [], []
     per_cell = []
@@ -151,7 +151,7 @@ def combine(rid: str, cells: Sequence[tuple[Any, Any]], about: dict[str, Any]):
 
 
 def _seed_comparisons(matrices, order: list[str], primary: dict[str, str]):
-    from common.artifacts import Comparison
+    from harness.common.artifacts import Comparison
 
     out = []
 

@@ -16,11 +16,11 @@ from typing import Any, Sequence
 
 from lm_eval.api.model import LM
 
-from common.artifacts import SampleRecord
-from common.types import SamplingParams
+from harness.common.artifacts import SampleRecord
+from harness.common.types import SamplingParams
 from harness.progress import progress_bar
-from tasks.base import Doc, Scored
-from tasks.lm_eval_task import LmEvalTask, LmEvalTaskError
+from harness.tasks.base import Doc, Scored
+from harness.tasks.lm_eval_task import LmEvalTask, LmEvalTaskError
 
 
 class HarnessLM(LM):

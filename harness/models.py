@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from common.files import stable_hash
-from common.types import SamplingParams
-from common.units import Resources, Student
-from distill.teachers import teacher_class
+from harness.common.files import stable_hash
+from harness.common.types import SamplingParams
+from harness.common.units import Resources, Student
+from harness.distill.teachers import teacher_class
 from harness.config import ConfigError, EngineConfig, RunConfig
 from harness.engines import build_engine, engine_identity
 from harness.store import CachedEngine, CallCache
@@ -18,8 +18,8 @@ def resolve_student(cfg: RunConfig) -> Path | str:
     """'tiny' -> the embedded student folder (built on first use); anything else as given."""
     if cfg.student.model != "tiny":
         return cfg.student.model
-    from distill.tiny import ensure_tiny_student
-    from distill.tiny_spec import TinySpec
+    from harness.distill.tiny import ensure_tiny_student
+    from harness.distill.tiny_spec import TinySpec
 
     over = dict(cfg.student.tiny)
     preset = over.pop("preset", "default")

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from common.artifacts import save_artifact
-from common.files import link_file, stable_hash
-from common.units import CellLabel, ModelEval, Student, TrainedModel, TrainingData
+from harness.common.artifacts import save_artifact
+from harness.common.files import link_file, stable_hash
+from harness.common.units import CellLabel, ModelEval, Student, TrainedModel, TrainingData
 from harness.executors import build_executor, run_batches
 from harness.models import release_engines, resolve_student, student_of  # noqa: F401  (resolve_student: CLI, API)
 from harness.progress import console

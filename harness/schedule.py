@@ -20,7 +20,7 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass
 
-from common.units import Resources, Unit
+from harness.common.units import Resources, Unit
 
 #: GPU memory a tensor-parallel teacher replica may fill with weights (the rest: KV cache, activations).
 WEIGHT_SHARE = 0.5

@@ -5,11 +5,11 @@ import json
 import time
 from pathlib import Path
 
-from common.artifacts import Manifest, load_artifact, read_samples, save_artifact, write_samples
-from common.files import write_jsonl_atomic
+from harness.common.artifacts import Manifest, load_artifact, read_samples, save_artifact, write_samples
+from harness.common.files import write_jsonl_atomic
 from harness.store import RunDir
-from tasks.base import Doc, Task
-from tasks.registry import get_task
+from harness.tasks.base import Doc, Task
+from harness.tasks.registry import get_task
 
 
 class ScoreInputError(ValueError):

@@ -4,7 +4,7 @@ cache), from the model's shape, before any model is loaded. A run that cannot fi
 
 Model shapes: the model's config.json when it is a local folder, else the table below (the paper's models and
 their teachers, from their published config.json). Rules of thumb, stated so they can be checked:
-- full fine-tuning as distill.train does it: fp32 master weights (4 B/param; bf16 autocast), fp32 gradients
+- full fine-tuning as harness.distill.train does it: fp32 master weights (4 B/param; bf16 autocast), fp32 gradients
   (4 B), AdamW moments (8 B; 2 B with an 8-bit optimiser); FSDP/ZeRO-3 divide all three by the shard count;
 - LoRA: frozen base in bf16 (2 B/param; 4 B without bf16), trainable adapters at 16 B/param;
 - activations (Korthikanti et al. 2022, sequence parallel off, flash/SDPA attention so no s^2 term): about

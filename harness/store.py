@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from common.files import CorruptFile, stable_hash
+from harness.common.files import CorruptFile, stable_hash
 from harness.engines.base import Completion, Engine, Prompt, ProgressFn, SamplingParams
 
 

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from common.files import stable_hash
-from common.labels import model_label, short_key, value_text
-from common.units import CellLabel
+from harness.common.files import stable_hash
+from harness.common.labels import model_label, short_key, value_text
+from harness.common.units import CellLabel
 from harness.config import RunConfig, deep_merge
 from harness.experiment_results import SEED_TEST_TEXT, combine
 from harness.progress import console
@@ -146,7 +146,7 @@ def run_experiment(cfg: RunConfig, run_id: str | None = None, *, command: str = 
 
 
 def _run_cells(cfg: RunConfig, rid: str, planned, top, command: str):
-    from common.artifacts import save_artifact
+    from harness.common.artifacts import save_artifact
     from harness import pipeline
 
     # One graph over every cell: the first cell is the donor of the others (its stored outputs are linked in
@@ -160,10 +160,10 @@ def _run_cells(cfg: RunConfig, rid: str, planned, top, command: str):
     results = combine(rid, [(c, p.run_dir) for c, p in planned], experiment_about(cfg))
     manifest = combined_manifest(rid, cfg, planned, records, command)
     save_artifact(top.manifest, manifest)
-    from reports.stats import write_results
+    from harness.reports.stats import write_results
 
     write_results(top.results, results)
-    from reports.html import render_report
+    from harness.reports.html import render_report
 
     render_report(top.root)
     return top
@@ -172,7 +172,7 @@ def _run_cells(cfg: RunConfig, rid: str, planned, top, command: str):
 def combined_manifest(rid: str, cfg: RunConfig, planned, records: list[dict], command: str):
     """The donor cell's manifest, re-labelled: run id, the experiment's own config and command, one model
     record per (model, cell), and ``experiment`` = the cells with what each shared or computed."""
-    from common.artifacts import Manifest, load_artifact
+    from harness.common.artifacts import Manifest, load_artifact
 
     cells = []
     models = {}

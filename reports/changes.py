@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from common.artifacts import Comparison, Results
-from reports.paired_tests import holm_adjust
-from reports.stats import NON_QUALITY_METRICS
+from harness.common.artifacts import Comparison, Results
+from harness.reports.paired_tests import holm_adjust
+from harness.reports.stats import NON_QUALITY_METRICS
 
 ALPHA = 0.05
 

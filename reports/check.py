@@ -1,4 +1,4 @@
-"""The regression gate: compare a run's results.json with a committed baseline (``common.artifacts.Baseline``).
+"""The regression gate: compare a run's results.json with a committed baseline (``harness.common.artifacts.Baseline``).
 
 A row regresses when the run's value is below the baseline value by more than the tolerance (absolute, in [0, 1]
 units); for ``truncation_rate`` rows (lower is better) when it is above by more than the tolerance. Tolerance,
@@ -10,14 +10,14 @@ Tolerances can also be set per task or per metric (``Baseline.tolerances`` / ``-
 "math500/accuracy"); the order is the row's own, then per metric, then per task, then the file-wide or given one.
 
 With ``require_significance`` (an alpha), a drop beyond the tolerance fails only when it is significant: a paired
-test (exact McNemar for 0/1 items, else a sign-flip permutation test; ``reports.paired_tests.paired_difference``) on the
+test (exact McNemar for 0/1 items, else a sign-flip permutation test; ``harness.reports.paired_tests.paired_difference``) on the
 items both the baseline's run (``BaselineRow.items``, recorded by ``make_baseline`` from the run's sample files)
 and the checked run have. A drop that cannot be tested (no item-level values on either side) still fails, and
 says why.
 
 ``make_baseline`` records where the baseline came from (``BaselineSource``: model identities, sample and task
 fingerprints, package versions, git commit, all from the run's manifest); ``check_run`` given the checked run's
-manifest lists what differs, and ``reports.check_formats`` prints it under the verdict (text, Markdown, JUnit),
+manifest lists what differs, and ``harness.reports.check_formats`` prints it under the verdict (text, Markdown, JUnit),
 so a failing gate says whether the model, the data or the code changed.
 """
 from __future__ import annotations
@@ -28,12 +28,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal, Mapping, Optional
 
-from common.artifacts import (
+from harness.common.artifacts import (
     SCHEMA_VERSION, Baseline, BaselineRow, BaselineSource, Manifest, Results, SchemaMismatch, load_artifact,
     read_samples,
 )
-from reports.paired_tests import paired_difference
-from reports.stats import NON_QUALITY_METRICS
+from harness.reports.paired_tests import paired_difference
+from harness.reports.stats import NON_QUALITY_METRICS
 
 #: (model, task, metric) -> {item id: value} of a run, None where it has no item-level values.
 ItemValues = Callable[[str, str, str], Optional[dict[str, float]]]

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Optional
 from xml.etree import ElementTree
 
-from reports.check import CheckOutcome, Regression
+from harness.reports.check import CheckOutcome, Regression
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:

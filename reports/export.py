@@ -7,10 +7,10 @@ from __future__ import annotations
 import csv
 import io
 
-from common.artifacts import Results
-from reports import plots
-from reports.changes import tested_changes
-from reports.fmt import p_text, pct, signed_pct
+from harness.common.artifacts import Results
+from harness.reports import plots
+from harness.reports.changes import tested_changes
+from harness.reports.fmt import p_text, pct, signed_pct
 
 FORMATS = ("md", "latex", "csv")
 

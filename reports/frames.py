@@ -1,6 +1,6 @@
 """A run folder as pandas DataFrames, for notebooks (after Inspect AI's ``inspect_ai.analysis``).
 
-    from reports.frames import load_frames          # also: harness.load_run(path).frames
+    from harness.reports.frames import load_frames          # also: harness.load_run(path).frames
     f = load_frames("results/tiny-56b1ff359c")
     f.results      # one row per (model, task, metric[, params, seed]): value, ci_low, ci_high, n, primary, ...
     f.comparisons  # one row per paired comparison: model, baseline, task, metric, delta, CI, p, p_holm, significant
@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from common.artifacts import Results, read_samples
-from reports.changes import tested_changes
-from reports.stats import load_results
+from harness.common.artifacts import Results, read_samples
+from harness.reports.changes import tested_changes
+from harness.reports.stats import load_results
 
 
 @dataclass

@@ -14,27 +14,28 @@ from pathlib import Path
 
 import jinja2
 
-from common.artifacts import Results
-from reports import plots
-from reports.fmt import describe_model, kv, pct, redact, short, teacher_text  # noqa: F401  (redact re-exported)
-from reports.rundata import display_results, load_manifest, partial_info, task_label
-from reports.sections.diagnostics import (
+from harness.common.artifacts import Results
+from harness.common.resources import package_path
+from harness.reports import plots
+from harness.reports.fmt import describe_model, kv, pct, redact, short, teacher_text  # noqa: F401  (redact re-exported)
+from harness.reports.rundata import display_results, load_manifest, partial_info, task_label
+from harness.reports.sections.diagnostics import (
     diagnostics_section, length_histogram, pass_at_k_chart, secondary_tests,
 )
-from reports.sections.experiment import seed_table
-from reports.sections.explorer import explorer_section
-from reports.sections.paper import experiment_tables, paper_section
-from reports.sections.results import (
+from harness.reports.sections.experiment import seed_table
+from harness.reports.sections.explorer import explorer_section
+from harness.reports.sections.paper import experiment_tables, paper_section
+from harness.reports.sections.results import (
     TRUNCATION_WARN, comparison_tables, main_table, metric_tables, truncation_section,
 )
-from reports.sections.samples import SampleSet
-from reports.sections.setup import config_summary, settings_section
-from reports.sections.training import loss_chart, selection_section, training_data_section, training_section
-from reports.sections.verdict import verdict_section
-from reports.stats import load_results
+from harness.reports.sections.samples import SampleSet
+from harness.reports.sections.setup import config_summary, settings_section
+from harness.reports.sections.training import loss_chart, selection_section, training_data_section, training_section
+from harness.reports.sections.verdict import verdict_section
+from harness.reports.stats import load_results
 
-TEMPLATES = Path(__file__).with_name("templates")
-SECTIONS = Path(__file__).with_name("sections")
+TEMPLATES = package_path(__package__, "templates")
+SECTIONS = package_path(__package__, "sections")
 
 
 def build_context(run_dir: Path, baseline_model: str = "base", results: Results | None = None) -> dict:

@@ -9,7 +9,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 from scipy.stats import binomtest
 
-from reports.intervals import (
+from harness.reports.intervals import (
     BLOCK_ELEMENTS, MULTINOMIAL_MAX_LEVELS, as_array, bootstrap_ci, check_confidence, percentiles,
 )
 

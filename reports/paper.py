@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pandas as pd
 
-PAPER_CSV = Path(__file__).with_name("paper_tables.csv")
+from harness.common.resources import package_path
+
+PAPER_CSV = package_path(__package__, "paper_tables.csv")
 COLUMNS = ["table", "caption", "student", "method", "teacher", "benchmark", "value", "note"]
 
 #: Paper benchmark name -> our task name.

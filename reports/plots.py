@@ -9,8 +9,8 @@ import io
 from pathlib import Path
 from typing import Iterable
 
-from common.artifacts import ResultRow, Results
-from reports.changes import tested_changes
+from harness.common.artifacts import ResultRow, Results
+from harness.reports.changes import tested_changes
 
 import matplotlib
 

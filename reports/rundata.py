@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from common.artifacts import Manifest, Results, load_artifact
-from common.labels import model_label
+from harness.common.artifacts import Manifest, Results, load_artifact
+from harness.common.labels import model_label
 
 def load_manifest(run_dir: Path) -> Optional[Manifest]:
     """The run's manifest.json, None when the folder has none (a results.json copied on its own)."""

@@ -1,7 +1,7 @@
 """The ``results.json`` a run ends with: rows with their intervals (reports/intervals.py) and paired comparisons
 (reports/paired_tests.py).
 
-results.json is ``common.artifacts.Results`` (schema_version 2): rows (model, task, metric, value in [0, 1], n,
+results.json is ``harness.common.artifacts.Results`` (schema_version 2): rows (model, task, metric, value in [0, 1], n,
 95% CI, ci_method, params, seed, partial, full_n) and paired comparisons (model, baseline, task, metric, delta,
 CI, p_value, n, wins, losses, test, params, seed), with ``model_order`` (base first, then the methods in run order)
 and ``stats`` (how the numbers were made). The pydantic model validates everything written and read.
@@ -26,9 +26,9 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from common.artifacts import Comparison, ResultRow, Results, load_artifact, save_artifact
-from reports.intervals import BLOCK_ELEMENTS, bootstrap_aggregate, bootstrap_ci, percentiles
-from reports.paired_tests import align_by_id, paired_difference, paired_statistic_difference
+from harness.common.artifacts import Comparison, ResultRow, Results, load_artifact, save_artifact
+from harness.reports.intervals import BLOCK_ELEMENTS, bootstrap_aggregate, bootstrap_ci, percentiles
+from harness.reports.paired_tests import align_by_id, paired_difference, paired_statistic_difference
 
 #: Row metrics that describe how a model was run, not how good it is: never compared between models.
 TRUNCATION_METRIC = "truncation_rate"
@@ -150,7 +150,7 @@ def build_results(
     seed: int | None = None,
     existing: Results | None = None,
 ) -> Results:
-    """Build results.json (``common.artifacts.Results``; see this module's docstring).
+    """Build results.json (``harness.common.artifacts.Results``; see this module's docstring).
 
     ``per_model_task[(model, task)]`` = {"scored": per-sample dicts with id/score/metrics,
     "aggregate": {metric: value}, "aggregate_fn": optional callable(list of per-sample dicts) -> {metric: value},
@@ -300,7 +300,7 @@ def build_results(
 def write_results(path: str | Path, results: Results) -> Path:
     """Write results.json atomically (NaN is never written: missing numbers are null)."""
     if not isinstance(results, Results):
-        raise TypeError(f"write_results takes a common.artifacts.Results, got {type(results).__name__}")
+        raise TypeError(f"write_results takes a harness.common.artifacts.Results, got {type(results).__name__}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_artifact(path, Results.model_validate(results.model_dump()))  # re-validate: rows may have been edited

@@ -11,10 +11,10 @@ from __future__ import annotations
 import sys
 import time
 
-from distill.tiny import TinySpec, ensure_tiny_student
+from harness.distill.tiny import TinySpec, ensure_tiny_student
 from harness.engines import build_engine
 from harness.engines.base import SamplingParams
-from tasks.synthetic import SyntheticID
+from harness.tasks.synthetic import SyntheticID
 
 
 def main(backend: str) -> None:

@@ -59,8 +59,8 @@ NGPU=$(nvidia-smi -L | wc -l)
 if [ "$NGPU" -ge 2 ]; then
 python3 - <<'PY' 2>&1 | tail -6 | tee "$OUT/train_2gpu.txt"
 import glob, json, os, tempfile
-from distill.train import TrainJob, launch
-from distill.train_config import TrainConfig
+from harness.distill.train import TrainJob, launch
+from harness.distill.train_config import TrainConfig
 tiny = sorted(glob.glob(os.path.join(os.environ["HARNESS_CACHE_DIR"], "tiny-*")))[0]
 d = tempfile.mkdtemp()
 ex = os.path.join(d, "examples.jsonl")
@@ -88,8 +88,8 @@ echo "== training MFU: a Llama-3.2-1B-shaped model (1.24B params), full fine-tun
 python3 - <<'PY' 2>&1 | tail -4 | tee "$OUT/train_mfu.txt"
 import glob, json, os, tempfile, torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-from distill.train_config import TrainConfig
-from distill.trainer import train_student
+from harness.distill.train_config import TrainConfig
+from harness.distill.trainer import train_student
 tiny = sorted(glob.glob(os.path.join(os.environ["HARNESS_CACHE_DIR"], "tiny-*")))[0]
 d = tempfile.mkdtemp()
 tok = AutoTokenizer.from_pretrained(tiny)

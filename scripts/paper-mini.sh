@@ -12,7 +12,7 @@ PORT=${PAPER_MINI_PORT:-8011}
 LOG=${PAPER_MINI_LOG:-$PARTS/vllm-server.log}
 OUT=${PAPER_MINI_OUT:-results}
 
-"$PY" -m distill.paper_mini "$PARTS"
+"$PY" -m harness.distill.paper_mini "$PARTS"
 
 # vLLM's CPU build: a sliver of memory for the KV cache; float32 (no bf16 kernels needed); one thread.
 VLLM_CPU_KVCACHE_SPACE=${VLLM_CPU_KVCACHE_SPACE:-1} OMP_NUM_THREADS=1 VLLM_NO_USAGE_STATS=1 DO_NOT_TRACK=1 \

@@ -19,8 +19,8 @@ from typing import Any, ClassVar, Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from common.files import stable_hash
-from common.types import Prompt
+from harness.common.files import stable_hash
+from harness.common.types import Prompt
 
 
 @dataclass
@@ -69,7 +69,7 @@ def generation_from_options(base: GenerationConfig, options: Mapping[str, Any] |
 # ---- options -----------------------------------------------------------------------------------------------
 class TaskOptionError(ValueError):
     """A task option that is unknown or of the wrong type/value. The message is one line naming the task, the
-    option and the valid options (re-exported as ``tasks.registry.TaskOptionError``)."""
+    option and the valid options (re-exported as ``harness.tasks.registry.TaskOptionError``)."""
 
 
 class TaskOptions(BaseModel):
@@ -164,7 +164,7 @@ class Task(ABC):
 
     @abstractmethod
     def docs(self) -> list[Doc]:
-        """Load every item (raises ``tasks.data.DataMissing`` with a fix when the data is absent)."""
+        """Load every item (raises ``harness.tasks.data.DataMissing`` with a fix when the data is absent)."""
 
     def score(self, doc: Doc, responses: Sequence[str]) -> Scored:
         """Score the generated response(s) of one doc (generate tasks)."""

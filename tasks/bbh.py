@@ -28,9 +28,9 @@ from typing import Any, Literal, Sequence
 
 from pydantic import Field, field_validator
 
-from tasks.base import Doc, GenerationConfig, GenerationOptions, Scored, Task
-from tasks.data import hub_allowed, load_hub, local_path, missing
-from tasks.registry import register_task
+from harness.tasks.base import Doc, GenerationConfig, GenerationOptions, Scored, Task
+from harness.tasks.data import hub_allowed, load_hub, local_path, missing
+from harness.tasks.registry import register_task
 
 SUBTASKS: tuple[str, ...] = (
     "boolean_expressions", "causal_judgement", "date_understanding", "disambiguation_qa", "dyck_languages",
@@ -256,7 +256,7 @@ class BBH(Task):
         self.subtasks: list[str] = list(self.opts.subtasks)
         if self.variant == "mc":
             if "subtasks" in options and (bad := [s for s in self.subtasks if s not in MC_SUBTASKS]):
-                from tasks.base import TaskOptionError
+                from harness.tasks.base import TaskOptionError
 
                 raise TaskOptionError(f"task bbh: option 'subtasks': variant mc has no subtask(s) {', '.join(bad)} (free-text answers); "
                                       f"choose from {', '.join(MC_SUBTASKS)}")

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from common.files import read_jsonl  # the one JSONL reader; re-exported here for callers of tasks.data
+from harness.common.files import read_jsonl  # the one JSONL reader; re-exported here for callers of harness.tasks.data
 
 __all__ = ["DataMissing", "data_dir", "local_path", "hub_allowed", "hub_cached", "hub_off_reason", "set_hub_access",
            "missing", "read_jsonl", "load_hub",

@@ -25,10 +25,10 @@ from typing import Any, ClassVar, Literal, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from common.files import files_digest, read_jsonl, stable_hash
-from common.yamlfile import DuplicateKey, YAMLSyntaxError, load_yaml
-from tasks.base import Doc, GenerationConfig, GenerationOptions, Scored, Task, TaskOptionError
-from tasks.data import DataMissing
+from harness.common.files import files_digest, read_jsonl, stable_hash
+from harness.common.yamlfile import DuplicateKey, YAMLSyntaxError, load_yaml
+from harness.tasks.base import Doc, GenerationConfig, GenerationOptions, Scored, Task, TaskOptionError
+from harness.tasks.data import DataMissing
 
 SUFFIXES = (".yaml", ".yml")
 DATA_FORMATS = ("jsonl", "json", "csv", "parquet")
@@ -290,7 +290,7 @@ class FileTask(Task):
         kind = self.spec.grader.kind
         firsts = [(r[0] if r else "") or "" for r in responses]
         if kind == "math":
-            from tasks.scorers.math import grade_math_batch
+            from harness.tasks.scorers.math import grade_math_batch
 
             grades = grade_math_batch([(r, str(d.gold)) for d, r in zip(docs, firsts)])
             return [Scored(id=d.id, score=float(g.correct), metrics={"accuracy": float(g.correct)},
@@ -298,7 +298,7 @@ class FileTask(Task):
                                                            "timed_out": g.timed_out})
                     for d, g in zip(docs, grades)]
         if kind == "code":
-            from tasks.scorers.code import extract_code, run_many
+            from harness.tasks.scorers.code import extract_code, run_many
 
             results = run_many([extract_code(r) + "\n\n" + d.meta["tests"] + "\n" for d, r in zip(docs, firsts)],
                                timeout_s=self.spec.grader.timeout_s)
@@ -309,7 +309,7 @@ class FileTask(Task):
     def _score_text(self, doc: Doc, response: str) -> Scored:
         kind, gold = self.spec.grader.kind, doc.gold
         if kind == "choice":
-            from tasks.scorers.choice import extract_flexible
+            from harness.tasks.scorers.choice import extract_flexible
 
             ex = extract_flexible(response, len(doc.choices or "ABCD"))
             ok, extracted, details = ex.letter == gold, ex.letter, {"how": ex.how, "extraction_failed": ex.letter is None}

@@ -15,11 +15,11 @@ from typing import Callable, Sequence
 
 from pydantic import Field
 
-from tasks.base import Doc, GenerationConfig, Scored, Task, TaskOptions
-from tasks.registry import register_task
-from tasks.scorers.extract import extract_answer, last_boxed
-from tasks.synthetic import as_int
-from tasks.synthetic_problems import ID_STEPS, Problem, generate_problems
+from harness.tasks.base import Doc, GenerationConfig, Scored, Task, TaskOptions
+from harness.tasks.registry import register_task
+from harness.tasks.scorers.extract import extract_answer, last_boxed
+from harness.tasks.synthetic import as_int
+from harness.tasks.synthetic_problems import ID_STEPS, Problem, generate_problems
 
 _ANSWER_LINE = re.compile(r"Answer:\s*(-?\d[\d,]*)\.?")
 

@@ -17,7 +17,7 @@ Prompts (our wording) ask for step-by-step reasoning ending with "The answer is 
   EXCLUDED from the scored set, which then has 193 questions (scores are not comparable to 198-question runs
   item-for-item; the report should say so).
 
-Metrics: ``accuracy`` (primary) uses the flexible extraction of ``tasks.scorers.choice`` (an explicit
+Metrics: ``accuracy`` (primary) uses the flexible extraction of ``harness.tasks.scorers.choice`` (an explicit
 "answer is (X)" first, then fallbacks); ``strict_accuracy`` counts only an explicit "answer is (X)" statement.
 """
 from __future__ import annotations
@@ -29,10 +29,10 @@ from typing import Any, Sequence
 
 from pydantic import Field
 
-from tasks.base import Doc, GenerationConfig, GenerationOptions, Scored, Task
-from tasks.data import DataMissing, hub_allowed, load_hub, local_path, missing
-from tasks.registry import register_task
-from tasks.scorers.choice import extract_flexible, extract_strict, option_letters
+from harness.tasks.base import Doc, GenerationConfig, GenerationOptions, Scored, Task
+from harness.tasks.data import DataMissing, hub_allowed, load_hub, local_path, missing
+from harness.tasks.registry import register_task
+from harness.tasks.scorers.choice import extract_flexible, extract_strict, option_letters
 
 LOCAL_ZIP = "gpqa/gpqa_diamond.zip"
 ZIP_MEMBER = "gpqa_diamond.jsonl"
@@ -101,7 +101,7 @@ class GPQADiamond(Task):
     hf_dataset = HUB_DATASET
     sensitive = True
     generation = GenerationConfig(max_new_tokens=2048)
-    grader_version = "1"  # tasks.scorers.choice: flexible and strict "The answer is (X)" extraction, A-D
+    grader_version = "1"  # harness.tasks.scorers.choice: flexible and strict "The answer is (X)" extraction, A-D
     grader_packages = ()
 
     class Options(GenerationOptions):

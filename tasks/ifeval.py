@@ -24,9 +24,9 @@ import random
 import sys
 from typing import Any, Sequence
 
-from tasks.base import Doc, GenerationConfig, GenerationOptions, Scored, Task
-from tasks.data import DataMissing, hub_allowed, resolve_jsonl
-from tasks.registry import register_task
+from harness.tasks.base import Doc, GenerationConfig, GenerationOptions, Scored, Task
+from harness.tasks.data import DataMissing, hub_allowed, resolve_jsonl
+from harness.tasks.registry import register_task
 
 PROMPT_METRICS = ("prompt_level_strict_acc", "prompt_level_loose_acc")
 INST_METRICS = ("inst_level_strict_acc", "inst_level_loose_acc")

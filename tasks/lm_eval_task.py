@@ -18,9 +18,9 @@ from typing import Any, ClassVar, Iterator, Sequence
 
 from pydantic import Field
 
-from common.files import stable_hash
-from tasks.base import Doc, Scored, Task, TaskOptionError, TaskOptions
-from tasks.data import DataMissing
+from harness.common.files import stable_hash
+from harness.tasks.base import Doc, Scored, Task, TaskOptionError, TaskOptions
+from harness.tasks.data import DataMissing
 
 PREFIX = "lm_eval:"
 
@@ -191,8 +191,8 @@ def _leaves(td: dict[Any, Any]) -> dict[str, Any]:
 @contextmanager
 def _datasets_offline_unless_hub() -> Iterator[None]:
     """lm-eval loads data with ``datasets``, which retries an unreachable hub for minutes: when the hub is off
-    (the one probe of tasks.data), load offline (local files and the cache only)."""
-    from tasks.data import hub_allowed
+    (the one probe of harness.tasks.data), load offline (local files and the cache only)."""
+    from harness.tasks.data import hub_allowed
 
     if hub_allowed():
         yield

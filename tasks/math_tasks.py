@@ -1,11 +1,11 @@
 """The paper's math benchmarks: MATH-500, Minerva-Math, GSM8K, OlympiadBench, AMC23, AIME24, AIME25, TheoremQA.
 
 Protocol (Qwen2.5-Math evaluation lineage, as in the paper): zero-shot, system prompt asking for step-by-step
-reasoning and a final ``\\boxed{}`` answer (``tasks.prompts.math_messages``), greedy decoding. The paper allows
+reasoning and a final ``\\boxed{}`` answer (``harness.tasks.prompts.math_messages``), greedy decoding. The paper allows
 8192 (LLaMA) or 16384 (Qwen) new tokens; our default is 4096 per task, changed with the ``max_new_tokens`` task
 option (or the run config's ``eval.max_new_tokens``).
 
-Scoring (``tasks.scorers.math``): ``accuracy`` (primary) = math-verify's verdict on the whole response against the
+Scoring (``harness.tasks.scorers.math``): ``accuracy`` (primary) = math-verify's verdict on the whole response against the
 gold; ``accuracy_qwen`` = the Qwen2.5-Math-style equivalence of our extracted answer (last ``\\boxed{}``, else
 "the answer is", else the last number) with the gold. Both run in worker processes with a hard wall-clock limit
 per item. Details per sample: extracted, extraction_failed, timed_out, grader_disagreement.
@@ -35,12 +35,12 @@ from typing import Any, ClassVar, Sequence
 
 from pydantic import Field
 
-from tasks.base import Doc, GenerationConfig, GenerationOptions, Scored, Task
-from tasks.data import resolve_jsonl
-from tasks.prompts import math_messages
-from tasks.registry import register_task
-from tasks.scorers.extract import extract_answer, last_boxed
-from tasks.scorers.math import DEFAULT_TIMEOUT_S, MathGrade, grade_math_batch
+from harness.tasks.base import Doc, GenerationConfig, GenerationOptions, Scored, Task
+from harness.tasks.data import resolve_jsonl
+from harness.tasks.prompts import math_messages
+from harness.tasks.registry import register_task
+from harness.tasks.scorers.extract import extract_answer, last_boxed
+from harness.tasks.scorers.math import DEFAULT_TIMEOUT_S, MathGrade, grade_math_batch
 
 DEFAULT_MAX_NEW_TOKENS = 4096
 
@@ -62,7 +62,7 @@ class MathTask(Task):
     #: Keep unit words when normalising for the second grader (Qwen's STRIP_EXCEPTIONS: Minerva).
     skip_unit: ClassVar[bool] = False
     generation: ClassVar[GenerationConfig] = GenerationConfig(max_new_tokens=DEFAULT_MAX_NEW_TOKENS)
-    # math-verify on the whole response + the Qwen-style second grader (tasks.scorers.math), TheoremQA's rule
+    # math-verify on the whole response + the Qwen-style second grader (harness.tasks.scorers.math), TheoremQA's rule
     grader_version = "1"
     grader_packages = ("math-verify", "latex2sympy2_extended", "sympy")
 

@@ -20,10 +20,10 @@ from typing import Any, Sequence
 
 from pydantic import Field, field_validator
 
-from tasks.base import Doc, GenerationConfig, GenerationOptions, Scored, Task
-from tasks.data import resolve_jsonl
-from tasks.registry import register_task
-from tasks.scorers.choice import STRICT, extract_mmlu_pro, option_letters
+from harness.tasks.base import Doc, GenerationConfig, GenerationOptions, Scored, Task
+from harness.tasks.data import resolve_jsonl
+from harness.tasks.registry import register_task
+from harness.tasks.scorers.choice import STRICT, extract_mmlu_pro, option_letters
 
 HUB_DATASET = "TIGER-Lab/MMLU-Pro"
 HEADER = (
@@ -59,7 +59,7 @@ class MMLUPro(Task):
     local_dir = "mmlu_pro"
     hf_dataset = HUB_DATASET
     generation = GenerationConfig(max_new_tokens=2048, stop=("Question:",))
-    grader_version = "1"  # tasks.scorers.choice.extract_mmlu_pro (the official cascade), no random guess
+    grader_version = "1"  # harness.tasks.scorers.choice.extract_mmlu_pro (the official cascade), no random guess
     grader_packages = ()
 
     class Options(GenerationOptions):

@@ -26,9 +26,9 @@ import numpy as np
 
 from pydantic import Field, field_validator
 
-from tasks.base import Doc, Scored, Task, TaskOptions
-from tasks.data import DataMissing, data_dir, hub_allowed, hub_off_reason, load_hub, local_path
-from tasks.registry import register_task
+from harness.tasks.base import Doc, Scored, Task, TaskOptions
+from harness.tasks.data import DataMissing, data_dir, hub_allowed, hub_off_reason, load_hub, local_path
+from harness.tasks.registry import register_task
 
 HUB_DATASET = "TAUR-Lab/MuSR"
 SUBSETS: tuple[str, ...] = ("murder_mysteries", "object_placements", "team_allocation")  # the hub's split names

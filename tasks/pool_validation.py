@@ -4,15 +4,15 @@ The paper selected checkpoints on MATH-500, a test set. This task gives every ru
 computed on training-distribution questions that no method trained on (pool.validation_n > 0).
 
 The items are plain ``QAItem`` (id, question, gold answer): tasks know nothing of the distillation layer. Any object
-with ``id``, ``question`` and ``gold_answer`` attributes (a ``distill.items.TrainItem``) is accepted and copied.
+with ``id``, ``question`` and ``gold_answer`` attributes (a ``harness.distill.items.TrainItem``) is accepted and copied.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from tasks.base import Doc, GenerationConfig, Scored, Task
-from tasks.prompts import math_messages
+from harness.tasks.base import Doc, GenerationConfig, Scored, Task
+from harness.tasks.prompts import math_messages
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ class PoolValidation(Task):
         return [Doc(id=it.id, prompt=math_messages(it.question), gold=it.gold_answer) for it in self.items]
 
     def score_many(self, docs: Sequence[Doc], responses: Sequence[Sequence[str]]) -> list[Scored]:
-        from tasks.scorers.math import grade_math_batch
+        from harness.tasks.scorers.math import grade_math_batch
 
         grades = grade_math_batch([(r[0], str(d.gold)) for d, r in zip(docs, responses)])
         return [Scored(id=d.id, score=float(g.correct), metrics={"accuracy": float(g.correct)},

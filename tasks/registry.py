@@ -1,6 +1,6 @@
 """Registry of benchmark tasks and named suites.
 
-A benchmark without Python is a YAML file (``tasks.file_task``, ``register_file_task``). A new built-in one is one module in ``tasks/`` that decorates its Task class with ``@register_task``, plus its
+A benchmark without Python is a YAML file (``harness.tasks.file_task``, ``register_file_task``). A new built-in one is one module in ``tasks/`` that decorates its Task class with ``@register_task``, plus its
 module name in ``TASK_MODULES`` below. Every module listed must import: a broken task module is an error, never
 a silently missing task. ``get_task`` validates the task's options against its ``Options`` model and raises
 ``TaskOptionError`` (one line: task, option, valid options) for an unknown key or a wrong type or value.
@@ -11,7 +11,7 @@ import importlib
 from pathlib import Path
 from typing import Any, Callable, Sequence, TypeVar
 
-from tasks.base import Task, TaskOptionError
+from harness.tasks.base import Task, TaskOptionError
 
 __all__ = ["TASK_REGISTRY", "TASK_MODULES", "SUITES", "TaskOptionError", "UnknownTask", "register_task",
            "task_names", "get_task", "expand_tasks", "register_file_task", "resolve_task_files"]
@@ -60,9 +60,9 @@ def _load_all() -> None:
         return
     for mod in TASK_MODULES:
         try:
-            importlib.import_module(f"tasks.{mod}")
+            importlib.import_module(f"harness.tasks.{mod}")
         except ImportError as e:
-            raise ImportError(f"task module tasks.{mod} (listed in tasks.registry.TASK_MODULES) failed to import: "
+            raise ImportError(f"task module harness.tasks.{mod} (listed in harness.tasks.registry.TASK_MODULES) failed to import: "
                               f"{type(e).__name__}: {e}") from e
     _loaded = True
 
@@ -77,9 +77,9 @@ def task_names() -> list[str]:
 
 
 def register_file_task(path: str | Path) -> str:
-    """Register the task a YAML file defines (``tasks.file_task``); returns its name. A second file claiming a
+    """Register the task a YAML file defines (``harness.tasks.file_task``); returns its name. A second file claiming a
     name already taken is one line."""
-    from tasks.file_task import TaskFileError, task_class
+    from harness.tasks.file_task import TaskFileError, task_class
 
     cls = task_class(path)
     other = TASK_REGISTRY.get(cls.name)
@@ -92,9 +92,9 @@ def register_file_task(path: str | Path) -> str:
 
 
 def register_lm_eval_task(name: str) -> str:
-    """Register ``lm_eval:<task or group>`` (``tasks.lm_eval_task``); lm-eval itself is imported only when the
+    """Register ``lm_eval:<task or group>`` (``harness.tasks.lm_eval_task``); lm-eval itself is imported only when the
     task is used."""
-    from tasks.lm_eval_task import is_lm_eval, task_class
+    from harness.tasks.lm_eval_task import is_lm_eval, task_class
 
     if not is_lm_eval(name):
         raise UnknownTask(f"task {name!r}: name the lm-eval task or group after the prefix, e.g. lm_eval:arc_easy")
@@ -108,7 +108,7 @@ def resolve_task_files(tasks: str | list[str], task_options: dict[str, dict[str,
     """Task entries that are YAML files (and every file of ``tasks_dir``) -> their task names, each file's absolute
     path in that task's options (so ``harness report`` finds it again in a later process). Relative paths are
     looked up in the working directory, then in ``search_dirs`` (the config file's folder)."""
-    from tasks.file_task import TaskFileError, dir_task_files, is_task_file
+    from harness.tasks.file_task import TaskFileError, dir_task_files, is_task_file
 
     _load_all()
     items = [t.strip() for t in tasks.split(",")] if isinstance(tasks, str) else [str(t) for t in tasks]

@@ -10,11 +10,11 @@ from typing import Any, ClassVar, Optional, Sequence
 
 from pydantic import Field
 
-from tasks.base import Doc, GenerationConfig, Scored, Task, TaskOptions
-from tasks.prompts import math_messages
-from tasks.registry import register_task
-from tasks.scorers.extract import extract_answer
-from tasks.synthetic_problems import eval_problems
+from harness.tasks.base import Doc, GenerationConfig, Scored, Task, TaskOptions
+from harness.tasks.prompts import math_messages
+from harness.tasks.registry import register_task
+from harness.tasks.scorers.extract import extract_answer
+from harness.tasks.synthetic_problems import eval_problems
 
 
 # ---- scoring --------------------------------------------------------------------------------------------

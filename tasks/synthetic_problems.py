@@ -209,7 +209,7 @@ def generate_problems(n: int, stream: str, steps: Sequence[int], split: str,
 
 
 def pool_problems(n: int, seed: int = 0, steps: Sequence[int] = ID_STEPS) -> list[Problem]:
-    """``n`` training-side problems (never an evaluation question); ``distill.pools.synthetic_pool`` turns them
+    """``n`` training-side problems (never an evaluation question); ``harness.distill.pools.synthetic_pool`` turns them
     into training items."""
     return generate_problems(n, f"synthetic-pool:{seed}", steps, "train")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from typing import Sequence
 
-from tasks.synthetic_problems import Problem, apply_op, format_solution
+from harness.tasks.synthetic_problems import Problem, apply_op, format_solution
 
 #: pool.answer_style: gold = every y* is the full, correct step-by-step solution (the default); web = y* is noisy
 #: or terse the way web-mined answers are (WEB_SHARES), while gold_answer stays the true answer.

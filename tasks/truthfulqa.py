@@ -17,9 +17,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from tasks.base import Doc, Scored, Task
-from tasks.data import hub_allowed, load_hub, local_path, missing
-from tasks.registry import register_task
+from harness.tasks.base import Doc, Scored, Task
+from harness.tasks.data import hub_allowed, load_hub, local_path, missing
+from harness.tasks.registry import register_task
 
 HUB_DATASET = "truthfulqa/truthful_qa"
 HUB_CONFIG = "multiple_choice"

@@ -58,8 +58,8 @@ def tiny_cache() -> Path:
 @pytest.fixture(scope="session")
 def tiny_student(tiny_cache) -> Path:
     """The smoke-preset tiny student, built once per test session."""
-    from distill.tiny import ensure_tiny_student
-    from distill.tiny_spec import TinySpec
+    from harness.distill.tiny import ensure_tiny_student
+    from harness.distill.tiny_spec import TinySpec
 
     return ensure_tiny_student(TinySpec.smoke(), cache_dir=tiny_cache, progress=False)
 

@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("anthropic")
 
-from common.types import SamplingParams  # noqa: E402
+from harness.common.types import SamplingParams  # noqa: E402
 from harness.engines import EngineUnavailable, build_engine, engine_identity  # noqa: E402
 from harness.engines.http_limits import APIRequestError  # noqa: E402
 from servers.messages_server import MessagesServer, reply_text  # noqa: E402

@@ -12,7 +12,7 @@ import pytest
 
 pytest.importorskip("openai")
 
-from common.types import SamplingParams  # noqa: E402
+from harness.common.types import SamplingParams  # noqa: E402
 from harness.engines import build_engine  # noqa: E402
 from harness.engines.http_limits import APIRequestError  # noqa: E402
 from harness.store import CachedEngine, CallCache  # noqa: E402

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from common.units import Unit
+from harness.common.units import Unit
 from harness.config import ExecutorConfig
 from harness.executors import Batch, Job, UnitFailed, run_batches
 from harness.executors.local import LocalExecutor
@@ -43,7 +43,7 @@ def test_a_failure_is_raised_after_the_other_units_commit():
 
     class Collecting(LocalExecutor):  # the ray executor's contract: failures are outcomes, not exceptions
         def run(self, jobs, log_dir=None, on_done=None):
-            from common.units import Outcome
+            from harness.common.units import Outcome
 
             outs = []
             for i, job in enumerate(jobs):

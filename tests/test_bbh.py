@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from tasks.base import Scored
-from tasks.bbh import INVALID, STOP, SUBTASKS, lm_eval_config, parse_cot_prompt
-from tasks.data import local_path
-from tasks.registry import get_task
+from harness.tasks.base import Scored
+from harness.tasks.bbh import INVALID, STOP, SUBTASKS, lm_eval_config, parse_cot_prompt
+from harness.tasks.data import local_path
+from harness.tasks.registry import get_task
 
 BBH_JSON = local_path("bbh", "bbh")
 needs_data = pytest.mark.skipif(BBH_JSON is None, reason="BBH local mirror absent")
@@ -85,7 +85,7 @@ def test_parse_cot_prompt_strips_header_and_keeps_multiparagraph_description():
 @needs_data
 def test_cot_prompt_files_parse_to_lm_eval_fewshot_samples():
     """The hub fallback (lm-eval's YAML copy of the examples) gives the same few-shot text as the local files."""
-    from tasks.bbh import fewshot_from_lm_eval
+    from harness.tasks.bbh import fewshot_from_lm_eval
 
     for sub in SUBTASKS:
         text = (Path(local_path("bbh", "cot-prompts")) / f"{sub}.txt").read_text(encoding="utf-8")
@@ -153,7 +153,7 @@ def test_strict_regex_battery_matches_plain_regexfilter():
     from lm_eval.filters.extraction import RegexFilter
     from lm_eval.filters.selection import TakeFirstFilter
 
-    from tasks.bbh import strict_grader
+    from harness.tasks.bbh import strict_grader
 
     g = strict_grader("navigate")
     for response in BATTERY:
@@ -181,7 +181,7 @@ def test_aggregate_is_size_weighted_like_lm_eval_group():
     assert task.aggregate([]) == {}
     import yaml
 
-    from tasks.bbh import _lm_eval_bbh_dir
+    from harness.tasks.bbh import _lm_eval_bbh_dir
 
     spec = yaml.safe_load((_lm_eval_bbh_dir() / "cot_fewshot" / "_bbh_cot_fewshot.yaml").read_text())
     assert spec["aggregate_metric_list"][0]["weight_by_size"] is True

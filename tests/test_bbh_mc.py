@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tasks.bbh import MC_SUBTASKS, mc_config
-from tasks.data import local_path
-from tasks.registry import TaskOptionError, get_task
+from harness.tasks.bbh import MC_SUBTASKS, mc_config
+from harness.tasks.data import local_path
+from harness.tasks.registry import TaskOptionError, get_task
 
 BBH_JSON = local_path("bbh", "bbh")
 needs_data = pytest.mark.skipif(BBH_JSON is None, reason="BBH mirror not found under HARNESS_DATA_DIR")

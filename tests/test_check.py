@@ -1,13 +1,13 @@
-"""The regression gate (reports.check) and `harness check`."""
+"""The regression gate (harness.reports.check) and `harness check`."""
 import json
 
 import pytest
 from typer.testing import CliRunner
 
-from common.artifacts import Baseline, Manifest, ModelRecord, ResultRow, Results, SchemaMismatch, TaskRecord
-from reports.check import check_run, load_baseline, make_baseline
-from reports.check_formats import format_outcome
-from reports.stats import write_results
+from harness.common.artifacts import Baseline, Manifest, ModelRecord, ResultRow, Results, SchemaMismatch, TaskRecord
+from harness.reports.check import check_run, load_baseline, make_baseline
+from harness.reports.check_formats import format_outcome
+from harness.reports.stats import write_results
 
 
 def _results() -> Results:
@@ -259,7 +259,7 @@ def test_require_significance_fails_only_a_significant_drop(lost, fails):
 def test_markdown_summary_and_junit(tmp_path):
     from xml.etree import ElementTree
 
-    from reports.check_formats import format_markdown, write_junit
+    from harness.reports.check_formats import format_markdown, write_junit
 
     res = _results()
     baseline = _set(make_baseline(res, None), "cgd", "math500", "accuracy", 0.60)

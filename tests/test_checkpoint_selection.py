@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from common.artifacts import SampleRecord
-from distill.train_config import CheckpointSelection, TrainConfig
+from harness.common.artifacts import SampleRecord
+from harness.distill.train_config import CheckpointSelection, TrainConfig
 from harness.config import ConfigError, load_config
 from harness.stages import select_checkpoint as train_stage
 from harness.stages.plan import plan_run
@@ -29,7 +29,7 @@ def test_selection_needs_validation_split(tmp_path):
 
 
 def test_selection_only_sees_pool_validation(tmp_path, monkeypatch):
-    from distill.pools import load_pool, split_validation
+    from harness.distill.pools import load_pool, split_validation
 
     plan = _plan(tmp_path)
     cfg = plan.config

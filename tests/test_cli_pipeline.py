@@ -271,7 +271,7 @@ def test_changed_budget_regenerates_and_changed_grader_only_rescores(compare_run
     assert "generation settings" in out
     manifest = json.loads((tmp_path / "ev" / "manifest.json").read_text())
     assert manifest["models"]["base"]["eval"]["synthetic_id"]["reused"] is None
-    from tasks.registry import get_task
+    from harness.tasks.registry import get_task
 
     monkeypatch.setattr(type(get_task("synthetic_id")), "grader_version", "test-bumped")
     _eval(tmp_path, "--set", 'eval.max_new_tokens={"synthetic_id": 40}')

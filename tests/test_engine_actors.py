@@ -14,7 +14,7 @@ import pytest
 
 from typer.testing import CliRunner
 
-from common.artifacts import read_samples
+from harness.common.artifacts import read_samples
 from harness.cli import app
 from tests.test_executors import KillFirst, compare, rows
 

@@ -5,14 +5,14 @@ units' outputs are handed to the batch's commit as the executor would (the engin
 counts is tests/test_engine_actors.py's)."""
 from __future__ import annotations
 
-from common.artifacts import read_samples
-from common.units import EvalOutput, Outcome
+from harness.common.artifacts import read_samples
+from harness.common.units import EvalOutput, Outcome
 from harness.config import load_config
 from harness.stages.eval_shards import shard_count, shard_ranges
 from harness.stages.evaluate import ModelToEvaluate, eval_batch, make_record
 from harness.stages.plan import config_hash, plan_run
 from harness.store import CallCache
-from tasks.base import Scored
+from harness.tasks.base import Scored
 
 
 def test_ranges_cover_the_docs_in_order():

@@ -103,7 +103,7 @@ def test_two_seed_sweep_on_ray_equals_local(cluster, tiny_cache, tmp_path, monke
         return ray_run(self, jobs, log_dir, on_done)
 
     monkeypatch.setattr(RayExecutor, "run", recording_run)
-    from common.progress import DriverBars
+    from harness.common.progress import DriverBars
 
     events = []
     driver_apply = DriverBars.apply
@@ -132,7 +132,7 @@ def test_two_seed_sweep_on_ray_equals_local(cluster, tiny_cache, tmp_path, monke
 def test_ray_checks_visibility_and_capacity_before_anything_starts(cluster, tmp_path):
     """A path a node cannot see, and a unit no node can hold, are one-line errors before any unit runs (a unit
     needing a GPU on this CPU-only cluster would otherwise wait forever: a silent hang)."""
-    from common.units import Resources, Unit
+    from harness.common.units import Resources, Unit
     from harness.config import ConfigError, ExecutorConfig
     from harness.executors import Job, build_executor
 
@@ -150,7 +150,7 @@ def test_grouped_jobs_run_on_engine_actors(cluster, tmp_path):
     """Jobs of one group run in turn on one long-lived actor process (at most ``executor.engine_actors``); the
     actor is ended when its group is done; an actor that does not start in time fails its unit's attempts with one
     line naming the unit (no silent wait), and the other units finish."""
-    from common.units import Resources, Unit
+    from harness.common.units import Resources, Unit
     from harness.config import ExecutorConfig
     from harness.executors import Job, build_executor
 

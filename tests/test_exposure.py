@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from distill.exposure import count_rows, plan_exposure
-from distill.train_config import TrainConfig
-from distill.trainer import train_student
+from harness.distill.exposure import count_rows, plan_exposure
+from harness.distill.train_config import TrainConfig
+from harness.distill.trainer import train_student
 from tests.test_train import build_tiny_model
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -30,7 +30,7 @@ def one_line(res: subprocess.CompletedProcess, *needles: str) -> str:
 
 
 def test_docs_prompt_gold_and_grader():
-    from tasks.registry import get_task, register_file_task
+    from harness.tasks.registry import get_task, register_file_task
 
     name = register_file_task(TASK)
     task = get_task(name, path=str(TASK))
@@ -58,7 +58,7 @@ def test_docs_prompt_gold_and_grader():
     ("code", {"tests_field": "test"}, "-", "def f(x):\n    return x", False),
 ])
 def test_each_grader(tmp_path, kind, extra, gold, response, ok):
-    from tasks.registry import get_task, register_file_task
+    from harness.tasks.registry import get_task, register_file_task
 
     (tmp_path / "d.jsonl").write_text(json.dumps({"question": "q", "answer": gold, "test": "assert f(1) == 2"}) + "\n")
     (tmp_path / f"{kind}.yaml").write_text(json.dumps({

@@ -8,7 +8,7 @@ import pytest
 
 from harness.config import ConfigError, load_config
 from harness.sweep import expand, plan_cells
-from reports import paper
+from harness.reports import paper
 
 FULL = sorted((Path(__file__).resolve().parents[1] / "configs" / "experiments" / "full").glob("*.yaml"))
 

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from distill.methods import build_dataset, stages_needed
-from distill.pools import PoolError, PoolSpec, load_pool_spec
+from harness.distill.methods import build_dataset, stages_needed
+from harness.distill.pools import PoolError, PoolSpec, load_pool_spec
 from harness.config import ConfigError, load_config
 from harness.stages.plan import config_hash, config_identity, plan_run
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tasks.gpqa import GPQADiamond, fewshot_ids, load_rows
-from tasks.registry import get_task
-from tasks.scorers.choice import extract_flexible, extract_mmlu_pro, extract_strict
+from harness.tasks.gpqa import GPQADiamond, fewshot_ids, load_rows
+from harness.tasks.registry import get_task
+from harness.tasks.scorers.choice import extract_flexible, extract_mmlu_pro, extract_strict
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,7 +49,7 @@ def test_correct_option_is_at_its_letter(docs):
 
 def test_shuffle_is_stable_across_processes(docs):
     code = (
-        "import json; from tasks.gpqa import GPQADiamond; "
+        "import json; from harness.tasks.gpqa import GPQADiamond; "
         "print(json.dumps([[d.id, d.gold] for d in GPQADiamond().docs()]))"
     )
     env = dict(os.environ, PYTHONHASHSEED="12345")  # a different str hash must not change the order

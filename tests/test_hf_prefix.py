@@ -89,7 +89,7 @@ def test_merged_continuation_scores_the_merged_token(engine):
 def test_prefix_reuse_on_tiny_student_matches_plain(tiny_student, monkeypatch):
     """The real tiny student on TruthfulQA MC2's own requests (two questions): same scores both ways."""
     from harness.engines.hf import HFEngine
-    from tasks.registry import get_task
+    from harness.tasks.registry import get_task
 
     docs = get_task("truthfulqa_mc2").docs()[:2]
     reqs = [(d.prompt, c) for d in docs for c in d.choices]

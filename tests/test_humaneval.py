@@ -3,9 +3,9 @@ import time
 
 import pytest
 
-from tasks.humaneval import HumanEval, build_program, extract_code, load_problems, pass_at_k
-from tasks.registry import get_task
-from tasks.scorers.code import run_python
+from harness.tasks.humaneval import HumanEval, build_program, extract_code, load_problems, pass_at_k
+from harness.tasks.registry import get_task
+from harness.tasks.scorers.code import run_python
 
 
 @pytest.fixture(scope="module")

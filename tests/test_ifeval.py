@@ -4,9 +4,9 @@ import random
 
 import pytest
 
-from tasks.data import DataMissing, local_path, read_jsonl
-from tasks.ifeval import IFEval, ensure_punkt_tab, lm_eval_ifeval, seeded_random
-from tasks.registry import get_task
+from harness.tasks.data import DataMissing, local_path, read_jsonl
+from harness.tasks.ifeval import IFEval, ensure_punkt_tab, lm_eval_ifeval, seeded_random
+from harness.tasks.registry import get_task
 
 
 def _no_commas(p):

@@ -9,7 +9,7 @@ One chain of runs on one run folder and one cache, each killed later than the on
   5. to the end.
 Last, files damaged after the fact (a torn samples file, sidecars that are not JSON) are made again through the
 cache. After every kill the store must be sound (SQLite integrity_check, every samples file readable by
-common.artifacts.read_samples, every JSON file parseable) and no cache entry written by an earlier run may be
+harness.common.artifacts.read_samples, every JSON file parseable) and no cache entry written by an earlier run may be
 written again (its `created` time is unchanged: a finished model call is never made twice). The final
 results.json rows and per-sample responses must equal an uninterrupted run's (same config and seed, its own
 cache), and the final manifest must say that nothing finished before was redone.
@@ -28,7 +28,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from common.artifacts import read_samples
+from harness.common.artifacts import read_samples
 
 pytestmark = pytest.mark.slow
 
@@ -239,8 +239,8 @@ def test_a_checkpoint_torn_by_a_kill_is_not_resumed_from(random_chat_model, tmp_
     last); the resume must fall back to the last complete checkpoint (or start over), not fail."""
     import shutil
 
-    from distill.train_config import TrainConfig
-    from distill.trainer import train_student
+    from harness.distill.train_config import TrainConfig
+    from harness.distill.trainer import train_student
 
     rows = [{"prompt": [{"role": "user", "content": f"q{i}"}],
              "completion": [{"role": "assistant", "content": f"a{i}. Step 1"}]} for i in range(16)]

@@ -8,14 +8,27 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RANK = {"common": 0, "tasks": 1, "distill": 2, "reports": 2, "harness": 3}
+#: The top-level folders installed under the project's own name (harness/<pkg> links to ../<pkg>).
+MAPPED = ("common", "tasks", "distill", "reports")
+
+
+def layer(module: str) -> str | None:
+    """The layer of a module name: harness.tasks.base -> tasks, harness.cli -> harness, torch -> None."""
+    parts = module.split(".")
+    if parts[0] != "harness":
+        return None
+    return parts[1] if len(parts) > 1 and parts[1] in MAPPED else "harness"
 
 
 def modules() -> dict[str, Path]:
+    """Every project module by its import name, read from the real folders (rglob does not follow the links
+    under harness/)."""
     out = {}
     for top in RANK:
         for p in sorted((ROOT / top).rglob("*.py")):
             parts = p.relative_to(ROOT).with_suffix("").parts
-            out[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = p
+            name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+            out[name if top == "harness" else f"harness.{name}"] = p
     return out
 
 
@@ -49,10 +62,10 @@ def graph() -> tuple[dict[str, set[str]], list[str]]:
     edges: dict[str, set[str]] = {m: set() for m in known}
     upward = []
     for name, path in known.items():
-        top = name.split(".")[0]
+        top = layer(name)
         for line, imported in imports_of(path, name, known):
-            dep_top = imported.split(".")[0]
-            if dep_top in RANK and dep_top != top and RANK[dep_top] >= RANK[top]:
+            dep_top = layer(imported)
+            if dep_top is not None and dep_top != top and RANK[dep_top] >= RANK[top]:
                 upward.append(f"{path.relative_to(ROOT)}:{line} imports {imported}")
             dep = owner(imported, known)
             if dep is not None and dep != name:
@@ -117,5 +130,19 @@ def test_the_checks_see_what_they_claim_to(tmp_path):
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     probe = tmp_path / "probe.py"
     probe.write_text("def f():\n    from harness.progress import console\n    from .base import Task\n")
-    found = imports_of(probe, "tasks.probe", modules())
-    assert (2, "harness.progress") in found and (3, "tasks.base") in found
+    found = imports_of(probe, "harness.tasks.probe", modules())
+    assert (2, "harness.progress") in found and (3, "harness.tasks.base") in found
+    assert layer("harness.tasks.base") == "tasks" and layer("harness.progress") == "harness" and layer("torch") is None
+
+
+def test_no_bare_top_level_names():
+    """Nothing imports common/tasks/distill/reports by their folder names: installed, those names do not exist
+    (the distribution adds only `harness`), and a clone would load a second copy of every module."""
+    bare = []
+    # rglob does not follow the links under harness/, so each file is read once
+    for path in (p for top in (*RANK, "tests", "bench", "scripts") for p in (ROOT / top).rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module] if isinstance(node, ast.ImportFrom) and not node.level and node.module else []
+            bare += [f"{path.relative_to(ROOT)}:{node.lineno} {n}" for n in names if n.split(".")[0] in MAPPED]
+    assert bare == []

@@ -81,7 +81,7 @@ def test_scores_equal_lm_evals_own(task, lm_eval_own, harness_run):
 
 
 def test_fingerprint_follows_the_tasks_config(include_dir, tmp_path):
-    from tasks.registry import get_task
+    from harness.tasks.registry import get_task
 
     task = get_task("lm_eval:hx_capitals_mc", include_path=str(include_dir))
     fp = task.fingerprint_parts(task.docs())["lm_eval_config"]

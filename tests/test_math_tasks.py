@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from tasks.base import Doc
-from tasks.registry import get_task
-from tasks.scorers.extract import extract_answer
-from tasks.scorers.math import MathGradingPool, grade_math_batch, grade_math_one
-from tasks.scorers.qwen_math import qwen_math_equal, strip_answer
+from harness.tasks.base import Doc
+from harness.tasks.registry import get_task
+from harness.tasks.scorers.extract import extract_answer
+from harness.tasks.scorers.math import MathGradingPool, grade_math_batch, grade_math_one
+from harness.tasks.scorers.qwen_math import qwen_math_equal, strip_answer
 
 EXPECTED_COUNTS = {
     "math500": 500, "minerva_math": 272, "gsm8k": 1319, "olympiadbench": 675,
@@ -94,7 +94,7 @@ def test_gold_answers_per_benchmark():
 
 
 def test_gsm8k_final_answer_after_hashes():
-    from tasks.math_tasks import gsm8k_gold
+    from harness.tasks.math_tasks import gsm8k_gold
 
     rows = _rows("gsm8k")
     docs = get_task("gsm8k").docs()
@@ -250,7 +250,7 @@ def test_qwen_symbolic_step_has_its_own_timeout():
     assert time.monotonic() - t < 3.0
 
 
-# --- extraction (tasks.scorers.extract) ---------------------------------------------------------------------
+# --- extraction (harness.tasks.scorers.extract) ---------------------------------------------------------------------
 
 
 def test_extract_boxed_without_brace_does_not_take_a_later_brace():
@@ -307,7 +307,7 @@ def test_score_many_with_several_responses_and_disagreement():
 
 
 def test_missing_data_names_the_fix(tmp_path, monkeypatch):
-    from tasks.data import DataMissing
+    from harness.tasks.data import DataMissing
 
     monkeypatch.setenv("HARNESS_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

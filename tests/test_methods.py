@@ -6,14 +6,14 @@ from importlib.metadata import EntryPoint
 import pytest
 import yaml
 
-import distill.methods as reg
-from distill.items import TrainItem
-from distill.methods import (METHODS, UnknownMethod, build_dataset, get_method, load_entry_point_methods,
+import harness.distill.methods as reg
+from harness.distill.items import TrainItem
+from harness.distill.methods import (METHODS, UnknownMethod, build_dataset, get_method, load_entry_point_methods,
                              method_names, stages_needed)
-from distill.methods.base import Method
-from distill.mix import mix_by_conclusion, mix_counts
-from distill.prompts import PromptTemplateError, PromptTemplates
-from tasks.prompts import math_messages
+from harness.distill.methods.base import Method
+from harness.distill.mix import mix_by_conclusion, mix_counts
+from harness.distill.prompts import PromptTemplateError, PromptTemplates
+from harness.tasks.prompts import math_messages
 
 X, YSTAR, YP, C, R, T = ("What is 17 * 3?", "17 * 3 = 51, so \\boxed{51}.", "17 * 3 = 41. \\boxed{41}",
                          "The product is miscomputed.\nConclusion: wrong", "17 * 3 = 51. \\boxed{51}",

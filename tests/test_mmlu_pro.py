@@ -3,9 +3,9 @@ import json
 
 import pytest
 
-from tasks.data import DataMissing
-from tasks.mmlu_pro import MMLUPro
-from tasks.registry import get_task
+from harness.tasks.data import DataMissing
+from harness.tasks.mmlu_pro import MMLUPro
+from harness.tasks.registry import get_task
 
 
 def _row(qid, category, question, options, answer, cot=""):

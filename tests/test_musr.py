@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tasks.base import Scored
-from tasks.data import local_path
-from tasks.musr import SUBSETS, load_subset, mc_accuracies
-from tasks.registry import get_task
+from harness.tasks.base import Scored
+from harness.tasks.data import local_path
+from harness.tasks.musr import SUBSETS, load_subset, mc_accuracies
+from harness.tasks.registry import get_task
 
 needs_data = pytest.mark.skipif(local_path("musr") is None, reason="MuSR local mirror absent")
 
@@ -128,7 +128,7 @@ def test_options_and_errors():
     assert {d.meta["subset"] for d in docs} == {"team_allocation"}
     with pytest.raises(ValueError, match="per choice"):
         t.score_loglikelihoods(docs[0], [(-1.0, False)])
-    from tasks.data import DataMissing
+    from harness.tasks.data import DataMissing
 
     with pytest.raises(DataMissing, match="allow_partial=False"):
         get_task("musr", allow_partial=False).docs()

@@ -84,7 +84,7 @@ def test_compare_hub_only_task_fails_fast_one_line(tmp_path, hub, request):
 
 
 def test_probe_once_per_process_and_skipped_when_offline(monkeypatch):
-    from tasks import data
+    from harness.tasks import data
 
     calls = []
     monkeypatch.setattr(data, "_probe", lambda: calls.append(1) or (False, "x:1 unreachable (test)"))
@@ -102,7 +102,7 @@ def test_probe_once_per_process_and_skipped_when_offline(monkeypatch):
 
 
 def test_cached_hub_dataset_counts_as_available(tmp_path, monkeypatch):
-    from tasks import data
+    from harness.tasks import data
 
     monkeypatch.setenv("HF_HOME", str(tmp_path))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("openai")
 
-from common.types import SamplingParams  # noqa: E402
+from harness.common.types import SamplingParams  # noqa: E402
 from harness.engines import EngineUnavailable, build_engine, engine_identity  # noqa: E402
 from harness.store import CachedEngine, CallCache  # noqa: E402
 from servers.fault_proxy import FaultProxy  # noqa: E402

@@ -1,9 +1,9 @@
 """The oracle teacher on hand-written student answers."""
-from distill.items import TrainItem
-from distill.teachers.base import Teacher
-from distill.teachers.oracle import OracleTeacher, check
-from tasks.registry import get_task
-from tasks.synthetic_problems import OP_TEMPLATES, Op, Problem
+from harness.distill.items import TrainItem
+from harness.distill.teachers.base import Teacher
+from harness.distill.teachers.oracle import OracleTeacher, check
+from harness.tasks.registry import get_task
+from harness.tasks.synthetic_problems import OP_TEMPLATES, Op, Problem
 
 
 def _problem() -> Problem:
@@ -107,11 +107,11 @@ import json
 import random
 import re
 
-from distill.pools import synthetic_pool
-from distill.teachers.oracle import parse_steps
-from distill.tiny_corpus import student_steps
-from distill.tiny_spec import TinySpec
-from tasks.synthetic_problems import format_step
+from harness.distill.pools import synthetic_pool
+from harness.distill.teachers.oracle import parse_steps
+from harness.distill.tiny_corpus import student_steps
+from harness.distill.tiny_spec import TinySpec
+from harness.tasks.synthetic_problems import format_step
 
 #: The default oracle's critiques, refinements and direct answers on 200 pool items with tiny-style drafts,
 #: computed before teacher.style existed: the default must stay byte-identical.

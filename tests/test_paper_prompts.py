@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from distill.items import TrainItem
-from distill.prompts import PromptTemplates, load_prompt_set
-from distill.teachers.api_models import list_price, sampling_refusal
-from distill.teachers.llm import LLMTeacher
-from distill.teachers.thinking import ThinkingPatternError, strip_thinking, thinking_pattern
+from harness.distill.items import TrainItem
+from harness.distill.prompts import PromptTemplates, load_prompt_set
+from harness.distill.teachers.api_models import list_price, sampling_refusal
+from harness.distill.teachers.llm import LLMTeacher
+from harness.distill.teachers.thinking import ThinkingPatternError, strip_thinking, thinking_pattern
 from harness.config import ConfigError, load_config
 from harness.engines.base import Completion, SamplingParams
 from harness.models import teacher_fingerprint

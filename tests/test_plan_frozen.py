@@ -7,8 +7,8 @@ import pickle
 
 import pytest
 
-from common.frozen import FrozenMap
-from common.units import Student
+from harness.common.frozen import FrozenMap
+from harness.common.units import Student
 from harness.config import load_config
 from harness.stages.plan import plan_run
 from harness.stages.training_data import build_items

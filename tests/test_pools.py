@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from distill.pools import (Decontaminator, PoolError, PoolSpec, check_source, load_pool_spec, math_train_candidates,
+from harness.distill.pools import (Decontaminator, PoolError, PoolSpec, check_source, load_pool_spec, math_train_candidates,
                            normalise, prompt_text)
 from harness.config import ConfigError, load_config
-from tasks.data import local_path
+from harness.tasks.data import local_path
 
 ROWS = [{"uid": f"q{i}", "question": f"What is {i} plus {i}? Give the sum of the two numbers please.",
          "answer": f"Add them: {i} + {i} = {2 * i}. The answer is \\boxed{{{2 * i}}}.", "final": str(2 * i)}
@@ -81,7 +81,7 @@ def test_math_train_against_math500():
     """The MATH train split and MATH-500 (from MATH test) share templated problems: 13-gram overlap finds them."""
     if local_path("math_train", "train.jsonl") is None or local_path("math500", "test.jsonl") is None:
         pytest.skip("MATH mirrors not found")
-    from tasks.registry import get_task
+    from harness.tasks.registry import get_task
 
     d = Decontaminator({"math500": [prompt_text(x.prompt) for x in get_task("math500").docs()]}, 13)
     items, rep = load_pool_spec(PoolSpec(source="math_train", n=10**6, seed=0), d)

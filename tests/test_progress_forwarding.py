@@ -1,8 +1,8 @@
 """A worker's bars forward their progress to the driver's display instead of drawing in the worker."""
 from __future__ import annotations
 
-from common import progress
-from common.progress import DriverBars, ProgressEvent, progress_bar, send_progress_to
+from harness.common import progress
+from harness.common.progress import DriverBars, ProgressEvent, progress_bar, send_progress_to
 
 
 def test_forwarded_bar_sends_open_advances_and_done(monkeypatch):

@@ -1,4 +1,4 @@
-"""The HTML report (reports.html) and plots, rendered from a synthetic but schema-valid run folder."""
+"""The HTML report (harness.reports.html) and plots, rendered from a synthetic but schema-valid run folder."""
 import json
 import re
 from pathlib import Path
@@ -6,10 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from common.artifacts import Manifest, ModelRecord, SchemaMismatch, TaskRecord
-from reports import plots
-from reports.html import build_context, render_report
-from reports.stats import build_results, load_results, write_results
+from harness.common.artifacts import Manifest, ModelRecord, SchemaMismatch, TaskRecord
+from harness.reports import plots
+from harness.reports.html import build_context, render_report
+from harness.reports.stats import build_results, load_results, write_results
 
 XSS = "<script>alert(1)</script>"
 SECRET_QUESTION = "Which noble gas forms the compound XeSECRETF4 under pressure?"
@@ -286,7 +286,7 @@ def test_plots_return_png_or_none(run_dir):
 
 
 def test_registered_sensitive_task_hides_a_stray_prompt(tmp_path):
-    pytest.importorskip("tasks.gpqa")
+    pytest.importorskip("harness.tasks.gpqa")
     run = make_run(tmp_path)
     path = run / "samples" / "base" / "gpqa_diamond.jsonl"
     recs = [json.loads(line) for line in path.read_text().splitlines()]
@@ -300,7 +300,7 @@ def test_registered_sensitive_task_hides_a_stray_prompt(tmp_path):
 
 
 def test_config_redaction_hides_secrets_not_budgets():
-    from reports.html import redact
+    from harness.reports.html import redact
 
     out = redact({"eval": {"max_new_tokens": {"*": 64}}, "teacher": {"options": {"api_key": "sk-123", "hf_token": "t"}}})
     assert out["eval"]["max_new_tokens"] == {"*": 64}
@@ -308,8 +308,8 @@ def test_config_redaction_hides_secrets_not_budgets():
 
 
 def test_pass_at_k_chart_only_where_sampled():
-    from common.artifacts import ResultRow, Results
-    from reports.sections.diagnostics import pass_at_k_chart
+    from harness.common.artifacts import ResultRow, Results
+    from harness.reports.sections.diagnostics import pass_at_k_chart
 
     rows = [ResultRow(model=m, task="synthetic_ood", metric=f"pass@{k}", value=v, n=10)
             for m, vals in {"base": (0.1, 0.2, 0.3), "sft": (0.2, 0.3, 0.5)}.items() for k, v in zip((1, 2, 4), vals)]

@@ -1,5 +1,5 @@
 """`harness report`'s other outputs: tables as Markdown/LaTeX/CSV, several runs in one report (refused when their
-evaluation settings differ), and a run as pandas DataFrames (reports.frames)."""
+evaluation settings differ), and a run as pandas DataFrames (harness.reports.frames)."""
 import csv
 import io
 import json
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from reports.frames import load_frames
-from reports.stats import load_results
+from harness.reports.frames import load_frames
+from harness.reports.stats import load_results
 from test_report import make_run
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks.scorers import code as sandbox
-from tasks.scorers.code import isolation_level, run_many, run_python
+from harness.tasks.scorers import code as sandbox
+from harness.tasks.scorers.code import isolation_level, run_many, run_python
 
 SECRET = "harness-test-secret-" + os.urandom(8).hex()
 
@@ -186,13 +186,13 @@ def test_os_layers_alone_contain_the_attacks(host):
 
 
 def test_canonical_solutions_pass_in_the_sandbox():
-    from tasks.humaneval import build_program, load_problems
+    from harness.tasks.humaneval import build_program, load_problems
 
     problems = load_problems()[:8]
     results = run_many([build_program(p, p["prompt"] + p["canonical_solution"]) for p in problems])
     assert [r.status for r in results] == ["passed"] * len(problems), [(r.status, r.detail) for r in results]
     assert {r.isolation for r in results} == {isolation_level()}
-    from tasks.humaneval import HumanEval
+    from harness.tasks.humaneval import HumanEval
 
     task = HumanEval()
     doc = task.docs()[0]

@@ -6,7 +6,7 @@ import re
 
 from typer.testing import CliRunner
 
-from common.units import Resources, Unit
+from harness.common.units import Resources, Unit
 from harness.cli import app
 from harness.schedule import list_schedule, teacher_tp
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from distill.train_config import DistributedConfig, TrainConfig
+from harness.distill.train_config import DistributedConfig, TrainConfig
 from harness.sizing import KNOWN_SHAPES, model_shape, train_memory
 
 ROOT = Path(__file__).resolve().parents[1]

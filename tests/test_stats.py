@@ -1,4 +1,4 @@
-"""Bootstrap intervals (reports.intervals), paired tests (reports.paired_tests), the results.json schema (reports.stats)
+"""Bootstrap intervals (harness.reports.intervals), paired tests (harness.reports.paired_tests), the results.json schema (harness.reports.stats)
 and the paper tables."""
 import json
 import math
@@ -9,11 +9,11 @@ from scipy.stats import binom
 
 from pydantic import ValidationError
 
-from common.artifacts import Comparison, ResultRow, Results, SchemaMismatch
-from reports import paper
-from reports.intervals import bootstrap_ci, bootstrap_statistic_ci
-from reports.paired_tests import align_by_id, holm_adjust, paired_difference, sign_flip_p
-from reports.stats import build_results, load_results, write_results
+from harness.common.artifacts import Comparison, ResultRow, Results, SchemaMismatch
+from harness.reports import paper
+from harness.reports.intervals import bootstrap_ci, bootstrap_statistic_ci
+from harness.reports.paired_tests import align_by_id, holm_adjust, paired_difference, sign_flip_p
+from harness.reports.stats import build_results, load_results, write_results
 
 
 def _binary(n: int, p: float, seed: int) -> np.ndarray:
@@ -45,7 +45,7 @@ def test_ci_is_deterministic_for_a_seed_and_depends_on_it():
 def test_ci_multinomial_shortcut_matches_index_resampling(monkeypatch):
     v = _binary(500, 0.3, 12)
     fast = bootstrap_ci(v, n_resamples=4000)
-    import reports.intervals as intervals_module
+    import harness.reports.intervals as intervals_module
 
     monkeypatch.setattr(intervals_module, "MULTINOMIAL_MAX_LEVELS", 0)
     slow = bootstrap_ci(v, n_resamples=4000)
@@ -119,7 +119,7 @@ def test_sign_flip_few_levels_matches_item_flipping(monkeypatch):
     d = rng.choice([-1.0, 0.0, 0.5, 1.0], size=300, p=[0.26, 0.32, 0.2, 0.22])
     p_short = sign_flip_p(d)
     assert p_short == sign_flip_p(d)  # deterministic
-    import reports.paired_tests as paired_module
+    import harness.reports.paired_tests as paired_module
 
     monkeypatch.setattr(paired_module, "MULTINOMIAL_MAX_LEVELS", 0)
     p_items = sign_flip_p(d)

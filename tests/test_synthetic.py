@@ -1,8 +1,8 @@
 """The synthetic generator, its two tasks and the format probe (no model needed)."""
-from tasks.format_probe import INSTRUCTIONS, FormatProbe, answer_line_ok, boxed_last_ok, only_number_ok
-from tasks.registry import get_task
-from distill.pools import synthetic_pool
-from tasks.synthetic_problems import ID_STEPS, OOD_STEPS, Problem, eval_problems, parse_question, split_of
+from harness.tasks.format_probe import INSTRUCTIONS, FormatProbe, answer_line_ok, boxed_last_ok, only_number_ok
+from harness.tasks.registry import get_task
+from harness.distill.pools import synthetic_pool
+from harness.tasks.synthetic_problems import ID_STEPS, OOD_STEPS, Problem, eval_problems, parse_question, split_of
 
 
 def test_pool_is_deterministic_and_seeded():
@@ -91,8 +91,8 @@ import hashlib
 import json
 from collections import Counter
 
-from tasks.synthetic_problems import format_solution
-from tasks.synthetic_web import WEB_SHARES
+from harness.tasks.synthetic_problems import format_solution
+from harness.tasks.synthetic_web import WEB_SHARES
 
 # Digests of the default (gold) pools computed before answer_style existed: the default must stay byte-identical.
 FROZEN_GOLD_POOL = {(200, 0): "5e5d1a450fe01da940802bda1b4acf295b213049bfcb275c1f1fbd86ec43dc8a",
@@ -147,7 +147,7 @@ def test_web_pool_shares_are_near_the_targets_and_seeded():
 def test_web_style_is_synthetic_only_and_validated():
     import pytest
 
-    from distill.pools import PoolError, PoolSpec, load_pool_spec
+    from harness.distill.pools import PoolError, PoolSpec, load_pool_spec
 
     with pytest.raises(ValueError, match="answer_style"):
         synthetic_pool(5, answer_style="forum")

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from distill.items import TrainItem
-from distill.prompts import PromptTemplates
-from distill.teachers.base import Teacher
-from distill.teachers.llm import LLMTeacher, conclusion_of
-from distill.teachers.reference import ReferenceTeacher, answers_match, with_boxed_answer
+from harness.distill.items import TrainItem
+from harness.distill.prompts import PromptTemplates
+from harness.distill.teachers.base import Teacher
+from harness.distill.teachers.llm import LLMTeacher, conclusion_of
+from harness.distill.teachers.reference import ReferenceTeacher, answers_match, with_boxed_answer
 from harness.engines.base import Completion, SamplingParams
-from tasks.data import local_path, read_jsonl
-from tasks.scorers.extract import last_boxed
+from harness.tasks.data import local_path, read_jsonl
+from harness.tasks.scorers.extract import last_boxed
 
 
 @pytest.fixture(scope="module")
@@ -153,8 +153,8 @@ def test_llm_teacher_with_real_generation(tmp_path_factory):
     the same model fine-tuned for 40 steps to end its reviews with a verdict does."""
     from test_train import build_tiny_model  # the tiny random Qwen2 built by test_train.py
 
-    from distill.train_config import TrainConfig
-    from distill.trainer import train_student
+    from harness.distill.train_config import TrainConfig
+    from harness.distill.trainer import train_student
 
     hf = pytest.importorskip("harness.engines.hf")
     model_dir = build_tiny_model(tmp_path_factory.mktemp("tiny_model"))

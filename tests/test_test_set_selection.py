@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from common.artifacts import SampleRecord
+from harness.common.artifacts import SampleRecord
 from harness.config import ConfigError, load_config
 from harness.stages import select_checkpoint as train_stage
 from harness.stages.plan import plan_run
@@ -50,7 +50,7 @@ def test_selection_on_a_named_test_task_is_marked(tmp_path, monkeypatch):
 def test_report_marks_test_set_selection():
     from types import SimpleNamespace
 
-    from reports.sections.training import selection_section
+    from harness.reports.sections.training import selection_section
 
     sel = {"on": "math500", "n": 4, "metric": "accuracy", "selected_step": 2, "last_step": 4,
            "curve": [{"step": 2, "value": 0.5}, {"step": 4, "value": 0.25}], "test_set_selection": True}

@@ -11,10 +11,10 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from distill.tiny import EOS, build_tokenizer, encode_example, ensure_tiny_student
-from distill.tiny_corpus import pretraining_example
-from distill.tiny_spec import TinySpec, spec_hash
-from tasks.synthetic import SyntheticID, SyntheticOOD
+from harness.distill.tiny import EOS, build_tokenizer, encode_example, ensure_tiny_student
+from harness.distill.tiny_corpus import pretraining_example
+from harness.distill.tiny_spec import TinySpec, spec_hash
+from harness.tasks.synthetic import SyntheticID, SyntheticOOD
 
 
 def _greedy(folder: Path, prompts, max_new_tokens: int) -> list[str]:
@@ -125,8 +125,8 @@ def test_shipped_students_match_their_recipe_and_are_checked(tmp_path, monkeypat
     import dataclasses
     import shutil
 
-    import distill.tiny as tiny
-    import distill.tiny_spec as tiny_spec
+    import harness.distill.tiny as tiny
+    import harness.distill.tiny_spec as tiny_spec
 
     for spec in (TinySpec.default(), TinySpec.smoke()):
         folder = tiny.SHIPPED_DIR / f"tiny-{spec_hash(spec)}"

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from distill.train_config import TrainConfig, TrainError
-from distill.train_outputs import adapter_digest, load_trained
-from distill.trainer import build_trainer, train_student
+from harness.distill.train_config import TrainConfig, TrainError
+from harness.distill.train_outputs import adapter_digest, load_trained
+from harness.distill.trainer import build_trainer, train_student
 
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
@@ -134,7 +134,7 @@ def test_second_call_returns_final_without_training(tiny_model, tmp_path, monkey
     def boom(*a, **k):
         raise AssertionError("trained again")
 
-    monkeypatch.setattr("distill.trainer.build_trainer", boom)
+    monkeypatch.setattr("harness.distill.trainer.build_trainer", boom)
     again = train_student(tiny_model, examples(), out, cfg(max_steps=4, logging_steps=1), progress=False)
     assert again.model_dir == first.model_dir and again.metrics == first.metrics
     assert adapter_digest(again.model_dir) == digest and len(digest) == 64

@@ -1,5 +1,5 @@
-"""Multi-process training (issue 13 items 4-5): the same job through the same entry point (distill.train.launch ->
-torchrun -> python -m distill.train JOB.json) on 2 CPU processes over gloo, DDP and FSDP2, follows the 1-process
+"""Multi-process training (issue 13 items 4-5): the same job through the same entry point (harness.distill.train.launch ->
+torchrun -> python -m harness.distill.train JOB.json) on 2 CPU processes over gloo, DDP and FSDP2, follows the 1-process
 loss curve for the same global batch, and a 1-process checkpoint resumes on 2 processes.
 
 Tolerance: 0.002 a step on the logged loss. The processes see the same rows in each optimiser step (the global
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from distill.train import TrainJob, launch
-from distill.train_config import TrainConfig
+from harness.distill.train import TrainJob, launch
+from harness.distill.train_config import TrainConfig
 from tests.test_train import build_tiny_model
 
 TOLERANCE = 0.002
@@ -88,8 +88,8 @@ def test_a_one_process_checkpoint_resumes_on_two(job_parts, one_process):
 def test_zero3_without_deepspeed_says_how_to_get_it():
     import importlib.util
 
-    from distill.train_config import TrainError
-    from distill.trainer import _strategy_kwargs
+    from harness.distill.train_config import TrainError
+    from harness.distill.trainer import _strategy_kwargs
 
     cfg = TrainConfig(per_device_batch_size=4, global_batch=8, distributed={"nproc": 2, "strategy": "zero3"})
     if importlib.util.find_spec("deepspeed") is not None:

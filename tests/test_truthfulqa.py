@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tasks.data import local_path
-from tasks.registry import get_task
-from tasks.truthfulqa import load_rows, mc1_score, mc2_score
+from harness.tasks.data import local_path
+from harness.tasks.registry import get_task
+from harness.tasks.truthfulqa import load_rows, mc1_score, mc2_score
 
 needs_data = pytest.mark.skipif(local_path("truthfulqa", "v1", "mc_task.json") is None,
                                 reason="TruthfulQA local mirror absent")

@@ -20,7 +20,7 @@ except Exception as e:  # ImportError, or a broken install
 
 from harness.engines import build_engine, engine_identity
 from harness.engines.base import SamplingParams
-from tasks.synthetic import SyntheticID
+from harness.tasks.synthetic import SyntheticID
 
 N_ITEMS = 40
 

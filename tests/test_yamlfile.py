@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from common.yamlfile import DuplicateKey, load_yaml, loads_yaml
+from harness.common.yamlfile import DuplicateKey, load_yaml, loads_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -3,7 +3,7 @@
 A plugin package declares, in its pyproject.toml::
 
     [project.entry-points."harness.methods"]
-    my_method = "my_pkg.my_module:MyMethod"    # a distill.methods.base.Method subclass
+    my_method = "my_pkg.my_module:MyMethod"    # a harness.distill.methods.base.Method subclass
 
 and ``harness compare --methods sft,my_method`` then finds it.
 """
@@ -12,15 +12,15 @@ from __future__ import annotations
 from importlib.metadata import entry_points
 from typing import Iterable, Sequence
 
-from common.stages import STAGE_DEPENDS
-from distill.items import TrainItem
-from distill.methods.base import STAGES, Method
-from distill.methods.cft import CFT
-from distill.methods.cft_star import CFTStar
-from distill.methods.cgd import CGD
-from distill.methods.distilled_sft import DistilledSFT
-from distill.methods.refine_only import RefineOnly
-from distill.methods.sft import SFT
+from harness.common.stages import STAGE_DEPENDS
+from harness.distill.items import TrainItem
+from harness.distill.methods.base import STAGES, Method
+from harness.distill.methods.cft import CFT
+from harness.distill.methods.cft_star import CFTStar
+from harness.distill.methods.cgd import CGD
+from harness.distill.methods.distilled_sft import DistilledSFT
+from harness.distill.methods.refine_only import RefineOnly
+from harness.distill.methods.sft import SFT
 
 ENTRY_POINT_GROUP = "harness.methods"
 
@@ -38,7 +38,7 @@ class UnknownMethod(ValueError):
 def register_method(cls: type[Method]) -> type[Method]:
     """Add a Method subclass under its ``name`` (usable as a class decorator)."""
     if not (isinstance(cls, type) and issubclass(cls, Method)):
-        raise TypeError(f"{cls!r} is not a distill.methods.base.Method subclass; fix: subclass Method")
+        raise TypeError(f"{cls!r} is not a harness.distill.methods.base.Method subclass; fix: subclass Method")
     name = getattr(cls, "name", None)
     if not isinstance(name, str) or not name:
         raise TypeError(f"method class {cls.__qualname__} has no `name`; fix: set a class attribute name = '...'")

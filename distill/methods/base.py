@@ -5,8 +5,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import ClassVar
 
-from common.stages import STAGES  # noqa: F401  (stages a method can need, in pipeline order; re-exported)
-from distill.items import TrainItem
+from harness.common.stages import STAGES  # noqa: F401  (stages a method can need, in pipeline order; re-exported)
+from harness.distill.items import TrainItem
 
 
 class Method(ABC):
@@ -18,7 +18,7 @@ class Method(ABC):
     pool_fields: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, prompts=None) -> None:
-        from distill.prompts import PromptTemplates
+        from harness.distill.prompts import PromptTemplates
 
         self.prompts = prompts or PromptTemplates()
 

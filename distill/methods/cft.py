@@ -1,8 +1,8 @@
 """cft: Critique Fine-Tuning (Wang et al. 2025) as reimplemented in the CGD paper, (x, y') -> c."""
 from __future__ import annotations
 
-from distill.items import TrainItem
-from distill.methods.base import Method
+from harness.distill.items import TrainItem
+from harness.distill.methods.base import Method
 
 
 class CFT(Method):

@@ -3,8 +3,8 @@ critiques by GPT-4o), (x, y'_given) -> c_given. It needs no probe and no teacher
 critique come from the dataset (pool.student_answer_field / pool.critique_field)."""
 from __future__ import annotations
 
-from distill.items import TrainItem
-from distill.methods.base import Method
+from harness.distill.items import TrainItem
+from harness.distill.methods.base import Method
 
 
 class CFTStar(Method):

@@ -1,8 +1,8 @@
 """cgd: Critique-Guided Distillation (the paper's method), (x, y', c) -> r."""
 from __future__ import annotations
 
-from distill.items import TrainItem
-from distill.methods.base import Method
+from harness.distill.items import TrainItem
+from harness.distill.methods.base import Method
 
 
 class CGD(Method):

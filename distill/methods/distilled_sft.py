@@ -1,8 +1,8 @@
 """distilled_sft: imitate the teacher's own direct answer, x -> t."""
 from __future__ import annotations
 
-from distill.items import TrainItem
-from distill.methods.base import Method
+from harness.distill.items import TrainItem
+from harness.distill.methods.base import Method
 
 
 class DistilledSFT(Method):

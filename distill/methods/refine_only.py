@@ -4,8 +4,8 @@ r is still the teacher's refinement written from (x, y', c), so the critique sta
 sees c."""
 from __future__ import annotations
 
-from distill.items import TrainItem
-from distill.methods.base import Method
+from harness.distill.items import TrainItem
+from harness.distill.methods.base import Method
 
 
 class RefineOnly(Method):

@@ -1,8 +1,8 @@
 """sft: plain imitation of the dataset's reference solution, x -> y*."""
 from __future__ import annotations
 
-from distill.items import TrainItem
-from distill.methods.base import Method
+from harness.distill.items import TrainItem
+from harness.distill.methods.base import Method
 
 
 class SFT(Method):

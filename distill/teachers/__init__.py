@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import importlib
 
-from common.registry import registrar
+from harness.common.registry import registrar
 
 #: teacher kind -> module that registers it
 TEACHER_MODULES: dict[str, str] = {
-    "oracle": "distill.teachers.oracle",
-    "reference": "distill.teachers.reference",
-    "llm": "distill.teachers.llm",
+    "oracle": "harness.distill.teachers.oracle",
+    "reference": "harness.distill.teachers.reference",
+    "llm": "harness.distill.teachers.llm",
 }
 TEACHER_REGISTRY: dict[str, type] = {}
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from typing import Protocol, Sequence, runtime_checkable
 
-from common.types import Completion, Prompt, ProgressFn, SamplingParams
-from distill.items import TrainItem
+from harness.common.types import Completion, Prompt, ProgressFn, SamplingParams
+from harness.distill.items import TrainItem
 
 
 @runtime_checkable

@@ -13,13 +13,13 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Sequence
 
-from distill.items import TrainItem
-from distill.prompts import PromptTemplates
-from common.labels import conclusion_of  # noqa: F401  (re-exported)
-from common.types import Completion, Prompt, ProgressFn, SamplingParams
-from distill.teachers import register_teacher
-from distill.teachers.base import TextModel
-from distill.teachers.thinking import strip_thinking, thinking_pattern
+from harness.distill.items import TrainItem
+from harness.distill.prompts import PromptTemplates
+from harness.common.labels import conclusion_of  # noqa: F401  (re-exported)
+from harness.common.types import Completion, Prompt, ProgressFn, SamplingParams
+from harness.distill.teachers import register_teacher
+from harness.distill.teachers.base import TextModel
+from harness.distill.teachers.thinking import strip_thinking, thinking_pattern
 
 
 def conclusion_line(text: str) -> str | None:

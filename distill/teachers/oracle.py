@@ -11,11 +11,11 @@ import re
 from dataclasses import dataclass
 from typing import Sequence
 
-from distill.items import TrainItem
-from distill.teachers import register_teacher
-from tasks.scorers.extract import after_answer_is, last_boxed
-from tasks.synthetic import as_int
-from tasks.synthetic_problems import OP_NAMES, Problem, format_step, problem_of
+from harness.distill.items import TrainItem
+from harness.distill.teachers import register_teacher
+from harness.tasks.scorers.extract import after_answer_is, last_boxed
+from harness.tasks.synthetic import as_int
+from harness.tasks.synthetic_problems import OP_NAMES, Problem, format_step, problem_of
 
 _MAX_CHARS = 20_000  # longer student answers are cut: nothing past this is a plausible solution
 _OPS = {"+": "+", "-": "-", "*": "*", "x": "*", "×": "*", "/": "/", "÷": "/"}

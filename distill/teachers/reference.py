@@ -14,9 +14,9 @@ from typing import Sequence
 
 from math_verify import parse, verify
 
-from distill.items import TrainItem
-from distill.teachers import register_teacher
-from tasks.scorers.extract import extract_answer, last_boxed
+from harness.distill.items import TrainItem
+from harness.distill.teachers import register_teacher
+from harness.tasks.scorers.extract import extract_answer, last_boxed
 
 _TIMEOUT_S = 5  # math-verify's own default; it uses SIGALRM, which only works in the main thread
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from common.registry import registrar
+from harness.common.registry import registrar
 from harness.engines.base import Completion, Engine, EngineOptions, Prompt, SamplingParams
 
 __all__ = ["Completion", "Engine", "EngineOptions", "Prompt", "SamplingParams", "build_engine", "engine_identity",

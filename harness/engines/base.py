@@ -10,7 +10,7 @@ from typing import Any, ClassVar, Protocol, Sequence, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
-from common.types import Completion, Message, Prompt, ProgressFn, SamplingParams
+from harness.common.types import Completion, Message, Prompt, ProgressFn, SamplingParams
 
 __all__ = ["Completion", "Engine", "EngineOptions", "Message", "Prompt", "ProgressFn", "SamplingParams"]
 

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from common.files import file_digest_into, stable_hash, text_digest, write_json_atomic
+from harness.common.files import file_digest_into, stable_hash, text_digest, write_json_atomic
 
 DIGEST_FILE = ".harness-digest.json"
 _WEIGHT_CONFIGS = ("config.json", "adapter_config.json", "generation_config.json", "model.safetensors.index.json",

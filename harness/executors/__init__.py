@@ -21,9 +21,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Generic, Protocol, Sequence, TypeVar
 
-from common.files import write_text_atomic
-from common.registry import registrar
-from common.units import Outcome, Resources, Unit
+from harness.common.files import write_text_atomic
+from harness.common.registry import registrar
+from harness.common.units import Outcome, Resources, Unit
 
 #: executor name -> module that registers it
 EXECUTOR_MODULES: dict[str, str] = {

@@ -21,8 +21,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from common.progress import send_progress_to
-from common.units import Resources
+from harness.common.progress import send_progress_to
+from harness.common.units import Resources
 
 #: Fresh actor names across every executor call of this driver (a retried unit never meets an old name).
 _NAMES = itertools.count(1)

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from common.units import Outcome
+from harness.common.units import Outcome
 from harness.executors import Job, register_executor
 
 

@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from common.progress import DriverBars, console
-from common.units import Outcome, Resources
+from harness.common.progress import DriverBars, console
+from harness.common.units import Outcome, Resources
 from harness.config import ConfigError
 from harness.executors import Job, error_log, register_executor
 from harness.executors.engine_actors import Actor, ActorPool, ActorStartTimeout, forward_progress, slots_for

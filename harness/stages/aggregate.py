@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from common.artifacts import Manifest, Results, read_samples
+from harness.common.artifacts import Manifest, Results, read_samples
 from harness.store import RunDir
-from tasks.base import Scored, Task
-from tasks.registry import get_task
+from harness.tasks.base import Scored, Task
+from harness.tasks.registry import get_task
 
 
 def task_for_results(name: str, options: dict[str, Any]) -> Task:
     if name == "pool_validation":
-        from tasks.pool_validation import PoolValidation
+        from harness.tasks.pool_validation import PoolValidation
 
         return PoolValidation(items=[])
     return get_task(name, **options)
@@ -23,8 +23,8 @@ def _scored(r) -> Scored:
 
 
 def reasoning_lengths(records) -> dict[str, float]:
-    """Mean words and steps over every completion of a (model, task) (tasks.base.reasoning_length)."""
-    from tasks.base import reasoning_length
+    """Mean words and steps over every completion of a (model, task) (harness.tasks.base.reasoning_length)."""
+    from harness.tasks.base import reasoning_length
 
     lengths = [reasoning_length(t) for r in records for t in (r.responses or ([r.response] if r.response else []))]
     if not lengths:
@@ -37,7 +37,7 @@ def aggregate(run_dir: RunDir, manifest: Manifest, *, params: dict | None = None
               seed: int | None = None) -> Results:
     """Write results.json from every stored (model, task) sample file of the run. A sweep cell's params and seed
     come from ``manifest.experiment`` unless given."""
-    from reports.stats import build_results, write_results
+    from harness.reports.stats import build_results, write_results
 
     per: dict[tuple[str, str], dict] = {}
     primary: dict[str, str] = {}
@@ -79,6 +79,6 @@ def aggregate(run_dir: RunDir, manifest: Manifest, *, params: dict | None = None
 
 
 def render(run_dir: RunDir) -> Any:
-    from reports.html import render_report
+    from harness.reports.html import render_report
 
     return render_report(run_dir.root)

@@ -20,7 +20,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from common.artifacts import Manifest, ModelRecord, SampleFileMeta, load_artifact
+from harness.common.artifacts import Manifest, ModelRecord, SampleFileMeta, load_artifact
 from harness.store import RunDir
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-from common.stages import TEACHER_STAGES
+from harness.common.stages import TEACHER_STAGES
 from harness.config import RunConfig
 
 #: Training: one H100-class GPU at 989 dense bf16 TFLOP/s, 40% model FLOP utilisation, 6 FLOPs per parameter per
@@ -165,8 +165,8 @@ class PoolLengths:
 
 def pool_lengths(cfg: RunConfig, sample: int = 400) -> PoolLengths:
     """Measured on up to ``sample`` questions where the pool is local, else the stated guesses."""
-    from distill.pools import PoolError, PoolSpec, load_pool_spec
-    from tasks.data import DataMissing
+    from harness.distill.pools import PoolError, PoolSpec, load_pool_spec
+    from harness.tasks.data import DataMissing
 
     src = cfg.pool.source
     target = src[3:] if src.startswith("hf:") else src
@@ -189,7 +189,7 @@ def pool_lengths(cfg: RunConfig, sample: int = 400) -> PoolLengths:
 def self_hosted(cfg: RunConfig) -> bool:
     """True when the LLM teacher runs on the user's GPUs (in-process hf/vllm, or an OpenAI-compatible server that
     is not a provider's API): its cost is GPU time, not a price."""
-    from distill.teachers.api_models import on_provider
+    from harness.distill.teachers.api_models import on_provider
 
     e = cfg.teacher.engine
     if e.backend in ("hf", "vllm"):

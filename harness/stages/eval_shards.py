@@ -18,9 +18,9 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common.artifacts import Fingerprint, SampleRecord, SchemaMismatch, ShardDone, load_artifact, read_samples, \
+from harness.common.artifacts import Fingerprint, SampleRecord, SchemaMismatch, ShardDone, load_artifact, read_samples, \
     save_artifact, write_samples
-from common.files import stable_hash
+from harness.common.files import stable_hash
 
 
 def shard_count(cfg, output_type: str, slots: int) -> int:

@@ -18,17 +18,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from common.artifacts import (Fingerprint, SampleFileMeta, SampleRecord, SchemaMismatch, ShardDone, load_artifact,
+from harness.common.artifacts import (Fingerprint, SampleFileMeta, SampleRecord, SchemaMismatch, ShardDone, load_artifact,
                               read_samples, save_artifact, write_samples)
-from common.files import stable_hash
-from common.units import EvalOutput, ModelEval, Outcome, Resources, TaskEval, Unit
+from harness.common.files import stable_hash
+from harness.common.units import EvalOutput, ModelEval, Outcome, Resources, TaskEval, Unit
 from harness.executors import Batch, Job
 from harness.models import engine_group, engine_resources, identity_of, serve_unit
 from harness.progress import console, progress_bar
 from harness.stages.eval_shards import ShardedPair, shard_count, shard_ranges
 from harness.stages.plan import Plan, generation_params
 from harness.store import CachedEngine, CallCache, WorkerCache
-from tasks.base import Doc, Scored, Task
+from harness.tasks.base import Doc, Scored, Task
 
 
 @dataclass

@@ -7,16 +7,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from common.files import stable_hash
-from common.frozen import FrozenMap
-from common.types import SamplingParams
-from distill.methods import get_method, stages_needed
+from harness.common.files import stable_hash
+from harness.common.frozen import FrozenMap
+from harness.common.types import SamplingParams
+from harness.distill.methods import get_method, stages_needed
 from harness.config import ConfigError, RunConfig
 from harness.stages.pool_split import HeldOut, PoolSource
 from harness.store import RunDir
-from tasks.base import Doc, Task
-from tasks.data import DataMissing
-from tasks.registry import SUITES, expand_tasks, get_task
+from harness.tasks.base import Doc, Task
+from harness.tasks.data import DataMissing
+from harness.tasks.registry import SUITES, expand_tasks, get_task
 
 
 @dataclass(frozen=True)
@@ -242,7 +242,7 @@ def check_combinations(cfg: RunConfig, stages: list[str]) -> None:
         raise ConfigError("teacher.max_cost_usd needs prices: set teacher.price_per_mtok_in and "
                           "teacher.price_per_mtok_out (USD per million tokens)")
     if teacher_stages and t.kind == "llm" and t.model:
-        from distill.teachers.api_models import sampling_refusal
+        from harness.distill.teachers.api_models import sampling_refusal
 
         opts = t.engine.options
         why = sampling_refusal(t.engine.backend, str(opts.get("served_model") or t.model), opts.get("base_url"),

@@ -4,7 +4,7 @@ What the pool is (the config's pool section and the evaluation prompts decontami
 when the plan is made, so the plan holds it from the start: a ``PoolSource`` (the training side, read by
 build_items) and, when ``pool.validation_n > 0``, a ``HeldOut`` task (pool_validation: the validation side,
 evaluated like a task for checkpoint selection, never a test benchmark). Both read the same ``PoolSplit``, computed
-by one call of ``distill.pools.split_validation``.
+by one call of ``harness.distill.pools.split_validation``.
 
 Loading is deferred to first use and kept on the plan value: a dry run never loads a pool (the paper's pool is a
 WebInstruct download; MATH train is 7,500 problems to decontaminate), a run loads it once.
@@ -16,13 +16,13 @@ import time
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from common.frozen import FrozenMap
-from distill.items import TrainItem
-from distill.pools import Decontaminator, PoolError, PoolSpec, load_pool_spec, prompt_text, split_validation
+from harness.common.frozen import FrozenMap
+from harness.distill.items import TrainItem
+from harness.distill.pools import Decontaminator, PoolError, PoolSpec, load_pool_spec, prompt_text, split_validation
 from harness.config import ConfigError, RunConfig
 from harness.progress import console
-from tasks.base import Doc, Task
-from tasks.pool_validation import PoolValidation, QAItem
+from harness.tasks.base import Doc, Task
+from harness.tasks.pool_validation import PoolValidation, QAItem
 
 #: The held-out task's name (its sample files, results rows and the checkpoint-selection default use it).
 HELD_OUT_TASK = PoolValidation.name

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from common.files import stable_hash, write_json_atomic
+from harness.common.files import stable_hash, write_json_atomic
 from harness.config import ConfigError
 from harness.progress import console
 from harness.stages.plan import Plan
@@ -63,7 +63,7 @@ def select_checkpoint(plan: Plan, student: Path | str, method: str, adapter: boo
     Stored in models/<method>/selection.json (reused while the model's fingerprint and the docs match)."""
     from harness.models import serve
     from harness.stages.evaluate import evaluate_task
-    from tasks.base import Scored, docs_digest
+    from harness.tasks.base import Scored, docs_digest
 
     sel = plan.config.train.select_checkpoint
     task, docs = selection_docs(plan)

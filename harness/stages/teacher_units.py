@@ -23,12 +23,12 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from common.files import stable_hash
-from common.stages import STAGE_FIELDS, STAGE_TABLE
-from common.types import SamplingParams
-from common.units import Outcome, Resources, StageSummary, Student, TeacherShardOutput, Unit
-from distill.items import TrainItem
-from distill.teachers import teacher_class
+from harness.common.files import stable_hash
+from harness.common.stages import STAGE_FIELDS, STAGE_TABLE
+from harness.common.types import SamplingParams
+from harness.common.units import Outcome, Resources, StageSummary, Student, TeacherShardOutput, Unit
+from harness.distill.items import TrainItem
+from harness.distill.teachers import teacher_class
 from harness.config import RunConfig
 from harness.executors import Executor, Job, raise_failures
 from harness.models import engine_group, engine_resources, make_teacher, serve_unit

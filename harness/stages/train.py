@@ -9,13 +9,13 @@ import json
 import shutil
 from pathlib import Path
 
-from common.files import link_tree, read_json_or_none, stable_hash, write_json_atomic, write_jsonl_atomic
-from common.units import Outcome, Resources, Student, TrainedModel, TrainOutput, Unit
-from distill.items import TrainItem
-from distill.methods import build_dataset, get_method
-from distill.mix import mix_by_conclusion
-from distill.exposure import TrainExposure
-from distill.train_config import TrainConfig
+from harness.common.files import link_tree, read_json_or_none, stable_hash, write_json_atomic, write_jsonl_atomic
+from harness.common.units import Outcome, Resources, Student, TrainedModel, TrainOutput, Unit
+from harness.distill.items import TrainItem
+from harness.distill.methods import build_dataset, get_method
+from harness.distill.mix import mix_by_conclusion
+from harness.distill.exposure import TrainExposure
+from harness.distill.train_config import TrainConfig
 from harness.config import ConfigError, RunConfig
 from harness.executors import Batch, Job
 from harness.progress import console
@@ -33,12 +33,12 @@ EXPOSURE_WARN = 0.01
 def method_train_configs(cfg: RunConfig, student: Path | str,
                          datasets: dict[str, list[dict]]) -> dict[str, TrainConfig]:
     """Each method's TrainConfig: the shared one with the run seed and the method's own recipe. The step count
-    follows from the budget once TRL has built the method's rows (distill.train.plan_exposure); a tokens
+    follows from the budget once TRL has built the method's rows (harness.distill.train.plan_exposure); a tokens
     budget left open becomes the smallest method's tokens for its epochs, so no method repeats data."""
     base = cfg.train.model_copy(update={"seed": cfg.train.seed if cfg.train.seed is not None else cfg.seed})
     per_method = {m: base.for_method(m) for m in datasets}
     if base.budget == "tokens" and base.max_steps is None and base.budget_tokens is None:
-        from distill.exposure import count_rows
+        from harness.distill.exposure import count_rows
 
         tokens = {m: count_rows(student, rows, per_method[m])[1] * per_method[m].num_epochs
                   for m, rows in datasets.items()}
@@ -98,7 +98,7 @@ def sort_target_modules(model_dir: Path) -> None:
     """peft writes adapter_config.json's target_modules from a Python set, in an order that changes with each
     process's string-hash seed: the same training would get another adapter digest, hence another engine
     identity, cache keys and results inputs key. Sorted, equal training gives byte-equal adapter folders."""
-    from common.files import write_text_atomic
+    from harness.common.files import write_text_atomic
 
     for p in sorted(model_dir.rglob("adapter_config.json")):
         cfg = json.loads(p.read_text(encoding="utf-8"))
@@ -108,10 +108,10 @@ def sort_target_modules(model_dir: Path) -> None:
 
 
 def train_job(student: Path | str, examples: Path, model_dir: Path, tcfg: TrainConfig) -> TrainOutput:
-    """One train unit (method x seed x cell): train the student into ``model_dir`` through distill.train's entry
+    """One train unit (method x seed x cell): train the student into ``model_dir`` through harness.distill.train's entry
     point (one process, or train.distributed.nproc processes under torchrun), resuming from its last complete
     checkpoint. The driver writes the done record (fingerprint.json)."""
-    from distill.train import TrainJob, launch
+    from harness.distill.train import TrainJob, launch
     from harness.progress import quiet_hf_progress
 
     quiet_hf_progress()

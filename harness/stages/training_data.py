@@ -22,10 +22,10 @@ import copy
 import random
 from typing import Any
 
-from common.files import read_json_or_none, read_jsonl, stable_hash, write_json_atomic, write_jsonl_atomic
-from common.stages import STAGE_FIELDS, TEACHER_STAGES
-from common.units import StageSummary, Student, TrainingData
-from distill.items import TrainItem
+from harness.common.files import read_json_or_none, read_jsonl, stable_hash, write_json_atomic, write_jsonl_atomic
+from harness.common.stages import STAGE_FIELDS, TEACHER_STAGES
+from harness.common.units import StageSummary, Student, TrainingData
+from harness.distill.items import TrainItem
 from harness.config import ConfigError, RunConfig
 from harness.executors import Executor
 from harness.models import teacher_fingerprint
@@ -147,8 +147,8 @@ def apply_critique_mode(cfg: RunConfig, items: list[TrainItem]) -> None:
 def _correct(text: str | None, gold: str) -> bool | None:
     if text is None or not gold:
         return None
-    from distill.teachers.reference import answers_match
-    from tasks.scorers.extract import extract_answer
+    from harness.distill.teachers.reference import answers_match
+    from harness.tasks.scorers.extract import extract_answer
 
     pred, _ = extract_answer(text)
     return bool(pred is not None and answers_match(gold, pred))
@@ -157,7 +157,7 @@ def _correct(text: str | None, gold: str) -> bool | None:
 def gold_checks(items: list[TrainItem]) -> None:
     """meta['checks']: draft / refined / direct answer right by math-verify against the gold answer, and
     whether the critique's own verdict agrees; computed once per text (keyed by its hash)."""
-    from distill.teachers.llm import conclusion_of
+    from harness.distill.teachers.llm import conclusion_of
 
     for it in items:
         if not it.gold_answer:
@@ -201,7 +201,7 @@ def stage_stats(items: list[TrainItem], stage: str) -> dict[str, Any]:
                    thinking_not_found=sum(stage in it.meta.get("thinking_missing", {}) for it in items),
                    mean_raw_chars=round(sum(map(len, raw)) / len(raw), 1) if raw else 0)
     if stage == "critique":
-        from distill.teachers.llm import conclusion_of
+        from harness.distill.teachers.llm import conclusion_of
 
         verdicts = [conclusion_of(it.meta.get("specific_critique") or it.critique or "") for it in items]
         out.update(right=verdicts.count("right"), wrong=verdicts.count("wrong"), no_verdict=verdicts.count(None),

@@ -19,11 +19,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from common.artifacts import Results, SampleRecord
-from reports import plots
-from reports.changes import tested_changes
-from reports.fmt import ci_text, p_text, pct, signed_pct
-from reports.sections.samples import SampleSet
+from harness.common.artifacts import Results, SampleRecord
+from harness.reports import plots
+from harness.reports.changes import tested_changes
+from harness.reports.fmt import ci_text, p_text, pct, signed_pct
+from harness.reports.sections.samples import SampleSet
 
 #: Critique-style phrasing in an answer (what a model trained on critiques drifts into writing).
 CRITIQUE_RE = re.compile(

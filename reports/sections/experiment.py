@@ -1,9 +1,9 @@
 """Across training seeds: mean ± sd per (model, cell) and task, beside each seed's value."""
 from __future__ import annotations
 
-from common.artifacts import Results
-from reports.fmt import ci_text, pct
-from reports.rundata import cell_label, display_results
+from harness.common.artifacts import Results
+from harness.reports.fmt import ci_text, pct
+from harness.reports.rundata import cell_label, display_results
 
 def seed_table(results: Results) -> dict | None:
     """Per (model, cell) and task: mean ± sd over seeds of the primary metric, beside each seed's value."""

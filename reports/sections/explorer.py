@@ -14,9 +14,9 @@ from typing import Any, Mapping
 
 from markupsafe import Markup
 
-from reports.fmt import clip, prompt_text, short
-from reports.sections.diagnostics import failure_status
-from reports.sections.samples import SampleSet
+from harness.reports.fmt import clip, prompt_text, short
+from harness.reports.sections.diagnostics import failure_status
+from harness.reports.sections.samples import SampleSet
 
 #: Characters kept from the start and the end of a long response or prompt in the explorer.
 _HEAD, _TAIL = 1500, 500

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Mapping, Optional
 
-from common.artifacts import Results
-from reports import paper
-from reports.fmt import pct
-from reports.rundata import task_label
+from harness.common.artifacts import Results
+from harness.reports import paper
+from harness.reports.fmt import pct
+from harness.reports.rundata import task_label
 
 def paper_number(v: float) -> str:
     """As printed: one decimal, except whole counts such as reasoning lengths in words."""

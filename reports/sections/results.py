@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Mapping, Optional
 
-from common.artifacts import Manifest, Results
-from reports import plots
-from reports.fmt import ci_text, p_text, pct, signed_pct
-from reports.changes import Change, tested_changes
-from reports.stats import TRUNCATION_METRIC
+from harness.common.artifacts import Manifest, Results
+from harness.reports import plots
+from harness.reports.fmt import ci_text, p_text, pct, signed_pct
+from harness.reports.changes import Change, tested_changes
+from harness.reports.stats import TRUNCATION_METRIC
 
 #: Above this share of completions stopped at the token budget, a model's score on a task counts cut-off answers.
 TRUNCATION_WARN = 0.05

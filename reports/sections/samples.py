@@ -6,13 +6,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from common.artifacts import Manifest, SampleRecord, SchemaMismatch, read_samples
+from harness.common.artifacts import Manifest, SampleRecord, SchemaMismatch, read_samples
 
 
 def registered_sensitive(task: str) -> bool:
     """The task class's own ``sensitive`` flag (a second guard: a record that kept its prompt by mistake)."""
     try:
-        from tasks.registry import TASK_REGISTRY, task_names
+        from harness.tasks.registry import TASK_REGISTRY, task_names
 
         task_names()
         cls = TASK_REGISTRY.get(task)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any, Mapping, Optional
 
-from common.artifacts import Manifest, Results
-from reports import plots
-from reports.fmt import flatten, short
+from harness.common.artifacts import Manifest, Results
+from harness.reports import plots
+from harness.reports.fmt import flatten, short
 
 #: Engine description keys that name the model itself (they differ between base and a trained model by design);
 #: every other engine setting must be the same for all models of a comparison.

@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 from typing import Mapping, Optional
 
-from common.artifacts import Manifest
-from common.labels import conclusion_of
-from common.stages import STAGES
-from reports import plots
-from reports.fmt import clip, describe_model, number, pct, prompt_text, short
+from harness.common.artifacts import Manifest
+from harness.common.labels import conclusion_of
+from harness.common.stages import STAGES
+from harness.reports import plots
+from harness.reports.fmt import clip, describe_model, number, pct, prompt_text, short
 
 #: Above this share of target tokens cut from a method's training examples, it trained on truncated targets.
 TRAIN_TOKENS_LOST_WARN = 0.01

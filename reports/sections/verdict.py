@@ -7,10 +7,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from common.artifacts import Results
-from reports import plots
-from reports.changes import ALPHA, Change, tested_changes
-from reports.fmt import ci_text, p_text, pct, signed_pct
+from harness.common.artifacts import Results
+from harness.reports import plots
+from harness.reports.changes import ALPHA, Change, tested_changes
+from harness.reports.fmt import ci_text, p_text, pct, signed_pct
 
 #: A change this small (in points) is reported as "no change" whatever its test says.
 _FLAT_POINTS = 0.05

@@ -12,7 +12,7 @@ extraction (last ``\\boxed{}`` first, then "final answer is", then the last LaTe
 not depend on our extractor.
 
 Second grader: ``qwen_math_equal(extracted, gold)`` in the style of the Qwen2.5-Math evaluation harness (the paper's
-grader, tasks/scorers/qwen_math.py): the answer is first taken with ``tasks.scorers.extract.extract_answer`` (last
+grader, tasks/scorers/qwen_math.py): the answer is first taken with ``harness.tasks.scorers.extract.extract_answer`` (last
 ``\\boxed{}``, else "the answer is", else the last number), then compared after normalisation, numerically, element
 by element and symbolically.
 
@@ -28,9 +28,9 @@ from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
-from tasks.scorers.extract import extract_answer
-from tasks.scorers.qwen_math import qwen_math_equal
-from tasks.scorers.worker_pool import JobResult, WorkerPool, default_workers
+from harness.tasks.scorers.extract import extract_answer
+from harness.tasks.scorers.qwen_math import qwen_math_equal
+from harness.tasks.scorers.worker_pool import JobResult, WorkerPool, default_workers
 
 DEFAULT_TIMEOUT_S = 5.0
 
@@ -91,7 +91,7 @@ class MathGradingPool(WorkerPool):
     def __init__(self, workers: int | None = None, timeout: float = DEFAULT_TIMEOUT_S,
                  start_timeout: float = 120.0) -> None:
         # forkserver preloads the graders, so replacing a killed worker is cheap.
-        super().__init__(_run_job, _warm_up, preload=["tasks.scorers.math", "math_verify", "sympy",
+        super().__init__(_run_job, _warm_up, preload=["harness.tasks.scorers.math", "math_verify", "sympy",
                                                      "latex2sympy2_extended"],
                          what="math grading", start_hint="check that math-verify imports (python -c 'import "
                          "math_verify')", workers=workers, timeout=timeout, start_timeout=start_timeout)
@@ -127,7 +127,7 @@ class MathGradingPool(WorkerPool):
             if progress:
                 from rich.errors import LiveError
 
-                from common.progress import progress_bar
+                from harness.common.progress import progress_bar
 
                 try:
                     advance = stack.enter_context(progress_bar("grading math", len(pairs)))

@@ -4,7 +4,7 @@ factorials) make sympy spin in C code that no signal interrupts. Each worker run
 thread; the parent kills and replaces a worker whose job exceeds the limit (the job then counts as timed out).
 
 A pool is given a job function and a warm-up function, both module-level (the workers import them by name), e.g.
-``tasks.scorers.math.MathGradingPool``.
+``harness.tasks.scorers.math.MathGradingPool``.
 """
 from __future__ import annotations
 
