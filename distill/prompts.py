@@ -263,14 +263,6 @@ def load_prompt_set(path: str | Path) -> dict[str, str]:
     return out
 
 
-def write_prompt_set(templates: PromptTemplates, folder: str | Path) -> None:
-    """Write every field as <field>.txt (the inverse of load_prompt_set)."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, text in templates.model_dump().items():  # unset optional fields are not dumped: no file
-        (folder / f"{name}.txt").write_text(text + "\n", encoding="utf-8")
-
-
 def _placeholders(kind: str, template: str) -> set[str]:
     try:
         parsed = list(string.Formatter().parse(template))

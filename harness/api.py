@@ -191,6 +191,7 @@ def compare(config: str | Path | None = None, *, preset: str | None = None,
     """`harness compare`: train one student per method and evaluate base + every method. Returns the ``Run``
     (with ``dry_run``: the plan, nothing written)."""
     from harness import pipeline
+    from harness.stages.plan import plan_run
     from harness import sweep
 
     check_run_id(run_id)
@@ -207,7 +208,7 @@ def compare(config: str | Path | None = None, *, preset: str | None = None,
         top = sweep.run_experiment(cfg, rid, command=command)
         _track(cfg, top.root)
         return load_run(top.root)
-    plan = pipeline.plan_run(cfg, run_id)
+    plan = plan_run(cfg, run_id)
     if dry_run:
         return plan
     rd = pipeline.run(plan, command=command)
@@ -222,6 +223,7 @@ def evaluate(model: str | Path | None = None, *, name: str | None = None, adapte
     """`harness eval`: evaluate ``model`` (row ``name``, default "model") and the config's student (``base``) on
     tasks, no training. Without ``model`` only the student is evaluated (``name`` is then an error)."""
     from harness import pipeline
+    from harness.stages.plan import plan_run
 
     check_run_id(run_id)
     if model is None and adapter is None and name is not None:
@@ -234,7 +236,7 @@ def evaluate(model: str | Path | None = None, *, name: str | None = None, adapte
         raise UsageError(f"adapter folder {adapter} {'is a file' if Path(adapter).exists() else 'not found'}; "
                          "pass a folder written by `harness train`")
     cfg = build_config(config, preset, set, tasks=tasks, limit=limit, output_dir=output_dir, extra=overrides)
-    plan = pipeline.plan_run(cfg, run_id, train=False)
+    plan = plan_run(cfg, run_id, train=False)
     from harness.engines.identity import local_identity
 
     if model is not None:
@@ -243,7 +245,9 @@ def evaluate(model: str | Path | None = None, *, name: str | None = None, adapte
         return plan
     extra = {}
     if model is not None or adapter is not None:
-        student = str(model) if model is not None else str(pipeline.resolve_student(cfg))
+        from harness.models import resolve_student
+
+        student = str(model) if model is not None else str(resolve_student(cfg))
         extra[name] = (student, str(adapter) if adapter else None)
     command = _command("evaluate", {"model": str(model) if model else None, "name": name, "config":
                                     str(config) if config else None, "preset": preset, "tasks": tasks,

@@ -16,7 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from harness.executors import UnitFailed
-from harness.progress import console
+from harness.common.progress import console
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Evaluation-first benchmarking harness for LLM distillation (SFT vs CFT vs CGD).")
@@ -256,6 +256,7 @@ def compare(config: ConfigOpt = None, preset: PresetOpt = None, methods: Methods
     method on the same tasks, and write results.json, report.html and manifest.json. A config with `sweep:`
     (or --seeds) runs every cell of the grid and writes one combined report."""
     from harness import pipeline
+    from harness.stages.plan import plan_run
 
     _check_run_options(run_id, output_dir)
     cfg = _load(config, preset, set_, methods=methods, tasks=tasks, limit=limit, student=student,
@@ -265,7 +266,7 @@ def compare(config: ConfigOpt = None, preset: PresetOpt = None, methods: Methods
     if sweep.is_experiment(cfg):
         _experiment(cfg, run_id, dry_run)
         return
-    plan = pipeline.plan_run(cfg, run_id)
+    plan = plan_run(cfg, run_id)
     _print_plan(plan, dry_run)
     if dry_run:
         return
@@ -281,10 +282,11 @@ def train(config: ConfigOpt = None, preset: PresetOpt = None, methods: MethodsOp
           output_dir: OutputOpt = None, set_: SetOpt = None, dry_run: DryRunOpt = False) -> None:
     """Build training data and train one student per method (no evaluation)."""
     from harness import pipeline
+    from harness.stages.plan import plan_run
 
     _check_run_options(run_id, output_dir)
     cfg = _load(config, preset, set_, methods=methods, student=student, teacher=teacher, output_dir=output_dir)
-    plan = pipeline.plan_run(cfg, run_id)
+    plan = plan_run(cfg, run_id)
     _print_plan(plan, dry_run)
     if dry_run:
         return
@@ -303,6 +305,7 @@ def eval_(model: Annotated[Optional[str], typer.Option("--model", help="Model to
           dry_run: DryRunOpt = False) -> None:
     """Evaluate one model (and the config's student as `base`) on tasks, without training."""
     from harness import pipeline
+    from harness.stages.plan import plan_run
 
     if model is None and adapter is None and name is not None:
         raise UserError(f"--name {name!r} labels --model, which is not given; pass --model (or drop --name: the "
@@ -313,7 +316,7 @@ def eval_(model: Annotated[Optional[str], typer.Option("--model", help="Model to
     _check_path_option("--adapter", adapter, want="dir")
     _check_run_options(run_id, output_dir)
     cfg = _load(config, preset, set_, tasks=tasks, limit=limit, output_dir=output_dir)
-    plan = pipeline.plan_run(cfg, run_id or None, train=False)
+    plan = plan_run(cfg, run_id or None, train=False)
     if (model is not None or adapter is not None) and name == "base":
         raise UserError("--name base is the config's student; pick another name for --model/--adapter")
     from harness.engines.identity import local_identity
@@ -327,7 +330,9 @@ def eval_(model: Annotated[Optional[str], typer.Option("--model", help="Model to
         return
     extra = {}
     if model is not None or adapter is not None:
-        student = model or str(pipeline.resolve_student(cfg))
+        from harness.models import resolve_student
+
+        student = model or str(resolve_student(cfg))
         if adapter is not None:
             local_identity(student, adapter)
             check_adapter_fits(student, adapter)

@@ -18,7 +18,7 @@ from lm_eval.api.model import LM
 
 from harness.common.artifacts import SampleRecord
 from harness.common.types import SamplingParams
-from harness.progress import progress_bar
+from harness.common.progress import progress_bar
 from harness.tasks.base import Doc, Scored
 from harness.tasks.lm_eval_task import LmEvalTask, LmEvalTaskError
 

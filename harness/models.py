@@ -44,7 +44,7 @@ def identity_of(e: EngineConfig, model: Path | str, adapter: Path | str | None =
 
 
 def serve(e: EngineConfig, model: Path | str, adapter: Path | str | None, cache: CallCache) -> CachedEngine:
-    from harness.progress import quiet_hf_progress
+    from harness.common.progress import quiet_hf_progress
 
     quiet_hf_progress()
     return CachedEngine(build_engine(e.backend, model, adapter, batch_size=e.batch_size, dtype=e.dtype,
@@ -86,7 +86,7 @@ def serve_unit(e: EngineConfig, model: Path | str, adapter: Path | str | None, c
             release_engines()
         else:
             _drop_engines()
-        from harness.progress import quiet_hf_progress
+        from harness.common.progress import quiet_hf_progress
 
         quiet_hf_progress()
         _LOADED[key] = build_engine(e.backend, model, adapter, batch_size=e.batch_size, dtype=e.dtype,

@@ -18,12 +18,12 @@ from harness.common.artifacts import save_artifact
 from harness.common.files import link_file, stable_hash
 from harness.common.units import CellLabel, ModelEval, Student, TrainedModel, TrainingData
 from harness.executors import build_executor, run_batches
-from harness.models import release_engines, resolve_student, student_of  # noqa: F401  (resolve_student: CLI, API)
-from harness.progress import console
+from harness.models import release_engines, student_of
+from harness.common.progress import console
 from harness.runlock import run_lock
 from harness.stages.aggregate import aggregate, render
 from harness.stages.evaluate import ModelToEvaluate, eval_batch, eval_resources
-from harness.stages.plan import Plan, estimate_cost, plan_run  # noqa: F401  (the CLI's entry points)
+from harness.stages.plan import Plan
 from harness.stages.training_data import build_items
 from harness.stages.train import train_batch
 from harness.store import CallCache, RunDir, default_cache_dir

@@ -25,7 +25,7 @@ from harness.common.labels import model_label, short_key, value_text
 from harness.common.units import CellLabel
 from harness.config import RunConfig, deep_merge
 from harness.experiment_results import SEED_TEST_TEXT, combine
-from harness.progress import console
+from harness.common.progress import console
 from harness.runlock import run_lock
 
 

@@ -6,7 +6,6 @@ Values are drawn in percent; error bars are the 95% bootstrap intervals from res
 from __future__ import annotations
 
 import io
-from pathlib import Path
 from typing import Iterable
 
 from harness.common.artifacts import ResultRow, Results
@@ -173,17 +172,3 @@ def deltas_chart(results: Results, baseline_model: str = "base") -> bytes | None
     ax.set_title(f"Paired change against {baseline_model} (95% bootstrap CI; hatched: not significant, Holm)")
     ax.legend(fontsize=8, ncols=min(len(models), 6))
     return png(fig)
-
-
-def write_plots(results: Results, out_dir: str | Path, baseline_model: str = "base") -> dict[str, Path]:
-    """Write ``primary.png`` and ``deltas.png`` (when there is something to draw) under ``out_dir``."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    written: dict[str, Path] = {}
-    for name, make in (("primary", primary_metric_chart), ("deltas", deltas_chart)):
-        png = make(results, baseline_model)
-        if png is not None:
-            path = out / f"{name}.png"
-            path.write_bytes(png)
-            written[name] = path
-    return written

@@ -313,8 +313,3 @@ def load_results(path: str | Path) -> Results:
     if not path.is_file():
         raise ValueError(f"no results file at {path}; run the evaluation first or pass the run folder's results.json")
     return load_artifact(Results, path, "results.json")
-
-
-def rows_by_key(results: Results) -> dict[tuple[str, str, str], ResultRow]:
-    """Rows of a results.json keyed by (model, task, metric)."""
-    return {(r.model, r.task, r.metric): r for r in results.rows}

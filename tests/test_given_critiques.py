@@ -9,7 +9,7 @@ import pytest
 from harness.distill.methods import build_dataset, stages_needed
 from harness.distill.pools import PoolError, PoolSpec, load_pool_spec
 from harness.config import ConfigError, load_config
-from harness.stages.plan import config_hash, config_identity, plan_run
+from harness.stages.plan import config_identity, plan_run
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Layering (DESIGN.md): harness -> distill and reports -> tasks -> common. Every import counts, the ones inside
+"""Layering (README, "What a run does"): harness -> distill and reports -> tasks -> common. Every import counts, the ones inside
 functions too (a deferred import is still a dependency; only checking what loads at import time missed three).
 No cycle between modules either: a cycle means no module of it can be read, tested or shipped alone."""
 from __future__ import annotations
@@ -129,9 +129,9 @@ def test_the_checks_see_what_they_claim_to(tmp_path):
     """The checker itself: a deferred upward import, a relative import and a 3-module cycle are found."""
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     probe = tmp_path / "probe.py"
-    probe.write_text("def f():\n    from harness.progress import console\n    from .base import Task\n")
+    probe.write_text("def f():\n    from harness.pipeline import run\n    from .base import Task\n")
     found = imports_of(probe, "harness.tasks.probe", modules())
-    assert (2, "harness.progress") in found and (3, "harness.tasks.base") in found
+    assert (2, "harness.pipeline") in found and (3, "harness.tasks.base") in found
     assert layer("harness.tasks.base") == "tasks" and layer("harness.progress") == "harness" and layer("torch") is None
 
 

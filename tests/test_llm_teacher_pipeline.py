@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from harness.config import load_config
-from harness.pipeline import plan_run, run
+from harness.pipeline import run
+from harness.stages.plan import plan_run
 from harness.stages.training_data import BudgetExceeded, derangement
 
 BASE = ["--preset", "smoke"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.common.artifacts import Manifest, ResultRow, Results, SampleRecord, save_artifact, write_samples
+from harness.common.artifacts import ResultRow, Results, SampleRecord, save_artifact, write_samples
 from harness.config import ConfigError, load_config
 from harness import experiment_results, sweep
 from harness.store import RunDir

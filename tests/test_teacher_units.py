@@ -13,7 +13,7 @@ import pytest
 from harness.config import ExecutorConfig, load_config
 from harness.executors.local import LocalExecutor
 from harness.models import student_of
-from harness.pipeline import plan_run
+from harness.stages.plan import plan_run
 from harness.stages.training_data import BudgetExceeded, build_items
 from harness.store import CallCache
 

@@ -100,6 +100,10 @@ class LLMTeacher:
         #: How many critiques needed the follow-up, and how many stayed without a valid conclusion (last call).
         self.last_stats: dict[str, int] = {}
         self.last_usage: list[CallUsage] = []
+        #: Per item of the last call: the output before its thinking was stripped (None = nothing stripped, or
+        #: no pattern set), and whether a set pattern found no thinking to strip.
+        self.last_raw: list[str | None] = []
+        self.last_thinking_missing: list[bool] = []
 
     needs_engine = True
 
@@ -109,10 +113,6 @@ class LLMTeacher:
         served teacher model."""
         return cls(engine, prompts, params, identity=identity, batch_size=section.batch_size,
                    conclusion_retries=section.conclusion_retries, strip_thinking=section.strip_thinking)
-        #: Per item of the last call: the output before its thinking was stripped (None = nothing stripped, or
-        #: no pattern set), and whether a set pattern found no thinking to strip.
-        self.last_raw: list[str | None] = []
-        self.last_thinking_missing: list[bool] = []
 
     # ---- Teacher protocol --------------------------------------------------------------------------------
     def critique(self, items: Sequence[TrainItem]) -> list[str]:

@@ -24,7 +24,7 @@ from harness.common.files import stable_hash
 from harness.common.units import EvalOutput, ModelEval, Outcome, Resources, TaskEval, Unit
 from harness.executors import Batch, Job
 from harness.models import engine_group, engine_resources, identity_of, serve_unit
-from harness.progress import console, progress_bar
+from harness.common.progress import console, progress_bar
 from harness.stages.eval_shards import ShardedPair, shard_count, shard_ranges
 from harness.stages.plan import Plan, generation_params
 from harness.store import CachedEngine, CallCache, WorkerCache

@@ -20,7 +20,7 @@ from harness.common.frozen import FrozenMap
 from harness.distill.items import TrainItem
 from harness.distill.pools import Decontaminator, PoolError, PoolSpec, load_pool_spec, prompt_text, split_validation
 from harness.config import ConfigError, RunConfig
-from harness.progress import console
+from harness.common.progress import console
 from harness.tasks.base import Doc, Task
 from harness.tasks.pool_validation import PoolValidation, QAItem
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from harness.common.files import stable_hash, write_json_atomic
 from harness.config import ConfigError
-from harness.progress import console
+from harness.common.progress import console
 from harness.stages.plan import Plan
 from harness.stages.pool_split import HELD_OUT_TASK
 

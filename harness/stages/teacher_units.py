@@ -32,7 +32,7 @@ from harness.distill.teachers import teacher_class
 from harness.config import RunConfig
 from harness.executors import Executor, Job, raise_failures
 from harness.models import engine_group, engine_resources, make_teacher, serve_unit
-from harness.progress import progress_bar
+from harness.common.progress import progress_bar
 from harness.store import CallCache, WorkerCache
 
 #: Items per probe shard on a cluster: CachedEngine's chunk (harness/store.py), the batches a cold probe sends.

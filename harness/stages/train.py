@@ -9,6 +9,7 @@ import json
 import shutil
 from pathlib import Path
 
+from harness.common.limits import TARGET_TOKENS_LOST_WARN
 from harness.common.files import link_tree, read_json_or_none, stable_hash, write_json_atomic, write_jsonl_atomic
 from harness.common.units import Outcome, Resources, Student, TrainedModel, TrainOutput, Unit
 from harness.distill.items import TrainItem
@@ -18,13 +19,9 @@ from harness.distill.exposure import TrainExposure
 from harness.distill.train_config import TrainConfig
 from harness.config import ConfigError, RunConfig
 from harness.executors import Batch, Job
-from harness.progress import console
+from harness.common.progress import console
 from harness.stages.plan import Plan
 from harness.stages.select_checkpoint import check_selection, select_checkpoint
-
-#: Warn when a method loses more than this share of its target tokens to max_length truncation.
-TRUNCATION_WARN = 0.01
-
 
 #: Warn when methods' data passes differ by more than this share.
 EXPOSURE_WARN = 0.01
@@ -112,7 +109,7 @@ def train_job(student: Path | str, examples: Path, model_dir: Path, tcfg: TrainC
     point (one process, or train.distributed.nproc processes under torchrun), resuming from its last complete
     checkpoint. The driver writes the done record (fingerprint.json)."""
     from harness.distill.train import TrainJob, launch
-    from harness.progress import quiet_hf_progress
+    from harness.common.progress import quiet_hf_progress
 
     quiet_hf_progress()
     res = launch(TrainJob(base_model=str(student), examples=str(examples), out_dir=str(model_dir), config=tcfg),
@@ -213,7 +210,7 @@ def _trained_models(plan: Plan, student: Student, datasets: dict[str, list[dict]
         tcfg, rec = tcfgs[m], stored[m]
         truncation = rec["truncation"]
         lost = truncation["target_tokens_lost"] / max(1, truncation["target_tokens"])
-        if lost > TRUNCATION_WARN:
+        if lost > TARGET_TOKENS_LOST_WARN:
             console.print(f"[yellow]warning[/] {m}: train.max_length={tcfg.max_length} cuts {100 * lost:.1f}% of "
                           f"its target tokens ({truncation['examples_truncated']} examples); raise max_length")
         final = rd.model_dir(m) / "final"

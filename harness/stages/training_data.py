@@ -29,7 +29,7 @@ from harness.distill.items import TrainItem
 from harness.config import ConfigError, RunConfig
 from harness.executors import Executor
 from harness.models import teacher_fingerprint
-from harness.progress import console
+from harness.common.progress import console
 from harness.stages.plan import Plan
 from harness.stages.teacher_units import probe_params, run_probe, run_teacher_stage
 from harness.store import CallCache

@@ -8,13 +8,10 @@ from typing import Mapping, Optional
 
 from harness.common.artifacts import Manifest
 from harness.common.labels import conclusion_of
+from harness.common.limits import TARGET_TOKENS_LOST_WARN
 from harness.common.stages import STAGES
 from harness.reports import plots
 from harness.reports.fmt import clip, describe_model, number, pct, prompt_text, short
-
-#: Above this share of target tokens cut from a method's training examples, it trained on truncated targets.
-TRAIN_TOKENS_LOST_WARN = 0.01
-
 
 #: Training keys that identify rather than describe (shown per method under "details", not in the summary).
 _TRAIN_DETAIL_KEYS = {"base_model", "fingerprint", "adapter", "resumed_from", "loss_curve", "truncation"}
@@ -66,7 +63,7 @@ def training_section(manifest: Optional[Manifest], run_dir: Path) -> tuple[dict,
     """Per trained model: a summary table (every scalar the manifest records under ``models[m].train``: steps,
     examples, tokens, data passes, loss, own recipe, ... as present), details (identity, adapter, nested
     settings), target truncation, the loss curve and one formatted training example; warnings above
-    ``TRAIN_TOKENS_LOST_WARN`` of target tokens lost."""
+    ``TARGET_TOKENS_LOST_WARN`` of target tokens lost."""
     out: dict = {"models": [], "summary_keys": [], "summary": [], "curves": {}}
     warnings: list[str] = []
     if manifest is None:
@@ -89,10 +86,10 @@ def training_section(manifest: Optional[Manifest], run_dir: Path) -> tuple[dict,
             share = tok_lost / tok if tok else 0.0
             trunc_text = (f"{ex_cut:,} of {ex:,} examples truncated; {tok_lost:,} of {tok:,} target tokens lost "
                           f"({pct(share, 2)}%)")
-            if share > TRAIN_TOKENS_LOST_WARN:
+            if share > TARGET_TOKENS_LOST_WARN:
                 warnings.append(f"{model} lost {pct(share, 1)}% of its training target tokens to truncation "
                                 f"({tok_lost:,} of {tok:,}; {ex_cut:,} of {ex:,} examples), over "
-                                f"{pct(TRAIN_TOKENS_LOST_WARN, 0)}%: it learned from cut-off targets")
+                                f"{pct(TARGET_TOKENS_LOST_WARN, 0)}%: it learned from cut-off targets")
         out["curves"][model] = _loss_curve(train)
         out["models"].append({"model": model, "method": info.method or "–",
                               "identity": describe_model(info.identity),
