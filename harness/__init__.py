@@ -6,13 +6,16 @@ The Python API (``harness.api``) is imported on first use, so ``import harness``
     run = harness.compare("configs/tiny.yaml", preset="smoke", methods=["sft"])
     run.results.rows, run.report
     harness.evaluate("path/or/hub-id", name="mine", tasks="math500", limit=50)
+    harness.train("configs/tiny.yaml", methods=["cgd"]).models    # {"cgd": results/<run-id>/models/cgd/final}
     harness.load_run("results/smoke-abc123")
+    harness.list_runs("results")                                  # what `harness runs` lists
 """
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["compare", "evaluate", "load_run", "Run", "UsageError", "__version__"]
+_API_NAMES = ("compare", "evaluate", "train", "load_run", "list_runs", "Run", "Trained", "UsageError")
+__all__ = [*_API_NAMES, "__version__"]
 
 
 def _version() -> str:
@@ -28,7 +31,7 @@ __version__ = _version()
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("compare", "evaluate", "load_run", "Run", "UsageError", "api"):
+    if name in (*_API_NAMES, "api"):
         import importlib
 
         api = importlib.import_module("harness.api")

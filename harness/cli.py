@@ -72,64 +72,47 @@ class UserError(Exception):
     pass
 
 
-def _load(config, preset, overrides, *, methods=None, tasks=None, limit=None, student=None, teacher=None,
-          output_dir=None, seeds=None, eval_seeds=None, executor=None):
-    """The validated config (harness.api.build_config: the API and the CLI share it), list options checked."""
-    from harness.api import build_config
-
-    _check_path_option("--config", config, want="file")
-    if student is not None and student != "tiny" and (config is None or Path(config).name == "tiny.yaml"):
-        # shown with the plan, once every check passed (an error stays one line)
-        _PENDING_WARNINGS.append(f"--student {student} on configs/tiny.yaml keeps the tiny student's learning rate, "
-                                 "budgets and synthetic pool; for a real model start from --config "
-                                 "configs/starter.yaml (docs/your-own-models.md)")
-    return build_config(config, preset, overrides, methods=methods, tasks=tasks, limit=limit, student=student,
-                        teacher=teacher, output_dir=output_dir, seeds=seeds, eval_seeds=eval_seeds,
-                        extra={"executor": {"kind": executor}} if executor else None)
+def _argv_command() -> str:
+    """What the manifest records as the command: the command line as typed."""
+    return " ".join(shlex.quote(a) for a in ["harness", *sys.argv[1:]])
 
 
-def _check_run_options(run_id: str | None, output_dir: Path | None) -> None:
-    """A run id is a folder name (``--run-id ../x`` would write outside --output-dir); the output folder must
-    be a folder we can write."""
-    from harness.api import UsageError, check_run_id
-
-    try:
-        check_run_id(run_id)
-    except UsageError as e:
-        raise UserError(str(e)) from None
-    _check_path_option("--output-dir", output_dir, want="writable-dir")
+def _log(line: str) -> None:
+    console.print(line, highlight=False)
 
 
-def _check_path_option(option: str, path: Path | None, want: str) -> None:
-    """A user-given path of the wrong kind is one line, not a traceback from deep inside."""
-    if path is None:
+# ---- printing what the API planned ------------------------------------------------------------------------
+def _print_planned(planned, dry_run: bool) -> None:
+    """The plan the API made (harness.api.Planned), its warnings first; a dry run adds the cost and memory
+    estimates and, on a cluster, the schedule. A dry run of a run that cannot fit ends in its one-line refusal."""
+    for text in planned.warnings:
+        console.print(f"[yellow]warning:[/] {escape(text)}", highlight=False, soft_wrap=True)
+    if planned.cells:
+        _print_grid(planned)
+        planned.memory.raise_if_unfit()
+        _print_plan(planned.plan)
+        console.print(f"run folder: {planned.plan.run_dir.root}")
+        if dry_run:
+            _print_schedule(planned.plans)
         return
-    p = Path(path).expanduser()
-    if want == "file" and p.is_dir():
-        raise UserError(f"{option} {path} is a folder; pass a file")
-    if want == "dir" and p.exists() and not p.is_dir():
-        raise UserError(f"{option} {path} is a file; pass a folder")
-    if want == "writable-dir":
-        import os
+    _print_plan(planned.plan)
+    if dry_run:
+        from harness.stages.plan import estimate_cost
 
-        existing = next((q for q in [p, *p.parents] if q.exists()), None)
-        if p.exists() and not p.is_dir():
-            raise UserError(f"{option} {path} is a file; pass a folder (it is created if absent)")
-        if existing is not None and (not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK)):
-            raise UserError(f"{option} {path}: {existing} cannot be written; pass a folder you can write to")
-
-
-_PENDING_WARNINGS: list[str] = []
+        console.print("estimate: expected figures, with the cap (every output at its budget) where it differs",
+                      highlight=False)
+        for line in estimate_cost(planned.plan).lines():
+            console.print(escape(line), highlight=False, soft_wrap=True)
+        for line in planned.memory.lines():
+            console.print(line, highlight=False, soft_wrap=True)
+        planned.memory.raise_if_unfit()
+        _print_schedule(planned.plans)
+    console.print(f"run folder: {planned.plan.run_dir.root}")
 
 
-def _print_plan(plan, dry_run: bool) -> None:
-    while _PENDING_WARNINGS:
-        console.print(f"[yellow]warning:[/] {escape(_PENDING_WARNINGS.pop(0))}", highlight=False, soft_wrap=True)
-    from harness.stages.plan import estimate_cost
-
+def _print_plan(plan) -> None:
+    """The tasks table and one line each for the models, the methods and any skipped task."""
     cfg = plan.config
-    if not dry_run:
-        _check_memory(cfg, False)  # a run that cannot fit: its one line, before anything else is printed
     t = Table(title=f"plan: {plan.run_id}", show_header=True)
     t.add_column("task")
     t.add_column("items", justify="right")
@@ -143,15 +126,24 @@ def _print_plan(plan, dry_run: bool) -> None:
     console.print(f"methods: base (always), {', '.join(plan.methods) or '-'}   stages: {', '.join(plan.stages) or '-'}")
     for name, why in plan.skipped.items():
         console.print(f"[yellow]skipped[/] {name}: {escape(why)}", highlight=False, soft_wrap=True)
-    if dry_run:
-        cost = estimate_cost(plan)
-        console.print("estimate: expected figures, with the cap (every output at its budget) where it differs", highlight=False)
-        for line in cost.lines():
-            console.print(escape(line), highlight=False, soft_wrap=True)
-        _check_memory(cfg, True)
-    if dry_run:
-        _print_schedule([plan])
-    console.print(f"run folder: {plan.run_dir.root}")
+
+
+def _print_grid(planned) -> None:
+    """A sweep/seed experiment's grid with each cell's cost (sweep.grid_cost), and the totals."""
+    from harness import sweep
+
+    costs = sweep.grid_cost(list(planned.cells))
+    t = Table(title=f"experiment: {planned.run_id} ({len(planned.cells)} cells)")
+    for col in ("cell", "seed", "teacher_calls", "train_tokens_max", "eval_tokens_max", "models"):
+        t.add_column(col, justify="left" if col == "cell" else "right")
+    for c in costs:
+        t.add_row(c["cell"], "-" if c["seed"] is None else str(c["seed"]), f"{c['teacher_calls']:,}",
+                  f"{c['train_tokens_max']:,}", f"{c['eval_tokens_max']:,}", str(c["models_to_evaluate"]))
+    console.print(t)
+    total = {k: sum(c[k] for c in costs) for k in ("teacher_calls", "teacher_tokens", "probe_tokens",
+                                                    "train_tokens_max", "eval_tokens_max")}
+    console.print("total (before sharing: the first cell's items, models and samples are linked into later "
+                  "cells where their fingerprints match): " + ", ".join(f"{k}={v:,}" for k, v in total.items()))
 
 
 def _print_schedule(plans: list) -> None:
@@ -165,48 +157,6 @@ def _print_schedule(plans: list) -> None:
     plan_schedule = schedule(plans, [estimate_cost(p) for p in plans], cfg.executor.gpus or 1)
     for line in plan_schedule.lines():
         console.print(line, highlight=False)
-
-
-def _check_memory(cfg, show: bool) -> None:
-    """Per-GPU memory estimate (printed by --dry-run); a run that cannot fit stops here, before any model call."""
-    from harness import sizing
-    from harness.config import ConfigError
-
-    train, serve = sizing.estimate(cfg)
-    if show:
-        for est in (train, serve):
-            if est is not None:
-                console.print(est.line(), highlight=False, soft_wrap=True)
-    try:
-        sizing.check_fits(cfg)
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
-
-
-def _experiment(cfg, run_id, dry_run: bool) -> None:
-    """A sweep/seed experiment: print the grid with each cell's cost, then run every cell."""
-    from harness import sweep
-
-    rid, planned = sweep.plan_cells(cfg, run_id)
-    costs = sweep.grid_cost(planned)
-    t = Table(title=f"experiment: {rid} ({len(planned)} cells)")
-    for col in ("cell", "seed", "teacher_calls", "train_tokens_max", "eval_tokens_max", "models"):
-        t.add_column(col, justify="left" if col == "cell" else "right")
-    for c in costs:
-        t.add_row(c["cell"], "-" if c["seed"] is None else str(c["seed"]), f"{c['teacher_calls']:,}",
-                  f"{c['train_tokens_max']:,}", f"{c['eval_tokens_max']:,}", str(c["models_to_evaluate"]))
-    console.print(t)
-    total = {k: sum(c[k] for c in costs) for k in ("teacher_calls", "teacher_tokens", "probe_tokens",
-                                                    "train_tokens_max", "eval_tokens_max")}
-    console.print("total (before sharing: the first cell's items, models and samples are linked into later "
-                  "cells where their fingerprints match): " + ", ".join(f"{k}={v:,}" for k, v in total.items()))
-    _print_plan(planned[0][1], False)
-    if dry_run:
-        _print_schedule([p for _, p in planned])
-        return
-    top = sweep.run_experiment(cfg, rid, command=" ".join(shlex.quote(a) for a in ["harness", *sys.argv[1:]]))
-    console.print(f"report: {top.report}")
-    _track(cfg, top.root)
 
 
 def _summary(run_dir: Path) -> None:
@@ -232,14 +182,6 @@ def _summary(run_dir: Path) -> None:
     console.print(f"report: {run_dir / 'report.html'}")
 
 
-def _track(cfg, root: Path) -> None:
-    """Log the finished run to the trackers of `tracking:` (none by default)."""
-    if cfg.tracking.enabled:
-        from harness.tracking import track_run
-
-        track_run(cfg.tracking, root, log=lambda line: console.print(line, highlight=False))
-
-
 def _pct(v) -> str:
     return "-" if v is None else f"{100 * v:.1f}"
 
@@ -255,24 +197,20 @@ def compare(config: ConfigOpt = None, preset: PresetOpt = None, methods: Methods
     """Build each method's data with the teacher, train one student per method, evaluate base + every
     method on the same tasks, and write results.json, report.html and manifest.json. A config with `sweep:`
     (or --seeds) runs every cell of the grid and writes one combined report."""
-    from harness import pipeline
-    from harness.stages.plan import plan_run
+    from harness import api
 
-    _check_run_options(run_id, output_dir)
-    cfg = _load(config, preset, set_, methods=methods, tasks=tasks, limit=limit, student=student,
-                teacher=teacher, output_dir=output_dir, seeds=seeds, eval_seeds=eval_seeds, executor=executor)
-    from harness import sweep
-
-    if sweep.is_experiment(cfg):
-        _experiment(cfg, run_id, dry_run)
-        return
-    plan = plan_run(cfg, run_id)
-    _print_plan(plan, dry_run)
+    planned = api.plan_compare(config, preset=preset, methods=methods, tasks=tasks, limit=limit, student=student,
+                               teacher=teacher, run_id=run_id, output_dir=output_dir, seeds=seeds,
+                               eval_seeds=eval_seeds, set=set_, dry_run=dry_run,
+                               **({"executor": {"kind": executor}} if executor else {}))
+    _print_planned(planned, dry_run)
     if dry_run:
         return
-    rd = pipeline.run(plan, command=" ".join(shlex.quote(a) for a in ["harness", *sys.argv[1:]]))
-    _summary(rd.root)
-    _track(cfg, rd.root)
+    rd = api.execute(planned, command=_argv_command(), log=_log)
+    if planned.cells:
+        console.print(f"report: {rd.report}")
+    else:
+        _summary(rd.root)
 
 
 @app.command()
@@ -281,17 +219,15 @@ def train(config: ConfigOpt = None, preset: PresetOpt = None, methods: MethodsOp
           student: StudentOpt = None, teacher: TeacherOpt = None, run_id: RunIdOpt = None,
           output_dir: OutputOpt = None, set_: SetOpt = None, dry_run: DryRunOpt = False) -> None:
     """Build training data and train one student per method (no evaluation)."""
-    from harness import pipeline
-    from harness.stages.plan import plan_run
+    from harness import api
 
-    _check_run_options(run_id, output_dir)
-    cfg = _load(config, preset, set_, methods=methods, student=student, teacher=teacher, output_dir=output_dir)
-    plan = plan_run(cfg, run_id)
-    _print_plan(plan, dry_run)
+    planned = api.plan_train(config, preset=preset, methods=methods, student=student, teacher=teacher,
+                             run_id=run_id, output_dir=output_dir, set=set_, dry_run=dry_run)
+    _print_planned(planned, dry_run)
     if dry_run:
         return
-    rd = pipeline.run(plan, command=" ".join(["harness", *sys.argv[1:]]), evaluate=False)
-    for m in plan.methods:
+    rd = api.execute(planned, command=_argv_command(), log=_log)
+    for m in planned.plan.methods:
         console.print(f"{m}: {rd.model_dir(m) / 'final'}")
 
 
@@ -304,84 +240,15 @@ def eval_(model: Annotated[Optional[str], typer.Option("--model", help="Model to
           run_id: RunIdOpt = None, output_dir: OutputOpt = None, set_: SetOpt = None,
           dry_run: DryRunOpt = False) -> None:
     """Evaluate one model (and the config's student as `base`) on tasks, without training."""
-    from harness import pipeline
-    from harness.stages.plan import plan_run
+    from harness import api
 
-    if model is None and adapter is None and name is not None:
-        raise UserError(f"--name {name!r} labels --model, which is not given; pass --model (or drop --name: the "
-                        "config's student is evaluated as base)")
-    name = name or "model"
-    if adapter is not None and not adapter.exists():
-        raise UserError(f"adapter folder {adapter} not found; pass a folder written by `harness train`")
-    _check_path_option("--adapter", adapter, want="dir")
-    _check_run_options(run_id, output_dir)
-    cfg = _load(config, preset, set_, tasks=tasks, limit=limit, output_dir=output_dir)
-    plan = plan_run(cfg, run_id or None, train=False)
-    if (model is not None or adapter is not None) and name == "base":
-        raise UserError("--name base is the config's student; pick another name for --model/--adapter")
-    from harness.engines.identity import local_identity
-
-    if model is not None:
-        local_identity(model, adapter)  # a missing folder or adapter is one line, before any work (dry run too)
-    if adapter is not None and (model is not None or cfg.student.model != "tiny"):
-        check_adapter_fits(model or cfg.student.model, adapter)
-    _print_plan(plan, dry_run)
+    planned = api.plan_evaluate(model, name=name, adapter=adapter, config=config, preset=preset, tasks=tasks,
+                                limit=limit, run_id=run_id, output_dir=output_dir, set=set_, dry_run=dry_run)
+    _print_planned(planned, dry_run)
     if dry_run:
         return
-    extra = {}
-    if model is not None or adapter is not None:
-        from harness.models import resolve_student
-
-        student = model or str(resolve_student(cfg))
-        if adapter is not None:
-            local_identity(student, adapter)
-            check_adapter_fits(student, adapter)
-        extra[name] = (student, str(adapter) if adapter else None)
-    rd = pipeline.run(plan, command=" ".join(["harness", *sys.argv[1:]]), extra_models=extra)
+    rd = api.execute(planned, command=_argv_command(), log=_log)
     _summary(rd.root)
-    _track(cfg, rd.root)
-
-
-def _tensor_shapes(folder: Path) -> dict[str, tuple[int, ...]]:
-    """name -> shape of every tensor in a folder's safetensors files (headers only, no weights read)."""
-    from safetensors import safe_open
-
-    shapes: dict[str, tuple[int, ...]] = {}
-    for f in sorted(folder.glob("*.safetensors")):
-        with safe_open(str(f), framework="np") as fh:
-            for k in fh.keys():
-                shapes[k] = tuple(fh.get_slice(k).get_shape())
-    return shapes
-
-
-def check_adapter_fits(model: str | Path, adapter: Path) -> None:
-    """A LoRA adapter made for another base model (other layer sizes or names) is one line before any work,
-    not a size-mismatch traceback from peft when the engine loads it."""
-    base, ad = Path(model).expanduser(), Path(adapter).expanduser()
-    if not base.is_dir():
-        return  # a hub id: its weights are not here to compare with
-    try:
-        model_shapes, adapter_shapes = _tensor_shapes(base), _tensor_shapes(ad)
-    except Exception as e:  # a torn or foreign file: name it
-        raise UserError(f"cannot read the weights of {base} or adapter {ad} ({type(e).__name__}: {e}); "
-                        "pass a model folder and a LoRA folder written by `harness train`") from None
-    if not model_shapes:
-        return  # .bin weights only: nothing cheap to compare with
-    for key, shape in sorted(adapter_shapes.items()):
-        for part, dim in ((".lora_A.", 1), (".lora_B.", 0)):
-            if part not in key or len(shape) != 2:
-                continue
-            target = key.split(part)[0].removeprefix("base_model.model.")
-            weight = model_shapes.get(f"{target}.weight")
-            if weight is None:
-                raise UserError(f"adapter {ad} was trained on another base model: it adapts {target}, which "
-                                f"{base.name} does not have; pass the base model it was trained on with --model")
-            want = weight[1] if dim == 1 else weight[0]
-            if len(weight) == 2 and shape[dim] != want:
-                side = "inputs" if dim == 1 else "outputs"
-                raise UserError(f"adapter {ad} was trained on another base model: its {target} has {shape[dim]} "
-                                f"{side}, {base.name}'s has {want}; pass the base model it was trained on with "
-                                "--model")
 
 
 @app.command()
@@ -561,10 +428,11 @@ def score(task: Annotated[str, typer.Option("--task", "-t", help="The task whose
           input: Annotated[Path, typer.Option("--input", "-i", help='JSONL of {"id": ..., "response": "..."}.')],
           output: Annotated[Optional[Path], typer.Option("--output", help="Where to write per-sample scores (JSONL).")] = None) -> None:
     """Score externally produced responses with a task's scorer; print the task's metrics."""
+    from harness.checks import check_path
     from harness.scoring import score_file
 
-    _check_path_option("--input", input, want="file")
-    _check_path_option("--output", output, want="file")
+    check_path("--input", input, want="file")
+    check_path("--output", output, want="file")
     metrics = score_file(task, input, output)
     for k, v in metrics.items():
         typer.echo(f"{k}\t{v:.4f}" if isinstance(v, float) else f"{k}\t{v}")
@@ -589,42 +457,6 @@ def _run_dir(run: Path):
     return rd
 
 
-def run_status(root: Path) -> dict:
-    """What a run folder holds: status (complete, partial, or the stage it stopped in), methods, tasks, age."""
-    import json
-    import time
-
-    manifest: dict = {}
-    if (root / "manifest.json").is_file():
-        try:
-            manifest = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            manifest = {}
-    samples = sorted((root / "samples").glob("*/*.jsonl")) if (root / "samples").is_dir() else []
-    models = sorted(d.name for d in (root / "models").iterdir()) if (root / "models").is_dir() else []
-    methods = manifest.get("methods") or models
-    tasks = list(manifest.get("tasks") or {}) or sorted({f.stem for f in samples})
-    if (root / "cells").is_dir() and not (root / "results.json").is_file():
-        status = "partial (sweep: cells under cells/)"
-    elif (root / "results.json").is_file() and (root / "report.html").is_file():
-        status = "complete"
-    elif (root / "results.json").is_file():
-        status = "partial: stopped in report"
-    elif samples:
-        status = "partial: stopped in evaluate"
-    elif models:
-        unfinished = [m for m in models if not (root / "models" / m / "final").exists()]
-        status = f"partial: stopped in train ({', '.join(unfinished)})" if unfinished else \
-            "partial: stopped before evaluate"
-    elif (root / "data").is_dir():
-        status = "partial: stopped in training data"
-    else:
-        status = "empty (stopped in plan)"
-    newest = max((f.stat().st_mtime for f in [root, *root.iterdir()]), default=root.stat().st_mtime)
-    return {"run": root.name, "status": status, "methods": methods, "tasks": tasks,
-            "age_s": max(0.0, time.time() - newest)}
-
-
 def _age(seconds: float) -> str:
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size:
@@ -637,20 +469,17 @@ def _age(seconds: float) -> str:
 def runs(output_dir: Annotated[Path, typer.Argument(help="The folder holding run folders.")] = Path("results")) -> None:
     """List the run folders under an output folder: status (complete, partial with the stage it stopped in),
     methods, tasks and age, newest first."""
-    if not output_dir.exists():
-        raise UserError(f"{output_dir} not found; pass the --output-dir your runs went to (default: results)")
-    _check_path_option("output folder", output_dir, want="dir")
-    found = [run_status(d) for d in output_dir.iterdir()
-             if d.is_dir() and any((d / x).exists() for x in ("manifest.json", "results.json", "samples", "data",
-                                                                  "models", "cells"))]
+    from harness.api import list_runs
+
+    found = list_runs(output_dir)
     if not found:
         console.print(f"no run folders under {output_dir}")
         return
     t = Table(title=f"runs in {output_dir}")
     for col in ("run", "status", "methods", "tasks", "age"):
         t.add_column(col)
-    for r in sorted(found, key=lambda r: r["age_s"]):
-        t.add_row(r["run"], r["status"], ",".join(r["methods"]) or "-", ",".join(r["tasks"]) or "-", _age(r["age_s"]))
+    for r in found:
+        t.add_row(r.run, escape(r.status), ",".join(r.methods) or "-", ",".join(r.tasks) or "-", _age(r.age_s))
     console.print(t)
 
 

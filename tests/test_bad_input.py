@@ -75,6 +75,38 @@ def test_wrong_type_on_the_command_line(tmp_path):
     nothing_written(out)
 
 
+# ---- an output folder that cannot be created ---------------------------------------------------------------
+# Root ignores file modes (a chmod'ed folder proves nothing here): /proc takes no new folders whoever asks, and a
+# file cannot be a parent folder. Not dry runs: the old failure was a traceback when the run folder was made.
+UNCREATABLE = [pytest.param("/proc/harness-no-such/out", "/proc", id="under-proc"),
+               pytest.param("README.md/out", "README.md", id="file-as-parent")]
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux /proc")
+@pytest.mark.parametrize("out, existing", UNCREATABLE)
+@pytest.mark.parametrize("cmd", [["compare", "--preset", "smoke", "--methods", "sft"], ["train", "--preset", "smoke"],
+                                 ["eval", "--tasks", "synthetic_id", "--limit", "1"]])
+def test_output_dir_that_cannot_be_created(cmd, out, existing):
+    for how in (["--output-dir", out], ["--set", f"output_dir={out}"]):  # the option, or the config key
+        line = one_line_error(harness(*cmd, *how), out, f"{existing} cannot be written", "pass a folder you can write")
+        assert line.startswith("error: --output-dir" if how[0] == "--output-dir" else "error: output_dir"), line
+    assert not Path("/proc/harness-no-such").exists() and (ROOT / "README.md").is_file()
+    assert not list(ROOT.glob(".harness-write-check-*"))  # the probe leaves nothing behind
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux /proc")
+def test_output_dir_that_cannot_be_created_from_python(tmp_path):
+    """The same check in harness.compare / train / evaluate: the API, not the CLI, holds it."""
+    import harness as pkg
+
+    calls = [lambda: pkg.compare(preset="smoke", methods="sft", output_dir="/proc/harness-no-such"),
+             lambda: pkg.train(preset="smoke", output_dir="/proc/harness-no-such"),
+             lambda: pkg.evaluate(tasks="synthetic_id", limit=1, set=["output_dir=/proc/harness-no-such"])]
+    for call in calls:
+        with pytest.raises(pkg.UsageError, match="cannot be written"):
+            call()
+
+
 # ---- data ------------------------------------------------------------------------------------------------
 def test_missing_data_dir(tmp_path):
     out = tmp_path / "out"
@@ -160,6 +192,14 @@ def test_adapter_of_another_base_model(tmp_path, random_chat_model):
                                       "synthetic_id", "--limit", "1", "--set", f"student.model={other}",
                                       "--output-dir", str(out), *extra), "adapter", "narrow")
         assert "q_proj" in line and "trained on" in line
+        nothing_written(out)
+    # The check lives in the API: harness.evaluate refuses the same adapter, dry run or not, writing nothing.
+    import harness as pkg
+
+    for dry_run in (True, False):
+        with pytest.raises(pkg.UsageError, match="trained on another base model"):
+            pkg.evaluate(other, adapter=adapter, tasks="synthetic_id", limit=1, set=[f"student.model={other}"],
+                             output_dir=out, dry_run=dry_run)
         nothing_written(out)
     # The same adapter on the model it was made for passes the check (dry run: no model call).
     res = harness("eval", "--model", str(random_chat_model), "--adapter", str(adapter), "--tasks", "synthetic_id",
