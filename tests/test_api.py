@@ -86,6 +86,12 @@ def check_tracked(tmp_path: Path, run) -> None:
     (lambda o: harness.compare(methods="sft,sft", output_dir=o), "UsageError", "more than once"),
     (lambda o: harness.compare(output_dir=o, frobnicate=1), "ConfigError", "frobnicate"),
     (lambda o: harness.evaluate(name="mine", output_dir=o), "UsageError", "--model"),
+    (lambda o: harness.evaluate("tiny", name="base", output_dir=o), "UsageError", "--name base"),
+    (lambda o: harness.evaluate("tiny", adapter=ROOT / "README.md", output_dir=o), "UsageError", "is a file"),
+    (lambda o: harness.evaluate("tiny", adapter=o / "nowhere", output_dir=o), "UsageError", "not found"),
+    (lambda o: harness.train(run_id="a/b", output_dir=o), "UsageError", "a/b"),
+    (lambda o: harness.train(config=ROOT / "configs", output_dir=o), "UsageError", "is a folder"),
+    (lambda o: harness.compare(output_dir=ROOT / "README.md" / "x", dry_run=True), "UsageError", "cannot be written"),
     (lambda o: harness.load_run(o), "UsageError", "results.json"),
 ])
 def test_errors_are_the_clis_exceptions(tmp_path, call, error, needle):
@@ -93,6 +99,61 @@ def test_errors_are_the_clis_exceptions(tmp_path, call, error, needle):
         call(tmp_path / "out")
     assert type(e.value).__name__ == error and needle in str(e.value) and "\n" not in str(e.value)
     assert not (tmp_path / "out").exists() and not (tmp_path / "escaped").exists()
+
+
+def test_plan_returns_warnings_and_memory_and_writes_nothing(tmp_path, tiny_student):
+    """The planning step is the CLI's: the plan, its warnings as values (the CLI prints them), the memory
+    estimate; a dry-run plan is for showing only."""
+    planned = harness.api.plan_compare(student=str(tiny_student), methods="sft", output_dir=tmp_path / "out",
+                                       dry_run=True)
+    assert planned.plan.methods == ("sft",) and planned.root == tmp_path / "out" / planned.run_id
+    assert len(planned.warnings) == 1 and "configs/starter.yaml" in planned.warnings[0]
+    assert planned.memory.problem is None and not planned.cells
+    with pytest.warns(UserWarning, match="configs/starter.yaml"):
+        again = harness.compare(student=str(tiny_student), methods="sft", output_dir=tmp_path / "out", dry_run=True)
+    assert again.plan.run_id == planned.plan.run_id
+    with pytest.raises(harness.UsageError, match="dry-run"):
+        harness.api.execute(planned)
+    grid = harness.api.plan_compare(methods="sft", seeds="0,1", output_dir=tmp_path / "out", dry_run=True)
+    assert [c.seed for c, _ in grid.cells] == [0, 1] and grid.plan is grid.cells[0][1]
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_unfit_run_is_refused_by_the_api(tmp_path, monkeypatch):
+    """The memory check runs in the API (it once ran only in the CLI): refused before anything is written, and a
+    dry run keeps the reason beside the estimate (the CLI prints the estimate, then refuses)."""
+    from harness.config import ConfigError
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HARNESS_OFFLINE", "1")
+    args = dict(config=ROOT / "configs" / "paper-llama31-8b.yaml", output_dir=tmp_path / "out",
+                set=["train.use_lora=false", "executor.gpus=1"])
+    with pytest.raises(ConfigError, match="the run cannot fit"):
+        harness.compare(**args)
+    with pytest.raises(ConfigError, match="the run cannot fit"):
+        harness.compare(**args, dry_run=True)
+    planned = harness.api.plan_compare(**args, dry_run=True)
+    assert planned.memory.problem.startswith("the run cannot fit") and planned.memory.lines()
+    assert not (tmp_path / "out").exists()
+
+
+def test_train_is_the_clis_train(tmp_path, tiny_cache):
+    """harness.train: training data and one model per method, no evaluation; the same folder `harness train`
+    writes (a second call reuses every trained model)."""
+    trained = harness.train(preset="smoke", methods="sft", set=SET, output_dir=tmp_path / "t", run_id="r")
+    assert isinstance(trained, harness.Trained) and trained.path == tmp_path / "t" / "r"
+    assert set(trained.models) == {"sft"} and (trained.models["sft"] / "adapter_config.json").is_file()
+    assert not (trained.path / "results.json").exists() and not (trained.path / "samples").exists()
+    manifest = harness.api.run_status(trained.path)
+    assert manifest.methods == ["sft"] and manifest.status == "partial: stopped before evaluate"
+    fingerprint = (trained.path / "models" / "sft" / "fingerprint.json").read_text()
+    cli = subprocess.run([sys.executable, "-m", "harness.cli", "train", "--preset", "smoke", "--methods", "sft",
+                          *sum((["--set", s] for s in SET), []), "--output-dir", str(tmp_path / "t"),
+                          "--run-id", "r"], capture_output=True, text=True, cwd=ROOT, timeout=600,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert cli.returncode == 0, cli.stderr[-3000:]
+    assert f"sft: {trained.models['sft']}" in cli.stderr.replace("\n", "")
+    assert (trained.path / "models" / "sft" / "fingerprint.json").read_text() == fingerprint
 
 
 def test_import_is_cheap():
