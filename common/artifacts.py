@@ -15,6 +15,7 @@ from typing import Any, Literal, Optional, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from harness.common.files import CorruptFile, read_jsonl, write_json_atomic, write_jsonl_atomic
+from harness.common.output_type import OutputType
 
 SCHEMA_VERSION = 2
 UPGRADE_HINT = "re-create it with `harness rescore RUN` (stored responses) or `harness report RUN` after upgrading"
@@ -164,7 +165,7 @@ class TaskRecord(Artifact):
     n: int
     full_n: Optional[int] = None
     partial: bool = False
-    output_type: str
+    output_type: OutputType
     primary_metric: str
     sensitive: bool = False
     options: dict[str, Any] = Field(default_factory=dict)

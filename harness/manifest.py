@@ -91,7 +91,7 @@ def build_manifest(plan, *, student, trained: dict[str, TrainedModel], eval_stat
             output_type=t.output_type, primary_metric=t.primary_metric, sensitive=t.sensitive,
             options=cfg.eval.task_options.get(name, {}),
             fingerprint=stable_hash(task_fingerprint(t, docs))[:24],
-            generation=generation_params(cfg, t).to_dict() if t.output_type == "generate" else None)
+            generation=generation_params(cfg, t).to_dict() if t.output_type.generates else None)
     return Manifest(
         run_id=plan.run_id, created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), command=command,
         config=cfg.model_dump(mode="json"), methods=list(plan.methods),

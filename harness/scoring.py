@@ -42,7 +42,7 @@ def read_responses(path: Path) -> list[dict]:
 def score_file(task_name: str, input_path: Path, output_path: Path | None = None) -> dict:
     """Score a JSONL of responses; write per-sample scores when output_path is given; return the metrics."""
     task = get_task(task_name)
-    if task.output_type != "generate":
+    if not task.output_type.generates:
         raise ScoreInputError(f"task {task_name} is scored by log-likelihood, not from text responses; "
                               "evaluate it with `harness eval`")
     rows = read_responses(Path(input_path))

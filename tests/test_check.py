@@ -26,7 +26,7 @@ def _results() -> Results:
 def manifest(run_id: str = "r1", base_identity: str = "hf:tiny@w1", data: str = "d1",
              torch: str = "2.13.0", sample_fp: str = "g1") -> Manifest:
     """A small valid manifest of a run with base and one trained method."""
-    tasks = {t: TaskRecord(n=100, output_type="generate_until", primary_metric="accuracy", fingerprint=f"{t}:{data}",
+    tasks = {t: TaskRecord(n=100, output_type="generate", primary_metric="accuracy", fingerprint=f"{t}:{data}",
                            generation={"max_new_tokens": 512, "temperature": 0.0})
              for t in ("math500", "amc23")}
     eval_ = {t: {"seconds": 1.0, "fingerprint": f"{sample_fp}-{t}"} for t in tasks}

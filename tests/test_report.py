@@ -60,7 +60,7 @@ def make_manifest(*, gen: dict | None = None, engines: dict | None = None, train
                     **engines.get(m, {})},
             train=train.get(m, {"train_loss": 1.2345 if m == "sft" else 0.9876, "steps": 10}) if m != "base" else {},
             eval={t: {"seconds": 0.5, "fingerprint": f"fp-{m}-{t}"} for t in N})
-    tasks = {t: TaskRecord(n=N[t], output_type="generate_until", primary_metric="accuracy", fingerprint=f"tf-{t}",
+    tasks = {t: TaskRecord(n=N[t], output_type="generate", primary_metric="accuracy", fingerprint=f"tf-{t}",
                            generation=dict(gen), sensitive=t == "gpqa_diamond",
                            partial=t in (partial or {}), full_n=(partial or {}).get(t))
              for t in N}

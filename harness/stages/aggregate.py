@@ -62,7 +62,7 @@ def aggregate(run_dir: RunDir, manifest: Manifest, *, params: dict | None = None
             "aggregate": task.aggregate(scored),
             "aggregate_fn": (lambda recs, t=task: t.aggregate([Scored(**r) for r in recs])),
         }
-        if task.output_type == "generate":
+        if task.output_type.generates:
             entry["truncated"] = [r.truncated / max(1, len(r.responses or [None])) for r in records]
             lengths[(model, task_name)] = reasoning_lengths(records)
         per[(model, task_name)] = entry

@@ -62,7 +62,7 @@ def task_fingerprint(task: Task, docs: Sequence[Doc]) -> dict[str, Any]:
 def fingerprints(plan: Plan, identity: str, task_name: str) -> tuple[Fingerprint, Fingerprint]:
     """(generation, scoring) fingerprints of one (model, task) pair."""
     task = plan.task(task_name)
-    params = (generation_params(plan.config, task).to_dict() if task.output_type == "generate"
+    params = (generation_params(plan.config, task).to_dict() if task.output_type.generates
               else {"loglikelihood": True})
     gen_parts = {"engine": identity, "task": stable_hash(task_fingerprint(task, plan.task_docs(task_name))),
                  "params": params}
@@ -88,9 +88,9 @@ def make_record(task: Task, doc: Doc, s: Scored, **extra: Any) -> SampleRecord:
 
 def score_records(task: Task, docs: Sequence[Doc], records: Sequence[SampleRecord]) -> list[SampleRecord]:
     """Score again from stored responses or log-likelihoods (no model call); keeps every other field."""
-    if task.output_type == "lm_eval":
+    if task.output_type.runs_in_lm_eval:
         return list(records)  # scored by lm-eval's own process_results while evaluating; nothing to redo here
-    if task.output_type == "multiple_choice":
+    if task.output_type.uses_loglikelihood:
         scored = [task.score_loglikelihoods(d, [tuple(x) for x in r.loglikelihoods or []])
                   for d, r in zip(docs, records)]
     else:
@@ -102,11 +102,11 @@ def score_records(task: Task, docs: Sequence[Doc], records: Sequence[SampleRecor
 def evaluate_task(engine: CachedEngine, task: Task, docs: Sequence[Doc], plan: Plan, label: str) -> list[SampleRecord]:
     """Generate (or score log-likelihoods) for every doc, score, and return per-sample records."""
     records: list[SampleRecord] = []
-    if task.output_type == "lm_eval":  # lm-eval runs the task; the engine answers its requests (call cache too)
+    if task.output_type.runs_in_lm_eval:  # lm-eval runs the task; the engine answers its requests (call cache too)
         from harness.lm_eval_bridge import evaluate_lm_eval
 
         return evaluate_lm_eval(engine, task, docs, plan.config.seed, label, make_record)
-    if task.output_type == "multiple_choice":
+    if task.output_type.uses_loglikelihood:
         requests = [(d.prompt, c) for d in docs for c in (d.choices or [])]
         t0 = time.perf_counter()
         with progress_bar(f"{label} (loglik)", len(requests)) as advance:

@@ -55,7 +55,7 @@ def settings_section(manifest: Optional[Manifest], models: list[str], tasks: lis
         gen = info.generation if info is not None else None
         if gen:
             text = ", ".join(f"{k}={short(v, 60)}" for k, v in gen.items())
-        elif info is not None and info.output_type == "multiple_choice":
+        elif info is not None and info.output_type.uses_loglikelihood:
             text = "log-likelihood of each choice (no generation)"
         else:
             text = "–"
