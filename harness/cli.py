@@ -590,21 +590,25 @@ def _run_dir(run: Path):
 
 
 def run_status(root: Path) -> dict:
-    """What a run folder holds: status (complete, partial, or the stage it stopped in), methods, tasks, age."""
-    import json
+    """What a run folder holds: status (complete, partial, or the stage it stopped in; a manifest this harness
+    cannot read: why, and the fix), methods, tasks, age."""
     import time
 
-    manifest: dict = {}
+    from harness.common.artifacts import Manifest, load_artifact
+
+    manifest, unreadable = None, None
     if (root / "manifest.json").is_file():
         try:
-            manifest = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            manifest = {}
+            manifest = load_artifact(Manifest, root / "manifest.json", "manifest.json")
+        except (OSError, ValueError) as e:  # an older schema or a damaged file: say so, list what is on disk
+            unreadable = str(e).replace(str(root / "manifest.json"), "manifest.json")
     samples = sorted((root / "samples").glob("*/*.jsonl")) if (root / "samples").is_dir() else []
     models = sorted(d.name for d in (root / "models").iterdir()) if (root / "models").is_dir() else []
-    methods = manifest.get("methods") or models
-    tasks = list(manifest.get("tasks") or {}) or sorted({f.stem for f in samples})
-    if (root / "cells").is_dir() and not (root / "results.json").is_file():
+    methods = (manifest.methods if manifest is not None else None) or models
+    tasks = list(manifest.tasks if manifest is not None else {}) or sorted({f.stem for f in samples})
+    if unreadable is not None:
+        status = f"unreadable: {unreadable}"
+    elif (root / "cells").is_dir() and not (root / "results.json").is_file():
         status = "partial (sweep: cells under cells/)"
     elif (root / "results.json").is_file() and (root / "report.html").is_file():
         status = "complete"

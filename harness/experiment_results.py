@@ -15,6 +15,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from harness.common.artifacts import (
+    ExperimentCell, ReasoningLength, ResultRow, Results, ResultsExperiment, ResultsStats,
+)
 from harness.common.files import stable_hash
 from harness.common.labels import model_label
 
@@ -84,7 +87,6 @@ def combine(rid: str, cells: Sequence[tuple[Any, Any]], about: dict[str, Any]):
     their seed: rows aggregated over seeds and the hierarchical comparisons (vs base and between methods; and
     between groups for the same method, e.g. cgd at one learning rate vs another). ``cells``: (sweep.Cell, its
     RunDir); ``about``: what the experiment varies (sweep.experiment_about), recorded beside the cells."""
-    from harness.common.artifacts import ResultRow, Results
     from harness.reports.stats import load_results
 
     rows, comps, primary, order, lengths = [], [], {}, [], []
@@ -96,7 +98,7 @@ def combine(rid: str, cells: Sequence[tuple[Any, Any]], about: dict[str, Any]):
         comps += res.comparisons
         primary.update(res.primary_metrics)
         order += [m for m in res.model_order if m not in order]
-        lengths += res.stats.get("reasoning_length", [])
+        lengths += res.stats.reasoning_length
     groups: dict[str, list] = {}
     for item in per_cell:
         groups.setdefault(item[0].group, []).append(item)
@@ -131,23 +133,27 @@ def combine(rid: str, cells: Sequence[tuple[Any, Any]], about: dict[str, Any]):
                 partial=found[0][2].partial, full_n=found[0][2].full_n))
         for task in {t for (_, t, _) in keys}:
             for model in {m for (m, t, _) in keys if t == task}:
-                got = [x for x in lengths if x["model"] == model and x["task"] == task
-                       and stable_hash(x.get("params") or {})[:12] == g]
+                got = [x for x in lengths if x.model == model and x.task == task and stable_hash(x.params)[:12] == g]
                 if got:
-                    lengths.append({"model": model, "task": task, "params": params, "seed": None,
-                                    "words": float(np.mean([x["words"] for x in got])),
-                                    "steps": float(np.mean([x["steps"] for x in got])),
-                                    "words_sd": float(np.std([x["words"] for x in got], ddof=1)) if len(got) > 1 else 0.0,
-                                    "steps_sd": float(np.std([x["steps"] for x in got], ddof=1)) if len(got) > 1 else 0.0})
+                    lengths.append(_mean_length(model, task, params, got))
     seed_comps = _seed_comparisons(matrices, order, primary)
+    experiment = ResultsExperiment(cells=[ExperimentCell(cell=c.id, params=c.params, seed=c.seed) for c, _ in cells],
+                                   **about)
     return Results(run_id=rid, model_order=order, primary_metrics=primary, rows=rows + agg_rows,
                    comparisons=comps + seed_comps,
-                   stats={"confidence": 0.95, "n_resamples": 2000,
-                          "ci": "per cell: percentile bootstrap over items; over seeds: " + SEED_TEST_TEXT,
-                          "p_value": "per cell: exact McNemar / sign-flip; over seeds: " + SEED_TEST_TEXT,
-                          "seed_test": SEED_TEST_TEXT, "reasoning_length": lengths,
-                          "experiment": {"cells": [{"cell": c.id, "params": c.params, "seed": c.seed}
-                                                   for c, _ in cells], **about}})
+                   stats=ResultsStats(confidence=0.95, n_resamples=2000,
+                                      ci="per cell: percentile bootstrap over items; over seeds: " + SEED_TEST_TEXT,
+                                      p_value="per cell: exact McNemar / sign-flip; over seeds: " + SEED_TEST_TEXT,
+                                      seed_test=SEED_TEST_TEXT, reasoning_length=lengths, experiment=experiment))
+
+
+def _mean_length(model: str, task: str, params: dict[str, Any], got: list[ReasoningLength]) -> ReasoningLength:
+    """One (model, task)'s reasoning length over the seeds of a group of cells: the mean of the per-seed means."""
+    words, steps = [x.words for x in got], [x.steps for x in got]
+    return ReasoningLength(model=model, task=task, params=params, seed=None, words=float(np.mean(words)),
+                           steps=float(np.mean(steps)),
+                           words_sd=float(np.std(words, ddof=1)) if len(got) > 1 else 0.0,
+                           steps_sd=float(np.std(steps, ddof=1)) if len(got) > 1 else 0.0)
 
 
 def _seed_comparisons(matrices, order: list[str], primary: dict[str, str]):

@@ -5,7 +5,7 @@ units' outputs are handed to the batch's commit as the executor would (the engin
 counts is tests/test_engine_actors.py's)."""
 from __future__ import annotations
 
-from harness.common.artifacts import read_samples
+from harness.common.artifacts import EngineDescription, read_samples
 from harness.common.units import EvalOutput, Outcome
 from harness.config import load_config
 from harness.stages.eval_shards import shard_count, shard_ranges
@@ -31,7 +31,8 @@ def test_ranges_cover_the_docs_in_order():
 def output(plan, task_name: str, start: int, stop: int) -> EvalOutput:
     task, docs = plan.task(task_name), plan.task_docs(task_name)[start:stop]
     records = [make_record(task, d, Scored(id=d.id, score=0.0), responses=[f"answer {d.id}"]) for d in docs]
-    return EvalOutput(records=records, engine={"backend": "vllm"}, hits=0, misses=len(records), seconds=1.0)
+    return EvalOutput(records=records, engine=EngineDescription(backend="vllm"), hits=0, misses=len(records),
+                      seconds=1.0)
 
 
 def test_a_rerun_schedules_only_the_missing_shards(tiny_student, tmp_path):

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from harness.common.artifacts import (Fingerprint, SampleFileMeta, SampleRecord, SchemaMismatch, ShardDone, load_artifact,
-                              read_samples, save_artifact, write_samples)
+from harness.common.artifacts import (EngineDescription, Fingerprint, SampleFileMeta, SampleRecord, SchemaMismatch,
+                                      ShardDone, load_artifact, read_samples, save_artifact, write_samples)
 from harness.common.files import stable_hash
 from harness.common.units import EvalOutput, ModelEval, Outcome, Resources, TaskEval, Unit
 from harness.executors import Batch, Job
@@ -182,7 +182,8 @@ def eval_unit(plan: Plan, model: ModelToEvaluate, task_name: str, identity: str,
         label += f" [{docs[0]}:{docs[1]}]"
     records = evaluate_task(engine, plan.task(task_name), todo, plan, label)
     # served_by: which process served the unit (on Ray, the engine actor: base and adapters share one)
-    desc = {**engine.describe(), "served_by": {"host": socket.gethostname(), "pid": os.getpid()}}
+    desc = EngineDescription.model_validate({**engine.describe(),
+                                             "served_by": {"host": socket.gethostname(), "pid": os.getpid()}})
     out = EvalOutput(records=records, engine=desc, hits=engine.hits, misses=engine.misses,
                      seconds=time.perf_counter() - t0)
     if own:
@@ -223,7 +224,7 @@ def eval_batch(plan: Plan, models: list[ModelToEvaluate], cache: CallCache,
         _store(rd, pair.model, pair.task, pair.merged(), pair.generation, pair.scoring)
         pair.remove()
         seconds = sum(d.seconds for d in pair.done.values()) + time.perf_counter() - t0
-        served = [pair.done[pair.label(k)].engine.get("served_by") for k in range(len(pair.ranges))]
+        served = [pair.done[pair.label(k)].engine.served_by for k in range(len(pair.ranges))]
         stats[pair.model].tasks[pair.task] = TaskEval(pair.model, pair.task, pair.generation.key, pair.scoring.key,
                                                       reused=None, seconds=round(seconds, 2), served_by=served)
 
@@ -300,7 +301,7 @@ def eval_batch(plan: Plan, models: list[ModelToEvaluate], cache: CallCache,
         _store(rd, model, name, out.records, gen_fp, score_fp)
         me.tasks[name] = TaskEval(model, name, gen_fp.key, score_fp.key, reused=None,
                                   seconds=round(out.seconds + time.perf_counter() - t0, 2),
-                                  shared_from=o.shared_from, served_by=[out.engine.get("served_by")])
+                                  shared_from=o.shared_from, served_by=[out.engine.served_by])
 
     def finish() -> dict[str, ModelEval]:
         for me in stats.values():  # the run's task order, whichever unit finished first
