@@ -185,7 +185,7 @@ def test_older_run_folder(tmp_path, cmd):
     run = _old_run(tmp_path)
     before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
     args = [a.replace("BASE", str(tmp_path / "b.json")) for a in cmd]
-    one_line_error(harness(args[0], str(run), *args[1:]), "schema version 1", "harness rescore")
+    one_line_error(harness(args[0], str(run), *args[1:]), "schema version 1", "re-run the command that made the run")
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
     assert not (tmp_path / "b.json").exists()
 

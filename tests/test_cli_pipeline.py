@@ -298,7 +298,8 @@ def test_old_schema_run_folder_is_a_one_line_error(compare_run, tmp_path):
     res = harness("report", str(old))
     assert res.returncode == 2, res.stderr
     lines = [l for l in res.stderr.strip().splitlines() if l.strip()]
-    assert len(lines) == 1 and "schema version 1" in lines[0] and "harness rescore" in lines[0]
+    assert len(lines) == 1 and "schema version 1" in lines[0] and "re-run the command that made the run" in lines[0]
+    assert manifest["command"] in lines[0]  # the command to re-run, named
 
 
 @pytest.mark.parametrize("args, needle", [
