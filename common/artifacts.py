@@ -486,7 +486,7 @@ class ExecutorRecord(Artifact):
     """Where the units ran (``executor.describe()``)."""
 
     kind: str  # "local" | "ray"
-    resources: dict[str, float] = Field(default_factory=dict)  # CPU, GPU, memory
+    resources: dict[str, Union[int, float]] = Field(default_factory=dict)  # CPU, GPU, memory
     address: Optional[str] = None  # Ray
     nodes: Optional[int] = None
     max_retries: Optional[int] = None
@@ -627,8 +627,8 @@ def _one_line(e: ValidationError) -> str:
 
 def _stale(cls: type[Artifact], path: Path, version: Any, data: dict[str, Any]) -> SchemaMismatch:
     fix = cls.stale_fix
-    if cls.stale_fix == RERUN_HINT and isinstance(data.get("command"), str) and data["command"]:
-        fix = f"{fix} (`{data['command']}`)"
+    if isinstance(data.get("command"), str) and data["command"]:  # a manifest names the command to re-run
+        fix = fix.replace("(manifest.json's `command`)", f"(`{data['command']}`)")
     return SchemaMismatch(f"{path} was written by schema version {version} (this harness reads {SCHEMA_VERSION}); "
                           f"{fix}")
 

@@ -601,7 +601,8 @@ def run_status(root: Path) -> dict:
         try:
             manifest = load_artifact(Manifest, root / "manifest.json", "manifest.json")
         except (OSError, ValueError) as e:  # an older schema or a damaged file: say so, list what is on disk
-            unreadable = str(e).replace(str(root / "manifest.json"), "manifest.json")
+            why = str(e).replace(str(root / "manifest.json"), "manifest.json").split("; ")[0]
+            unreadable = f"{why}; re-run the command that made it"
     samples = sorted((root / "samples").glob("*/*.jsonl")) if (root / "samples").is_dir() else []
     models = sorted(d.name for d in (root / "models").iterdir()) if (root / "models").is_dir() else []
     methods = (manifest.methods if manifest is not None else None) or models

@@ -128,8 +128,9 @@ def _seeds_sentence(results: Results) -> str:
     exp = results.stats.experiment
     seeds = exp.seeds if exp is not None else None
     if seeds and len(seeds) > 1:
+        test = results.stats.seed_test or "two-level bootstrap"
         return (f"{len(seeds)} training seeds ({', '.join(map(str, seeds))}): intervals and tests include the "
-                f"training-seed variance as well as item sampling ({results.stats.seed_test or 'two-level bootstrap'}).")
+                f"training-seed variance as well as item sampling ({test}).")
     return ("One training seed: intervals cover item sampling only, not the variance between training runs "
             "(repeat with --seeds 0,1,2 to include it).")
 
