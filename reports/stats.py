@@ -61,7 +61,8 @@ def _subtask(s: Scored) -> str:
     return str(s.id).split("/", 1)[0]
 
 
-def _group_values(scored: Sequence[Scored], metric: str, primary_metric: str | None, value: float) -> list[float] | None:
+def _group_values(scored: Sequence[Scored], metric: str, primary_metric: str | None,
+                  value: float) -> list[float] | None:
     """Per-sample values behind a subtask metric ``"<metric>/<subtask>"`` (ids ``"<subtask>/..."``, the BBH and
     MuSR convention), when their mean is the reported value; else None."""
     if "/" not in metric:
