@@ -13,7 +13,8 @@ import numpy as np
 
 from harness.reports.intervals import bootstrap_ci, bootstrap_statistic_ci
 from harness.reports.paired_tests import paired_difference
-from harness.reports.stats import build_results
+from harness.reports.stats import Resampling, TaskScores, build_results
+from harness.tasks.base import Scored
 
 SIZES = {"amc23": 40, "gpqa_diamond": 198, "math500": 500, "gsm8k": 1319, "bbh": 6511}
 
@@ -56,13 +57,13 @@ def main() -> None:
     for model in ("base", "sft", "distilled_sft", "cft", "cgd", "refine_only"):
         for i, n in enumerate(sizes):
             s = (rng.random(n) < 0.5).astype(float)
-            scored = [{"id": str(j), "score": float(v), "metrics": {"accuracy": float(v), "m2": float(v),
-                                                                       "m3": float(1 - v)}} for j, v in enumerate(s)]
-            per[(model, f"task{i}")] = {"scored": scored,
-                                        "aggregate": {"accuracy": s.mean(), "m2": s.mean(), "m3": 1 - s.mean()}}
+            scored = [Scored(str(j), float(v), {"accuracy": float(v), "m2": float(v), "m3": float(1 - v)})
+                      for j, v in enumerate(s)]
+            per[(model, f"task{i}")] = TaskScores(scored=scored, aggregate={"accuracy": s.mean(), "m2": s.mean(),
+                                                                            "m3": 1 - s.mean()})
     primary = {f"task{i}": "accuracy" for i in range(len(sizes))}
     t = time.perf_counter()
-    res = build_results("bench", per, primary, n_resamples=args.resamples)
+    res = build_results("bench", per, primary, resampling=Resampling(n_resamples=args.resamples))
     print(f"build_results: 6 models x {len(sizes)} tasks x 3 metrics -> {len(res.rows)} rows, "
           f"{len(res.comparisons)} comparisons in {time.perf_counter() - t:.1f} s")
 

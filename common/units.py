@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from harness.common.artifacts import EngineDescription, ExperimentCell, ServedBy, TaskEvalRecord, TrainRecord
+
 
 @dataclass(frozen=True)
 class Resources:
@@ -56,23 +58,28 @@ class CellLabel:
     params: dict[str, Any]  # dotted sweep key -> value (the seed apart)
     seed: Optional[int]
 
-    def record(self) -> dict[str, Any]:
+    def record(self) -> ExperimentCell:
         """The manifest's ``experiment`` object."""
-        return {"cell": self.cell, "params": self.params, "seed": self.seed}
+        return ExperimentCell(cell=self.cell, params=self.params, seed=self.seed)
 
 
 @dataclass
 class TrainedModel:
-    """One method's trained student, as the train stage hands it on (and the manifest records it)."""
+    """One method's trained student, as the train stage hands it on: the folder evaluated and how it was trained
+    (``train``: what the manifest records under ``models[method].train``)."""
 
     method: str
     model_dir: str  # the folder evaluated: final/ or the selected checkpoint
     adapter: bool  # a LoRA adapter over the student (else a full checkpoint)
-    examples: int
-    fingerprint: str
-    truncation: dict[str, int]
-    reused: bool
-    metrics: dict[str, Any]  # train_metrics.json plus the checkpoint selection
+    train: TrainRecord
+
+    @property
+    def fingerprint(self) -> str:
+        return self.train.fingerprint
+
+    @property
+    def reused(self) -> bool:
+        return self.train.reused
 
 
 @dataclass(frozen=True)
@@ -94,19 +101,13 @@ class TaskEval:
     reused: Optional[str] = None  # "samples" | "responses (re-scored: grader changed)" | None (generated)
     seconds: Optional[float] = None
     shared_from: Optional[str] = None  # a sweep's donor cell whose sample file was linked in
-    #: The processes that evaluated it, one per unit (shard) in doc order: {"host", "pid"} (an engine actor on Ray).
-    served_by: Optional[list[dict[str, Any]]] = None
+    #: The processes that evaluated it, one per unit (shard) in doc order (an engine actor on Ray).
+    served_by: Optional[list[Optional[ServedBy]]] = None
 
-    def record(self) -> dict[str, Any]:
+    def record(self) -> TaskEvalRecord:
         """The manifest's per-task entry."""
-        out: dict[str, Any] = {"fingerprint": self.fingerprint, "scoring": self.scoring, "reused": self.reused}
-        if self.seconds is not None:
-            out["seconds"] = self.seconds
-        if self.served_by is not None:
-            out["served_by"] = self.served_by
-        if self.shared_from is not None:
-            out["shared_from"] = self.shared_from
-        return out
+        return TaskEvalRecord(fingerprint=self.fingerprint, scoring=self.scoring, reused=self.reused,
+                              seconds=self.seconds, served_by=self.served_by, shared_from=self.shared_from)
 
 
 @dataclass
@@ -118,7 +119,7 @@ class ModelEval:
     adapter: Optional[str]
     identity: str
     tasks: dict[str, TaskEval] = field(default_factory=dict)
-    engine: dict[str, Any] = field(default_factory=dict)
+    engine: Optional[EngineDescription] = None
     cache_hits: int = 0
     cache_misses: int = 0
     loaded: bool = False  # an engine was loaded for this model in this run
@@ -130,7 +131,7 @@ class EvalOutput:
     model calls it made (new call-cache rows: the driver alone writes the cache)."""
 
     records: list[Any]  # harness.common.artifacts.SampleRecord
-    engine: dict[str, Any]
+    engine: EngineDescription  # with served_by: the process that served the unit
     hits: int
     misses: int
     seconds: float = 0.0

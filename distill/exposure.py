@@ -4,39 +4,10 @@ count) asks for, counted as the Trainer walks its rows, and the rows and tokens 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
-
+from harness.common.artifacts import TrainExposure  # the record itself: train_metrics.json and the manifest hold it
 from harness.distill.train_config import TrainConfig, TrainError
 from harness.distill.train_request import model_ref
-
-
-class TrainExposure(BaseModel):
-    """How much of its data one method's training saw. A pass is one sweep over the examples TRL trains on
-    (packed rows when packing: each holds whole examples), so data_passes = examples seen / examples."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    budget: Literal["epochs", "tokens", "steps"]
-    examples: int  # examples TRL trains on (after it drops the ones truncation emptied)
-    rows: int  # rows per pass: packed rows when packing, else = examples
-    packing: bool
-    tokens_per_pass: int  # prompt + completion tokens in one pass
-    target_tokens: int | None  # what the budget asks for (None for a fixed step count)
-    world_size: int
-    per_device_batch: int
-    accumulation: int
-    global_batch: int  # rows per optimiser step, all processes
-    steps_per_pass: int
-    steps: int  # optimiser steps
-    rows_seen: int
-    data_passes: float  # rows_seen / rows
-    tokens_trained: int | None = None  # measured: non-padding tokens the Trainer fed (all processes)
-
-    @property
-    def repeats_data(self) -> bool:
-        return self.data_passes > 1.0 + 1e-9
 
 
 def plan_exposure(rows: int, tokens_per_pass: int, cfg: TrainConfig, world_size: int, packing: bool,
@@ -50,24 +21,24 @@ def plan_exposure(rows: int, tokens_per_pass: int, cfg: TrainConfig, world_size:
     g = cfg.per_device_batch_size * acc * world_size
     batches = math.ceil(math.ceil(rows / cfg.per_device_batch_size) / world_size)
     per_pass = max(1, math.ceil(batches / acc))
-    target = None
+    budget_tokens = None
     if cfg.max_steps is not None:
         budget, steps = "steps", cfg.max_steps
     elif cfg.budget == "epochs":
-        budget, steps, target = "epochs", cfg.num_epochs * per_pass, cfg.num_epochs * tokens_per_pass
+        budget, steps, budget_tokens = "epochs", cfg.num_epochs * per_pass, cfg.num_epochs * tokens_per_pass
     else:
         if cfg.budget_tokens is None:
             raise TrainError("train.budget=tokens needs train.budget_tokens (the pipeline fills it in from the "
                              "smallest method); set it or use train.budget=epochs")
-        budget, target = "tokens", cfg.budget_tokens
-        passes = target / max(1, tokens_per_pass)
+        budget, budget_tokens = "tokens", cfg.budget_tokens
+        passes = budget_tokens / max(1, tokens_per_pass)
         whole = math.floor(passes)
         steps = whole * per_pass + min(per_pass, round((passes - whole) * rows / g))
         steps = max(1, steps)
     whole, rest = divmod(steps, per_pass)
     seen = whole * rows + min(rows, rest * g)
     return TrainExposure(budget=budget, examples=examples, rows=rows, packing=packing,
-                         tokens_per_pass=tokens_per_pass, target_tokens=target, world_size=world_size,
+                         tokens_per_pass=tokens_per_pass, budget_tokens=budget_tokens, world_size=world_size,
                          per_device_batch=cfg.per_device_batch_size, accumulation=acc, global_batch=g,
                          steps_per_pass=per_pass, steps=steps, rows_seen=seen, data_passes=seen / max(1, rows))
 

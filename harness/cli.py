@@ -412,7 +412,7 @@ def tasks(names: Annotated[Optional[str], typer.Argument(help="Tasks or suites t
         except data.DataMissing:
             n, ok = "-", "[red]no[/]"
             unavailable.append(name)
-        t.add_row(name, task.output_type, task.primary_metric, n, ok, src)
+        t.add_row(name, task.output_type.value, task.primary_metric, n, ok, src)
     console.print(t)
     console.print("suites: " + "; ".join(f"{k} = {','.join(v)}" for k, v in SUITES.items()))
     if unavailable:

@@ -15,6 +15,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from harness.common.artifacts import (
+    ExperimentCell, ReasoningLength, ResultRow, Results, ResultsExperiment, ResultsStats,
+)
 from harness.common.files import stable_hash
 from harness.common.labels import model_label
 
@@ -84,7 +87,6 @@ def combine(rid: str, cells: Sequence[tuple[Any, Any]], about: dict[str, Any]):
     their seed: rows aggregated over seeds and the hierarchical comparisons (vs base and between methods; and
     between groups for the same method, e.g. cgd at one learning rate vs another). ``cells``: (sweep.Cell, its
     RunDir); ``about``: what the experiment varies (sweep.experiment_about), recorded beside the cells."""
-    from harness.common.artifacts import ResultRow, Results
     from harness.reports.stats import load_results
 
     rows, comps, primary, order, lengths = [], [], {}, [], []
@@ -96,7 +98,7 @@ def combine(rid: str, cells: Sequence[tuple[Any, Any]], about: dict[str, Any]):
         comps += res.comparisons
         primary.update(res.primary_metrics)
         order += [m for m in res.model_order if m not in order]
-        lengths += res.stats.get("reasoning_length", [])
+        lengths += res.stats.reasoning_length
     groups: dict[str, list] = {}
     for item in per_cell:
         groups.setdefault(item[0].group, []).append(item)
@@ -112,42 +114,57 @@ def combine(rid: str, cells: Sequence[tuple[Any, Any]], about: dict[str, Any]):
                      if any((r.model, r.task, r.metric) == (model, task, metric) for r in res.rows)]
             if len(found) != len(members):
                 continue
-            vals = np.array([r.value for _, _, r in found])
-            sd = float(vals.std(ddof=1)) if len(vals) > 1 else 0.0
-            lo = hi = None
-            per = [_per_sample(rd, model, task, metric, primary.get(task, "")) for _, rd, _ in found]
-            if all(p is not None for p in per) and per and per[0]:
-                ids = sorted(set.intersection(*(set(p) for p in per)))
-                if ids:
-                    mat = np.array([[p[i] for i in ids] for p in per])
-                    lo, hi = hierarchical_ci(mat)
-                    if metric == primary.get(task):
-                        matrices[(g, model, task)] = (mat, ids, params)
-            n = found[0][2].n
-            agg_rows.append(ResultRow(
-                model=model, task=task, metric=metric, value=float(np.clip(vals.mean(), 0, 1)), n=n,
-                ci_low=lo, ci_high=hi, ci_method=f"{SEED_TEST}(seeds,items)" if lo is not None else None,
-                params=params, seed=None, sd=sd, seeds=seeds or None,
-                partial=found[0][2].partial, full_n=found[0][2].full_n))
+            row, matrix = _row_over_seeds([(rd, r) for _, rd, r in found], primary.get(task, ""), params, seeds)
+            agg_rows.append(row)
+            if matrix is not None and metric == primary.get(task):
+                matrices[(g, model, task)] = (*matrix, params)
         for task in {t for (_, t, _) in keys}:
             for model in {m for (m, t, _) in keys if t == task}:
-                got = [x for x in lengths if x["model"] == model and x["task"] == task
-                       and stable_hash(x.get("params") or {})[:12] == g]
+                got = [x for x in lengths if x.model == model and x.task == task and stable_hash(x.params)[:12] == g]
                 if got:
-                    lengths.append({"model": model, "task": task, "params": params, "seed": None,
-                                    "words": float(np.mean([x["words"] for x in got])),
-                                    "steps": float(np.mean([x["steps"] for x in got])),
-                                    "words_sd": float(np.std([x["words"] for x in got], ddof=1)) if len(got) > 1 else 0.0,
-                                    "steps_sd": float(np.std([x["steps"] for x in got], ddof=1)) if len(got) > 1 else 0.0})
+                    lengths.append(_mean_length(model, task, params, got))
     seed_comps = _seed_comparisons(matrices, order, primary)
+    experiment = ResultsExperiment(cells=[ExperimentCell(cell=c.id, params=c.params, seed=c.seed) for c, _ in cells],
+                                   **about)
     return Results(run_id=rid, model_order=order, primary_metrics=primary, rows=rows + agg_rows,
                    comparisons=comps + seed_comps,
-                   stats={"confidence": 0.95, "n_resamples": 2000,
-                          "ci": "per cell: percentile bootstrap over items; over seeds: " + SEED_TEST_TEXT,
-                          "p_value": "per cell: exact McNemar / sign-flip; over seeds: " + SEED_TEST_TEXT,
-                          "seed_test": SEED_TEST_TEXT, "reasoning_length": lengths,
-                          "experiment": {"cells": [{"cell": c.id, "params": c.params, "seed": c.seed}
-                                                   for c, _ in cells], **about}})
+                   stats=ResultsStats(confidence=0.95, n_resamples=2000,
+                                      ci="per cell: percentile bootstrap over items; over seeds: " + SEED_TEST_TEXT,
+                                      p_value="per cell: exact McNemar / sign-flip; over seeds: " + SEED_TEST_TEXT,
+                                      seed_test=SEED_TEST_TEXT, reasoning_length=lengths, experiment=experiment))
+
+
+def _row_over_seeds(found: list[tuple[Any, ResultRow]], primary: str, params: dict[str, Any],
+                    seeds: list[int]) -> tuple[ResultRow, tuple[np.ndarray, list[str]] | None]:
+    """One (model, task, metric) over the seeds of a group of cells (``found``: each cell's RunDir and row): the
+    mean with its sd and the two-level bootstrap interval, and the (seeds x items) matrix behind it (None when
+    the cells' samples give no per-item values)."""
+    model, task, metric = found[0][1].model, found[0][1].task, found[0][1].metric
+    vals = np.array([r.value for _, r in found])
+    lo = hi = None
+    matrix = None
+    per = [_per_sample(rd, model, task, metric, primary) for rd, _ in found]
+    if all(p is not None for p in per) and per and per[0]:
+        ids = sorted(set.intersection(*(set(p) for p in per)))
+        if ids:
+            mat = np.array([[p[i] for i in ids] for p in per])
+            lo, hi = hierarchical_ci(mat)
+            matrix = (mat, ids)
+    first = found[0][1]
+    row = ResultRow(model=model, task=task, metric=metric, value=float(np.clip(vals.mean(), 0, 1)), n=first.n,
+                    ci_low=lo, ci_high=hi, ci_method=f"{SEED_TEST}(seeds,items)" if lo is not None else None,
+                    params=params, seed=None, sd=float(vals.std(ddof=1)) if len(vals) > 1 else 0.0,
+                    seeds=seeds or None, partial=first.partial, full_n=first.full_n)
+    return row, matrix
+
+
+def _mean_length(model: str, task: str, params: dict[str, Any], got: list[ReasoningLength]) -> ReasoningLength:
+    """One (model, task)'s reasoning length over the seeds of a group of cells: the mean of the per-seed means."""
+    words, steps = [x.words for x in got], [x.steps for x in got]
+    return ReasoningLength(model=model, task=task, params=params, seed=None, words=float(np.mean(words)),
+                           steps=float(np.mean(steps)),
+                           words_sd=float(np.std(words, ddof=1)) if len(got) > 1 else 0.0,
+                           steps_sd=float(np.std(steps, ddof=1)) if len(got) > 1 else 0.0)
 
 
 def _seed_comparisons(matrices, order: list[str], primary: dict[str, str]):

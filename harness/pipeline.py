@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from harness.common.artifacts import save_artifact
+from harness.common.artifacts import SCHEMA_VERSION, CacheRecord, save_artifact
 from harness.common.files import link_file, stable_hash
 from harness.common.units import CellLabel, ModelEval, Student, TrainedModel, TrainingData
 from harness.executors import build_executor, run_batches
@@ -156,7 +156,7 @@ def finish(st: RunState, cache: CallCache, executor, command: str) -> RunDir:
 
     manifest = build_manifest(plan, student=st.student.path, trained=st.trained, eval_stats=st.eval_stats,
                               training_data=st.training_data, timings=st.timings, command=command,
-                              cache={"path": str(cache.path), "corrupt_entries": cache.corrupt},
+                              cache=CacheRecord(path=str(cache.path), corrupt_entries=cache.corrupt),
                               executor=executor.describe())
     if st.request.cell is not None:
         manifest.experiment = st.request.cell.record()
@@ -198,6 +198,7 @@ def share_samples(plan: Plan, models: list[ModelToEvaluate], donor: RunDir) -> l
 def results_inputs(plan: Plan, trained: dict[str, TrainedModel], eval_stats: dict[str, ModelEval]) -> str:
     """A key over everything results.json and the report are computed from."""
     return stable_hash({
+        "schema": SCHEMA_VERSION,  # results.json of an older schema is rewritten, never kept as up to date
         "config": plan.config.model_dump(mode="json", exclude={"output_dir", "executor", "tracking"}),
         "model_order": plan.model_order,
         "scores": {m: {t: e.scoring for t, e in me.tasks.items()} for m, me in eval_stats.items()},

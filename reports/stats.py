@@ -1,7 +1,7 @@
 """The ``results.json`` a run ends with: rows with their intervals (reports/intervals.py) and paired comparisons
 (reports/paired_tests.py).
 
-results.json is ``harness.common.artifacts.Results`` (schema_version 2): rows (model, task, metric, value in [0, 1], n,
+results.json is ``harness.common.artifacts.Results`` (schema_version 3): rows (model, task, metric, value in [0, 1], n,
 95% CI, ci_method, params, seed, partial, full_n) and paired comparisons (model, baseline, task, metric, delta,
 CI, p_value, n, wins, losses, test, params, seed), with ``model_order`` (base first, then the methods in run order)
 and ``stats`` (how the numbers were made). The pydantic model validates everything written and read.
@@ -11,8 +11,8 @@ BBH and MuSR convention) get a bootstrap CI of that mean, with n = the subtask's
 
 Comparisons: every model other than the baseline model against it, for every metric that is a per-sample mean,
 plus each pair of non-baseline models on the task's primary metric (``model`` is the later of the two in run
-order). Metrics that are not a per-sample mean (macro averages, instruction-level rates) get a CI only when an
-``aggregate_fn`` is given; their comparisons use a paired bootstrap of the statistic.
+order). Metrics that are not a per-sample mean (macro averages, instruction-level rates) get a CI only when the
+``TaskScores`` carry an ``aggregate_fn``; their comparisons use a paired bootstrap of the statistic.
 
 ``truncation_rate`` rows (the mean over samples of the fraction of each sample's completions that stopped at the
 token budget) describe the run, not the model's quality: they are never compared between models, but the report
@@ -21,14 +21,17 @@ and the gate read them.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from harness.common.artifacts import Comparison, ResultRow, Results, load_artifact, save_artifact
+from harness.common.artifacts import Comparison, ResultRow, Results, ResultsStats, load_artifact, save_artifact
 from harness.reports.intervals import BLOCK_ELEMENTS, bootstrap_aggregate, bootstrap_ci, percentiles
 from harness.reports.paired_tests import align_by_id, paired_difference, paired_statistic_difference
+from harness.reports.scores import ModelOrder, Resampling, Stamp, TaskScores
+from harness.tasks.base import Scored
 
 #: Row metrics that describe how a model was run, not how good it is: never compared between models.
 TRUNCATION_METRIC = "truncation_rate"
@@ -36,16 +39,14 @@ NON_QUALITY_METRICS = frozenset({TRUNCATION_METRIC})
 
 
 # --------------------------------------------------------------------------------------------- results.json
-def per_sample_values(
-    scored: Sequence[Mapping[str, Any]], metric: str, primary_metric: str | None
-) -> list[float] | None:
+def per_sample_values(scored: Sequence[Scored], metric: str, primary_metric: str | None) -> list[float] | None:
     """Per-sample values of ``metric`` (from ``metrics``, or ``score`` for the primary metric); None unless
     every sample has one."""
     vals = []
     for s in scored:
-        v = (s.get("metrics") or {}).get(metric)
+        v = s.metrics.get(metric)
         if v is None and metric == primary_metric:
-            v = s.get("score")
+            v = s.score
         if v is None:
             return None
         vals.append(float(v))
@@ -56,50 +57,50 @@ def _is_mean_of(values: list[float] | None, value: float) -> bool:
     return bool(values) and abs(float(np.mean(values)) - float(value)) <= 1e-6
 
 
-def _group_values(
-    scored: Sequence[Mapping[str, Any]], metric: str, primary_metric: str | None, value: float
-) -> list[float] | None:
+def _subtask(s: Scored) -> str:
+    return str(s.id).split("/", 1)[0]
+
+
+def _group_values(scored: Sequence[Scored], metric: str, primary_metric: str | None,
+                  value: float) -> list[float] | None:
     """Per-sample values behind a subtask metric ``"<metric>/<subtask>"`` (ids ``"<subtask>/..."``, the BBH and
     MuSR convention), when their mean is the reported value; else None."""
     if "/" not in metric:
         return None
     base, group = metric.split("/", 1)
-    members = [s for s in scored if str(s.get("id", "")).split("/", 1)[0] == group]
-    vals = per_sample_values(members, base, primary_metric)
+    vals = per_sample_values([s for s in scored if _subtask(s) == group], base, primary_metric)
     return vals if _is_mean_of(vals, value) else None
 
 
-def _macro_base(entry: Mapping[str, Any], metric: str, primary_metric: str | None) -> str | None:
+def _macro_base(entry: TaskScores, metric: str, primary_metric: str | None) -> str | None:
     """The base metric B when ``metric`` (named B...) is the plain mean of all the subtask rows "B/<subtask>" and
     each of those is its subtask's mean (BBH's macro average); else None."""
-    agg = entry["aggregate"]
+    agg = entry.aggregate
     for base in {m.split("/", 1)[0] for m in agg if "/" in m}:
         if not metric.startswith(base) or "/" in metric:
             continue
         parts = {m: v for m, v in agg.items() if m.startswith(base + "/")}
         if abs(float(np.mean(list(parts.values()))) - float(agg[metric])) > 1e-6:
             continue
-        if all(_group_values(entry["scored"], m, primary_metric, v) for m, v in parts.items()):
+        if all(_group_values(entry.scored, m, primary_metric, v) for m, v in parts.items()):
             return base
     return None
 
 
-def _bootstrap_macro(
-    scored: Sequence[Mapping[str, Any]], base: str, primary_metric: str | None, confidence: float,
-    n_resamples: int, seed: int,
-) -> tuple[float, float]:
+def _bootstrap_macro(scored: Sequence[Scored], base: str, primary_metric: str | None,
+                     r: Resampling) -> tuple[float, float]:
     """Percentile interval of the unweighted mean of subtask means, resampling all items (vectorised)."""
     vals = np.asarray(per_sample_values(scored, base, primary_metric) or [], dtype=float)
     n = len(vals)
     if n == 0:
         return (math.nan, math.nan)
-    _, groups = np.unique([str(s.get("id", "")).split("/", 1)[0] for s in scored], return_inverse=True)
+    _, groups = np.unique([_subtask(s) for s in scored], return_inverse=True)
     n_groups = int(groups.max()) + 1
-    rng = np.random.default_rng(seed)
-    stats = np.empty(n_resamples)
+    rng = np.random.default_rng(r.seed)
+    stats = np.empty(r.n_resamples)
     rows_per_block = max(1, BLOCK_ELEMENTS // n)
-    for start in range(0, n_resamples, rows_per_block):
-        stop = min(n_resamples, start + rows_per_block)
+    for start in range(0, r.n_resamples, rows_per_block):
+        stop = min(r.n_resamples, start + rows_per_block)
         idx = rng.integers(0, n, size=(stop - start, n))
         cells = (np.arange(stop - start)[:, None] * n_groups + groups[idx]).ravel()
         sums = np.bincount(cells, weights=vals[idx].ravel(), minlength=(stop - start) * n_groups)
@@ -107,193 +108,173 @@ def _bootstrap_macro(
         with np.errstate(invalid="ignore", divide="ignore"):
             means = (sums / counts).reshape(stop - start, n_groups)  # a subtask absent from a resample: NaN
         stats[start:stop] = means.mean(axis=1)
-    return percentiles(stats, confidence)
+    return percentiles(stats, r.confidence)
 
 
 def _num(x: float | None) -> float | None:
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
 
 
-def run_model_order(models: Iterable[str], baseline_model: str = "base",
-                    model_order: Sequence[str] | None = None) -> list[str]:
-    """``models`` in run order: the baseline model, then ``model_order`` (the configured methods), then any
-    others in their first-seen order."""
-    present = list(dict.fromkeys(models))
-    return [m for m in dict.fromkeys([baseline_model, *(model_order or []), *present]) if m in present]
-
-
-def _truncation_values(entry: Mapping[str, Any], model: str, task: str) -> list[float] | None:
-    got = entry.get("truncated")
-    if got is None:
+def _truncation_values(entry: TaskScores, model: str, task: str) -> list[float] | None:
+    if entry.truncated is None:
         return None
-    vals = [float(v) for v in got]
+    vals = [float(v) for v in entry.truncated]
     bad = [v for v in vals if not (0.0 <= v <= 1.0)]
     if bad:
         raise ValueError(f"{model}/{task}: truncated fractions must lie in [0, 1], got {bad[0]!r}")
-    if len(vals) != len(entry["scored"]):
-        raise ValueError(f"{model}/{task}: {len(vals)} truncation fractions for {len(entry['scored'])} samples")
+    if len(vals) != len(entry.scored):
+        raise ValueError(f"{model}/{task}: {len(vals)} truncation fractions for {len(entry.scored)} samples")
     return vals
 
 
-def build_results(
-    run_id: str,
-    per_model_task: Mapping[tuple[str, str], Mapping[str, Any]],
-    primary_metrics: Mapping[str, str],
-    baseline_model: str = "base",
-    confidence: float = 0.95,
-    n_resamples: int = 2000,
-    bootstrap_seed: int = 0,
-    statistic_resamples: int = 1000,
-    model_order: Sequence[str] | None = None,
-    partial: Mapping[str, int] | None = None,
-    params: Mapping[str, Any] | None = None,
-    seed: int | None = None,
-    existing: Results | None = None,
-) -> Results:
-    """Build results.json (``harness.common.artifacts.Results``; see this module's docstring).
+#: How each kind of metric gets its interval (``ResultRow.ci_method``).
+_CI_METHOD = {"mean": "bootstrap_mean", "group_mean": "bootstrap_mean", "macro": "bootstrap_statistic",
+              "statistic": "bootstrap_statistic"}
 
-    ``per_model_task[(model, task)]`` = {"scored": per-sample dicts with id/score/metrics,
-    "aggregate": {metric: value}, "aggregate_fn": optional callable(list of per-sample dicts) -> {metric: value},
-    "truncated": optional per-sample fractions in [0, 1] of completions that hit the token budget}.
-    A metric whose aggregate equals the mean of its per-sample values gets a bootstrap CI of that mean; any
-    other metric gets a bootstrap of ``aggregate_fn`` over resampled items when given, else null CIs. That
-    bootstrap costs one ``aggregate_fn`` call per resample (all such metrics of a (model, task) share the calls),
-    hence its own, smaller ``statistic_resamples``. Comparisons of non-mean metrics are made for the primary
-    metric only. A (model, task) with "truncated" gets a ``truncation_rate`` row (never compared).
 
-    Model order (rows, ``Results.model_order``, and which model of a pair is ``model``: the later one) is the
-    baseline model, then ``model_order`` (the manifest's), else ``existing.model_order`` (the results.json being
-    re-aggregated, so ``harness report``/``rescore`` keep cft - sft as cft - sft), then any others.
-    ``partial`` = {task: full_n} stamps that task's rows ``partial=True, full_n``; ``params`` and ``seed`` (the
-    experiment cell of a sweep) are stamped on every row and comparison. ``bootstrap_seed`` seeds the resampling.
-    """
-    if model_order is None and existing is not None and existing.model_order:
-        model_order = existing.model_order
-    partial = dict(partial or {})
-    params = dict(params or {})
-    stamp = {"params": params, "seed": seed}
-    tasks = list(dict.fromkeys(task for _, task in per_model_task))
-    models = run_model_order((m for m, _ in per_model_task), baseline_model, model_order)
+@dataclass(frozen=True)
+class _Build:
+    """One results.json in the making: the scores and how to stamp and resample them."""
 
-    def kind(entry: Mapping[str, Any], task: str, metric: str) -> str:
-        vals = per_sample_values(entry["scored"], metric, primary_metrics.get(task))
-        if _is_mean_of(vals, entry["aggregate"][metric]):
+    scores: Mapping[tuple[str, str], TaskScores]
+    primary_metrics: Mapping[str, str]
+    stamp: Stamp
+    resampling: Resampling
+
+    def kind(self, entry: TaskScores, task: str, metric: str) -> str:
+        """mean (of per-sample values), group_mean (a subtask's), macro (of subtask means), statistic (anything
+        else, bootstrapped through ``aggregate_fn``) or none (no interval, no comparison)."""
+        primary = self.primary_metrics.get(task)
+        if _is_mean_of(per_sample_values(entry.scored, metric, primary), entry.aggregate[metric]):
             return "mean"
-        if _group_values(entry["scored"], metric, primary_metrics.get(task), entry["aggregate"][metric]):
+        if _group_values(entry.scored, metric, primary, entry.aggregate[metric]):
             return "group_mean"
-        if _macro_base(entry, metric, primary_metrics.get(task)):
+        if _macro_base(entry, metric, primary):
             return "macro"
-        return "statistic" if entry.get("aggregate_fn") else "none"
+        return "statistic" if entry.aggregate_fn else "none"
 
-    rows: list[ResultRow] = []
-    for model in models:
+    def rows(self, model: str, task: str) -> list[ResultRow]:
+        """Every metric of one (model, task) with its interval, then its truncation_rate row (if any)."""
+        entry, r = self.scores[(model, task)], self.resampling
+        truncated = _truncation_values(entry, model, task)
+        quality = [m for m in entry.aggregate if not (truncated is not None and m == TRUNCATION_METRIC)]
+        kinds = {metric: self.kind(entry, task, metric) for metric in quality}
+        statistic_cis = bootstrap_aggregate(list(entry.scored), entry.aggregate_fn,
+                                            [m for m, k in kinds.items() if k == "statistic"], r.confidence,
+                                            r.statistic_resamples, r.seed)
+        stamp = self.stamp.on_rows(task)
+        out = []
+        for metric in sorted(quality):
+            n, (lo, hi) = self.interval(entry, task, metric, kinds[metric], statistic_cis)
+            out.append(ResultRow(model=model, task=task, metric=metric, value=float(entry.aggregate[metric]), n=n,
+                                 ci_low=_num(lo), ci_high=_num(hi), ci_method=_CI_METHOD.get(kinds[metric]), **stamp))
+        if truncated:
+            lo, hi = bootstrap_ci(truncated, r.confidence, r.n_resamples, r.seed)
+            out.append(ResultRow(model=model, task=task, metric=TRUNCATION_METRIC, value=float(np.mean(truncated)),
+                                 n=len(truncated), ci_low=_num(lo), ci_high=_num(hi), ci_method="bootstrap_mean",
+                                 **stamp))
+        return out
+
+    def interval(self, entry: TaskScores, task: str, metric: str, how: str,
+                 statistic_cis: Mapping[str, tuple[float, float]]) -> tuple[int, tuple[float | None, float | None]]:
+        """(n, (ci_low, ci_high)) of one metric, by its kind."""
+        r, primary, scored = self.resampling, self.primary_metrics.get(task), entry.scored
+        if how == "mean":
+            vals = per_sample_values(scored, metric, primary)
+            return len(scored), bootstrap_ci(vals, r.confidence, r.n_resamples, r.seed)
+        if how == "group_mean":
+            vals = _group_values(scored, metric, primary, float(entry.aggregate[metric]))
+            return len(vals), bootstrap_ci(vals, r.confidence, r.n_resamples, r.seed)
+        if how == "macro":
+            return len(scored), _bootstrap_macro(scored, _macro_base(entry, metric, primary), primary, r)
+        return len(scored), statistic_cis.get(metric, (None, None))
+
+    def comparisons(self, models: list[str], tasks: list[str], baseline: str) -> list[Comparison]:
+        """Every model against the baseline on each of its metrics, then each pair of the others on the task's
+        primary metric."""
+        out: list[Comparison] = []
+        others = [m for m in models if m != baseline]
         for task in tasks:
-            entry = per_model_task.get((model, task))
-            if entry is None:
-                continue
-            truncated = _truncation_values(entry, model, task)
-            scored = list(entry["scored"])
-            quality = [m for m in entry["aggregate"] if not (truncated is not None and m == TRUNCATION_METRIC)]
-            kinds = {metric: kind(entry, task, metric) for metric in quality}
-            statistic_cis = bootstrap_aggregate(
-                scored, entry.get("aggregate_fn"), [m for m, k in kinds.items() if k == "statistic"],
-                confidence, statistic_resamples, bootstrap_seed)
-            task_stamp = {**stamp, "partial": task in partial, "full_n": partial.get(task)}
-            for metric in sorted(quality):
-                value = float(entry["aggregate"][metric])
-                how = kinds[metric]
-                lo = hi = None
-                if how == "mean":
-                    vals = per_sample_values(scored, metric, primary_metrics.get(task))
-                    lo, hi = bootstrap_ci(vals, confidence, n_resamples, bootstrap_seed)
-                    n = len(scored)
-                elif how == "group_mean":
-                    vals = _group_values(scored, metric, primary_metrics.get(task), value)
-                    lo, hi = bootstrap_ci(vals, confidence, n_resamples, bootstrap_seed)
-                    n = len(vals)
-                elif how == "macro":
-                    lo, hi = _bootstrap_macro(scored, _macro_base(entry, metric, primary_metrics.get(task)),
-                                              primary_metrics.get(task), confidence, n_resamples, bootstrap_seed)
-                    n = len(scored)
-                else:
-                    lo, hi = statistic_cis.get(metric, (None, None))
-                    n = len(scored)
-                rows.append(ResultRow(
-                    model=model, task=task, metric=metric, value=value, n=n, ci_low=_num(lo), ci_high=_num(hi),
-                    ci_method={"mean": "bootstrap_mean", "group_mean": "bootstrap_mean",
-                               "macro": "bootstrap_statistic", "statistic": "bootstrap_statistic"}.get(how),
-                    **task_stamp))
-            if truncated is not None and truncated:
-                lo, hi = bootstrap_ci(truncated, confidence, n_resamples, bootstrap_seed)
-                rows.append(ResultRow(model=model, task=task, metric=TRUNCATION_METRIC,
-                                      value=float(np.mean(truncated)), n=len(truncated), ci_low=_num(lo),
-                                      ci_high=_num(hi), ci_method="bootstrap_mean", **task_stamp))
+            if baseline in models:
+                for model in others:
+                    if (model, task) in self.scores:
+                        out += self.compare(model, baseline, task, sorted(self.scores[(model, task)].aggregate))
+            primary = self.primary_metrics.get(task)
+            if primary is not None:
+                for j, model in enumerate(others):
+                    for other in others[:j]:
+                        out += self.compare(model, other, task, [primary])
+        return out
 
-    comparisons: list[Comparison] = []
-
-    def compare(model: str, baseline: str, task: str, metrics: Iterable[str]) -> None:
-        ea, eb = per_model_task.get((model, task)), per_model_task.get((baseline, task))
+    def compare(self, model: str, baseline: str, task: str, metrics: Iterable[str]) -> list[Comparison]:
+        """``model`` - ``baseline`` paired on the items both were scored on, per metric that can be compared."""
+        ea, eb = self.scores.get((model, task)), self.scores.get((baseline, task))
         if ea is None or eb is None:
-            return
-        ids, ra, rb = align_by_id(list(ea["scored"]), list(eb["scored"]))
+            return []
+        ids, ra, rb = align_by_id(list(ea.scored), list(eb.scored))
         if not ids:
-            return
-        primary = primary_metrics.get(task)
+            return []
+        out = []
         for metric in metrics:
-            if metric in NON_QUALITY_METRICS:
+            if metric in NON_QUALITY_METRICS or metric not in ea.aggregate or metric not in eb.aggregate:
                 continue
-            if metric not in ea["aggregate"] or metric not in eb["aggregate"]:
-                continue
-            ka, kb = kind(ea, task, metric), kind(eb, task, metric)
-            if ka == kb == "mean":
-                res = paired_difference(per_sample_values(ra, metric, primary), per_sample_values(rb, metric, primary),
-                                        confidence, n_resamples, bootstrap_seed)
-                delta, lo, hi, p, wins, losses, test = (res.delta, res.ci_low, res.ci_high, res.p_value,
-                                                        res.wins, res.losses, res.test)
-            elif metric == primary and ea.get("aggregate_fn") and eb.get("aggregate_fn") and "none" not in (ka, kb):
-                fa, fb = ea["aggregate_fn"], eb["aggregate_fn"]
+            got = self.paired(ea, eb, ra, rb, task, metric)
+            if got is not None:
+                delta, lo, hi, p, wins, losses, test = got
+                out.append(Comparison(model=model, baseline=baseline, task=task, metric=metric, delta=_num(delta),
+                                      ci_low=_num(lo), ci_high=_num(hi), p_value=_num(p), n=len(ids), wins=wins,
+                                      losses=losses, test=test, **self.stamp.on_comparisons()))
+        return out
 
-                def diff(idx: np.ndarray, fa=fa, fb=fb, metric=metric) -> float:
-                    va = fa([ra[i] for i in idx]).get(metric)
-                    vb = fb([rb[i] for i in idx]).get(metric)
-                    return math.nan if va is None or vb is None else float(va) - float(vb)
+    def paired(self, ea: TaskScores, eb: TaskScores, ra: list[Scored], rb: list[Scored], task: str,
+               metric: str) -> tuple | None:
+        """(delta, ci_low, ci_high, p, wins, losses, test) of one metric on aligned items: a paired test of
+        per-sample means, or for the primary metric a paired bootstrap of the task's statistic; else None."""
+        r, primary = self.resampling, self.primary_metrics.get(task)
+        ka, kb = self.kind(ea, task, metric), self.kind(eb, task, metric)
+        if ka == kb == "mean":
+            res = paired_difference(per_sample_values(ra, metric, primary), per_sample_values(rb, metric, primary),
+                                    r.confidence, r.n_resamples, r.seed)
+            return res.delta, res.ci_low, res.ci_high, res.p_value, res.wins, res.losses, res.test
+        if metric != primary or not (ea.aggregate_fn and eb.aggregate_fn) or "none" in (ka, kb):
+            return None
+        fa, fb = ea.aggregate_fn, eb.aggregate_fn
 
-                delta, lo, hi, p = paired_statistic_difference(len(ids), diff, confidence, statistic_resamples,
-                                                               bootstrap_seed)
-                sa = np.array([float(r.get("score", 0.0)) for r in ra])
-                sb = np.array([float(r.get("score", 0.0)) for r in rb])
-                wins, losses, test = int(np.sum(sa > sb)), int(np.sum(sa < sb)), "bootstrap"
-            else:
-                continue
-            comparisons.append(Comparison(
-                model=model, baseline=baseline, task=task, metric=metric, delta=_num(delta), ci_low=_num(lo),
-                ci_high=_num(hi), p_value=_num(p), n=len(ids), wins=wins, losses=losses, test=test, **stamp))
+        def diff(idx: np.ndarray) -> float:
+            va = fa([ra[i] for i in idx]).get(metric)
+            vb = fb([rb[i] for i in idx]).get(metric)
+            return math.nan if va is None or vb is None else float(va) - float(vb)
 
-    others = [m for m in models if m != baseline_model]
-    for task in tasks:
-        if baseline_model in models:
-            for model in others:
-                entry = per_model_task.get((model, task))
-                if entry is not None:
-                    compare(model, baseline_model, task, sorted(entry["aggregate"]))
-        primary = primary_metrics.get(task)
-        if primary is not None:
-            for j, model in enumerate(others):
-                for other in others[:j]:
-                    compare(model, other, task, [primary])
+        delta, lo, hi, p = paired_statistic_difference(len(ra), diff, r.confidence, r.statistic_resamples, r.seed)
+        sa, sb = np.array([float(x.score) for x in ra]), np.array([float(x.score) for x in rb])
+        return delta, lo, hi, p, int(np.sum(sa > sb)), int(np.sum(sa < sb)), "bootstrap"
 
+
+def build_results(run_id: str, scores: Mapping[tuple[str, str], TaskScores], primary_metrics: Mapping[str, str],
+                  order: ModelOrder = ModelOrder(), stamp: Stamp = Stamp(),
+                  resampling: Resampling = Resampling()) -> Results:
+    """Build results.json (``harness.common.artifacts.Results``; see this module's docstring) from each
+    (model, task)'s ``TaskScores``.
+
+    A metric whose aggregate equals the mean of its per-sample values gets a bootstrap CI of that mean (a subtask
+    metric: of its subtask's mean; a macro average of subtask means: of that macro); any other metric gets a
+    bootstrap of ``aggregate_fn`` over resampled items when given, else null CIs. Comparisons of non-mean metrics
+    are made for the primary metric only. A (model, task) with ``truncated`` gets a ``truncation_rate`` row (never
+    compared). Rows and pairs follow ``order``; ``stamp`` marks every row and comparison."""
+    tasks = list(dict.fromkeys(task for _, task in scores))
+    models = order.of(m for m, _ in scores)
+    build = _Build(scores, primary_metrics, stamp, resampling)
+    rows = [row for model in models for task in tasks if (model, task) in scores for row in build.rows(model, task)]
     return Results(
         run_id=run_id,
         model_order=models,
         primary_metrics=dict(primary_metrics),
-        stats={
-            "confidence": confidence, "n_resamples": n_resamples, "seed": bootstrap_seed,
-            "ci": "percentile bootstrap over items (paired bootstrap for comparisons)",
-            "p_value": "exact McNemar for 0/1 scores, else paired sign-flip permutation; "
-                       "bootstrap for non-mean metrics",
-        },
+        stats=ResultsStats(
+            confidence=resampling.confidence, n_resamples=resampling.n_resamples, seed=resampling.seed,
+            ci="percentile bootstrap over items (paired bootstrap for comparisons)",
+            p_value="exact McNemar for 0/1 scores, else paired sign-flip permutation; bootstrap for non-mean metrics"),
         rows=rows,
-        comparisons=comparisons,
+        comparisons=build.comparisons(models, tasks, order.baseline),
     )
 
 

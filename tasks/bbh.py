@@ -28,7 +28,7 @@ from typing import Any, Literal, Sequence
 
 from pydantic import Field, field_validator
 
-from harness.tasks.base import Doc, GenerationConfig, GenerationOptions, Scored, Task
+from harness.tasks.base import Doc, GenerationConfig, GenerationOptions, OutputType, Scored, Task
 from harness.tasks.data import hub_allowed, load_hub, local_path, missing
 from harness.tasks.registry import register_task
 
@@ -219,7 +219,7 @@ class BBH(Task):
     (``max_new_tokens`` default 512, ``stop`` default lm-eval's)."""
 
     description = "BIG-Bench Hard (27 subtasks, 6,511 items), 3-shot chain of thought, exact match as lm-eval"
-    output_type = "generate"
+    output_type = OutputType.GENERATE
     primary_metric = "exact_match"
     local_dir = "bbh"
     hf_dataset = HUB_DATASET
@@ -261,7 +261,7 @@ class BBH(Task):
                 raise TaskOptionError(f"task bbh: option 'subtasks': variant mc has no subtask(s) {', '.join(bad)} (free-text answers); "
                                       f"choose from {', '.join(MC_SUBTASKS)}")
             self.subtasks = [s for s in self.subtasks if s in MC_SUBTASKS]
-            self.output_type = "multiple_choice"
+            self.output_type = OutputType.MULTIPLE_CHOICE
             self.primary_metric = "acc_norm"
         self.chat = self.opts.chat
 

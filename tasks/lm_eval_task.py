@@ -5,7 +5,7 @@ lm-eval's ``TaskManager`` (``include_path`` adds a folder of your own lm-eval YA
 ``$HARNESS_LM_EVAL_INCLUDE``). This module only describes it to the pipeline: its items as ``Doc`` s (for counts,
 ``--limit`` and the fingerprint) and the aggregation of the per-sample metrics lm-eval returns. The model calls
 are made by ``harness.lm_eval_bridge`` (an lm-eval ``LM`` answering through the harness's engines and call cache);
-``output_type = "lm_eval"`` tells the evaluate stage to hand the task to it.
+``output_type = OutputType.LM_EVAL`` tells the evaluate stage to hand the task to it.
 
 Fingerprint: lm-eval's dump of each subtask's config (prompts, few-shot settings, filters, metrics, generation
 kwargs) plus the docs' digest; lm-eval's version is recorded beside the scores (``grader_packages``).
@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Iterator, Sequence
 from pydantic import Field
 
 from harness.common.files import stable_hash
-from harness.tasks.base import Doc, Scored, Task, TaskOptionError, TaskOptions
+from harness.tasks.base import Doc, OutputType, Scored, Task, TaskOptionError, TaskOptions
 from harness.tasks.data import DataMissing
 
 PREFIX = "lm_eval:"
@@ -32,7 +32,7 @@ class LmEvalTaskError(TaskOptionError):
 class LmEvalTask(Task):
     """Base of the per-name classes ``task_class`` makes."""
 
-    output_type = "lm_eval"
+    output_type = OutputType.LM_EVAL
     lm_eval_name: ClassVar[str]
     grader_version = "1"
     grader_packages = ("lm_eval",)

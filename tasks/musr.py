@@ -26,7 +26,7 @@ import numpy as np
 
 from pydantic import Field, field_validator
 
-from harness.tasks.base import Doc, Scored, Task, TaskOptions
+from harness.tasks.base import Doc, OutputType, Scored, Task, TaskOptions
 from harness.tasks.data import DataMissing, data_dir, hub_allowed, hub_off_reason, load_hub, local_path
 from harness.tasks.registry import register_task
 
@@ -100,7 +100,7 @@ class MuSR(Task):
     back to the 30-question viewer subsets when neither the full files nor the hub are available)."""
 
     description = "MuSR (murder mysteries, object placements, team allocation), log-likelihood, acc_norm as lm-eval"
-    output_type = "multiple_choice"
+    output_type = OutputType.MULTIPLE_CHOICE
     primary_metric = "accuracy_norm"
     local_dir = "musr"
     hf_dataset = HUB_DATASET

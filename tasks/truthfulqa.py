@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from harness.tasks.base import Doc, Scored, Task
+from harness.tasks.base import Doc, OutputType, Scored, Task
 from harness.tasks.data import hub_allowed, load_hub, local_path, missing
 from harness.tasks.registry import register_task
 
@@ -86,7 +86,7 @@ def mc2_score(loglikelihoods: Sequence[tuple[float, bool]], labels: Sequence[int
 
 
 class _TruthfulQAMC(Task):
-    output_type = "multiple_choice"
+    output_type = OutputType.MULTIPLE_CHOICE
     local_dir = "truthfulqa"
     hf_dataset = HUB_DATASET
     targets_key: str = ""

@@ -47,7 +47,7 @@ def check_tracked(tmp_path: Path, run) -> None:
 
     results = json.loads((run.path / "results.json").read_text())
     expected = {f"{r['model']}/{r['task']}/{r['metric']}": r["value"] for r in results["rows"]}
-    curve = run.manifest.models["sft"].train["loss_curve"]
+    curve = run.manifest.models["sft"].train.loss_curve
     assert expected and curve
     client = MlflowClient(tracking_uri=f"file:{tmp_path / 'mlruns'}")
     runs = client.search_runs([client.get_experiment_by_name("t").experiment_id])

@@ -225,7 +225,7 @@ def test_older_run_folder(tmp_path, cmd):
     run = _old_run(tmp_path)
     before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
     args = [a.replace("BASE", str(tmp_path / "b.json")) for a in cmd]
-    one_line_error(harness(args[0], str(run), *args[1:]), "schema version 1", "harness rescore")
+    one_line_error(harness(args[0], str(run), *args[1:]), "schema version 1", "re-run the command that made the run")
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
     assert not (tmp_path / "b.json").exists()
 
@@ -243,7 +243,7 @@ def test_corrupted_cache_entry_is_recomputed_not_trusted(tmp_path, random_chat_m
         return json.loads((tmp_path / out / "r" / "manifest.json").read_text())
 
     first = run("a")
-    assert first["models"]["base"]["eval"]["cache_misses"] == 3
+    assert first["models"]["base"]["cache_misses"] == 3
     con = sqlite3.connect(str(cache / "calls.sqlite"))
     keys = [k for (k,) in con.execute("SELECT key FROM calls_v2 ORDER BY key")]
     assert len(keys) == 3
@@ -256,14 +256,14 @@ def test_corrupted_cache_entry_is_recomputed_not_trusted(tmp_path, random_chat_m
     con.close()
     second = run("b")
     assert second["cache"]["corrupt_entries"] == 2
-    ev = second["models"]["base"]["eval"]
+    ev = second["models"]["base"]
     assert ev["cache_misses"] == 2 and ev["cache_hits"] == 1
     responses = lambda out: (tmp_path / out / "r" / "samples" / "base" / "synthetic_id.jsonl").read_text()
     assert "tampered" not in responses("b")
     assert json.loads((tmp_path / "a" / "r" / "results.json").read_text())["rows"] == \
         json.loads((tmp_path / "b" / "r" / "results.json").read_text())["rows"]
     third = run("c")  # the recomputed entries replaced the bad ones
-    assert third["cache"]["corrupt_entries"] == 0 and third["models"]["base"]["eval"]["cache_hits"] == 3
+    assert third["cache"]["corrupt_entries"] == 0 and third["models"]["base"]["cache_hits"] == 3
 
 
 def test_cache_file_that_is_not_a_database(tmp_path, random_chat_model):

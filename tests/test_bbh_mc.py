@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.tasks.base import OutputType
 from harness.tasks.bbh import MC_SUBTASKS, mc_config
 from harness.tasks.data import local_path
 from harness.tasks.registry import TaskOptionError, get_task
@@ -35,7 +36,7 @@ def lm_eval_mc_task(subtask: str, cache_dir: str):
 def test_mc_prompt_options_and_scores_equal_lm_eval(subtask, tmp_path_factory):
     t = lm_eval_mc_task(subtask, str(tmp_path_factory.mktemp("hf")))
     task = get_task("bbh", variant="mc", subtasks=[subtask])
-    assert task.output_type == "multiple_choice" and task.primary_metric == "acc_norm"
+    assert task.output_type is OutputType.MULTIPLE_CHOICE and task.primary_metric == "acc_norm"
     ours = task.docs()
     ref = list(t.test_docs())
     assert len(ours) == len(ref)
@@ -60,4 +61,4 @@ def test_mc_variant_subtasks_and_options():
         get_task("bbh", variant="mc", subtasks=["word_sorting"])
     with pytest.raises(TaskOptionError):
         get_task("bbh", variant="multiple")
-    assert get_task("bbh").output_type == "generate"  # CoT stays the default
+    assert get_task("bbh").output_type is OutputType.GENERATE  # CoT stays the default

@@ -1,10 +1,13 @@
 """The regression gate (harness.reports.check) and `harness check`."""
 import json
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from harness.common.artifacts import Baseline, Manifest, ModelRecord, ResultRow, Results, SchemaMismatch, TaskRecord
+from harness.common.artifacts import (
+    SCHEMA_VERSION, Baseline, Manifest, ModelRecord, ResultRow, Results, SchemaMismatch, TaskRecord,
+)
 from harness.reports.check import check_run, load_baseline, make_baseline
 from harness.reports.check_formats import format_outcome
 from harness.reports.stats import write_results
@@ -26,10 +29,11 @@ def _results() -> Results:
 def manifest(run_id: str = "r1", base_identity: str = "hf:tiny@w1", data: str = "d1",
              torch: str = "2.13.0", sample_fp: str = "g1") -> Manifest:
     """A small valid manifest of a run with base and one trained method."""
-    tasks = {t: TaskRecord(n=100, output_type="generate_until", primary_metric="accuracy", fingerprint=f"{t}:{data}",
-                           generation={"max_new_tokens": 512, "temperature": 0.0})
+    tasks = {t: TaskRecord(n=100, output_type="generate", primary_metric="accuracy", fingerprint=f"{t}:{data}",
+                           generation={"max_new_tokens": 512, "temperature": 0.0, "top_p": 1.0, "n": 1, "seed": 0,
+                                       "stop": []})
              for t in ("math500", "amc23")}
-    eval_ = {t: {"seconds": 1.0, "fingerprint": f"{sample_fp}-{t}"} for t in tasks}
+    eval_ = {t: {"seconds": 1.0, "fingerprint": f"{sample_fp}-{t}", "scoring": f"s-{t}"} for t in tasks}
     return Manifest(
         run_id=run_id, created="2026-01-01T00:00:00Z", config={}, methods=["cgd"], model_order=["base", "cgd"],
         models={"base": ModelRecord(path="/m", identity=base_identity, eval=eval_),
@@ -160,15 +164,37 @@ def test_baseline_file_round_trip_and_errors(tmp_path):
     write_results(tmp_path / "results.json", res)
     assert len(load_baseline(tmp_path / "results.json").rows) == 12
     # The model rejects bad rows and tolerances, in one line naming the fix.
-    path.write_text(json.dumps({"schema_version": 2, "kind": "baseline",
+    path.write_text(json.dumps({"schema_version": SCHEMA_VERSION, "kind": "baseline",
                                 "rows": [{"model": "cgd", "task": "math500", "value": 0.9}]}))
     with pytest.raises(SchemaMismatch, match=r"rows.0.metric.*--write-baseline FILE"):
         load_baseline(path)
-    path.write_text(json.dumps({"schema_version": 2, "kind": "baseline", "rows": [], "tolerance": -1}))
+    path.write_text(json.dumps({"schema_version": SCHEMA_VERSION, "kind": "baseline", "rows": [], "tolerance": -1}))
     with pytest.raises(SchemaMismatch, match="tolerance"):
         load_baseline(path)
     with pytest.raises(ValueError, match="no baseline file"):
         load_baseline(tmp_path / "absent.json")
+
+
+def test_version_2_baseline_is_read_as_it_is_and_the_committed_one_is_current(tmp_path):
+    # Schema 3 left the baseline's shape as it was: a committed version 2 baseline keeps gating, row for row.
+    current = make_baseline(_results(), manifest(), tolerance=0.03)
+    old = current.model_dump(mode="json")
+    old["schema_version"] = 2
+    path = tmp_path / "v2.json"
+    path.write_text(json.dumps(old))
+    assert load_baseline(path) == current
+    assert check_run(_results(), load_baseline(path)).passed
+    # A version 2 results.json is no baseline: its shape changed; one line naming the fix.
+    res = json.loads(_results().model_dump_json())
+    res["schema_version"] = 2
+    (tmp_path / "results.json").write_text(json.dumps(res))
+    with pytest.raises(SchemaMismatch, match=r"results.json of schema version 2 .*--write-baseline FILE") as e:
+        load_baseline(tmp_path / "results.json")
+    assert "\n" not in str(e.value)
+    # The committed smoke baseline was converted to the current version (rows unchanged).
+    committed = Path(__file__).resolve().parents[1] / "results" / "baselines" / "smoke.json"
+    assert json.loads(committed.read_text())["schema_version"] == SCHEMA_VERSION
+    assert len(load_baseline(committed).rows) == 40
 
 
 def test_schema_1_baseline_is_a_one_line_error_naming_the_fix(tmp_path):

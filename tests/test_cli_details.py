@@ -85,7 +85,7 @@ def test_runs_names_a_damaged_or_old_manifest_in_one_status_line(tmp_path):
     assert rows["torn"][0].startswith("partial: stopped in evaluate; manifest.json is not valid JSON")
     assert rows["torn"][2] == "synthetic_id"  # tasks from the samples
     assert rows["old"][0] == "partial: stopped before evaluate; manifest.json was written by schema version 1 " \
-        "(this harness reads 2)"
+        "(this harness reads 3)"
     assert rows["old"][1] == "sft"  # methods from the models folder, not the unreadable manifest
     assert rows["wrong"][0].startswith("empty (stopped in plan); manifest.json: invalid manifest (")
     assert rows["fine"][:3] == ["empty (stopped in plan)", "cgd", "format_probe"]

@@ -101,7 +101,8 @@ def test_rerun_is_idempotent_and_resumes(compare_run):
     manifest = json.loads((compare_run / "manifest.json").read_text())
     sft_eval = manifest["models"]["sft"]["eval"]
     assert sft_eval["format_probe"]["reused"] is None and sft_eval["synthetic_id"]["reused"] == "samples"
-    assert sft_eval["cache_misses"] == 0 and sft_eval["cache_hits"] == 6  # only the missing pair ran, from cache
+    sft = manifest["models"]["sft"]
+    assert sft["cache_misses"] == 0 and sft["cache_hits"] == 6  # only the missing pair ran, from cache
     assert (compare_run / "samples" / "sft" / "format_probe.jsonl").exists()
     stages = manifest["training_data"]
     assert all(stages[s]["reused"] == 48 and not stages[s].get("computed") for s in ("probe", "critique", "refine"))
@@ -260,8 +261,8 @@ def test_changed_chat_template_gives_fresh_model_calls(compare_run, tmp_path):
     _eval(tmp_path, "--model", str(student), "--name", "orig")
     _eval(tmp_path, "--model", str(copy), "--name", "edited")
     manifest = json.loads((tmp_path / "ev" / "manifest.json").read_text())
-    assert manifest["models"]["edited"]["eval"]["cache_hits"] == 0
-    assert manifest["models"]["edited"]["eval"]["cache_misses"] == 6
+    assert manifest["models"]["edited"]["cache_hits"] == 0
+    assert manifest["models"]["edited"]["cache_misses"] == 6
     assert _responses(tmp_path / "ev", "edited") != _responses(tmp_path / "ev", "orig")
 
 
@@ -277,7 +278,7 @@ def test_changed_budget_regenerates_and_changed_grader_only_rescores(compare_run
     _eval(tmp_path, "--set", 'eval.max_new_tokens={"synthetic_id": 40}')
     manifest = json.loads((tmp_path / "ev" / "manifest.json").read_text())
     assert manifest["models"]["base"]["eval"]["synthetic_id"]["reused"].startswith("responses")
-    assert "cache_misses" not in manifest["models"]["base"]["eval"]  # no engine was even loaded
+    assert manifest["models"]["base"]["cache_misses"] is None  # no engine was even loaded
 
 
 def test_report_and_rescore_keep_comparisons(compare_run):
@@ -298,7 +299,8 @@ def test_old_schema_run_folder_is_a_one_line_error(compare_run, tmp_path):
     res = harness("report", str(old))
     assert res.returncode == 2, res.stderr
     lines = [l for l in res.stderr.strip().splitlines() if l.strip()]
-    assert len(lines) == 1 and "schema version 1" in lines[0] and "harness rescore" in lines[0]
+    assert len(lines) == 1 and "schema version 1" in lines[0] and "re-run the command that made the run" in lines[0]
+    assert manifest["command"] in lines[0]  # the command to re-run, named
 
 
 @pytest.mark.parametrize("args, needle", [

@@ -5,14 +5,14 @@ units' outputs are handed to the batch's commit as the executor would (the engin
 counts is tests/test_engine_actors.py's)."""
 from __future__ import annotations
 
-from harness.common.artifacts import read_samples
+from harness.common.artifacts import EngineDescription, read_samples
 from harness.common.units import EvalOutput, Outcome
 from harness.config import load_config
 from harness.stages.eval_shards import shard_count, shard_ranges
 from harness.stages.evaluate import ModelToEvaluate, eval_batch, make_record
 from harness.stages.plan import config_hash, plan_run
 from harness.store import CallCache
-from harness.tasks.base import Scored
+from harness.tasks.base import OutputType, Scored
 
 
 def test_ranges_cover_the_docs_in_order():
@@ -20,9 +20,9 @@ def test_ranges_cover_the_docs_in_order():
     assert shard_ranges(2, 4) == [(0, 1), (1, 2)]  # never an empty shard
     assert shard_ranges(5, 1) == [(0, 5)]
     vllm = load_config(None, "smoke", extra={"eval": {"shards": "auto", "engine": {"backend": "vllm"}}})
-    assert shard_count(vllm, "generate", 4) == 4 and shard_count(vllm, "lm_eval", 4) == 1
+    assert shard_count(vllm, OutputType.GENERATE, 4) == 4 and shard_count(vllm, OutputType.LM_EVAL, 4) == 1
     hf = load_config(None, "smoke", extra={"eval": {"shards": 3}})
-    assert shard_count(hf, "generate", 4) == 1  # the hf engine's batches depend on the task's prompts
+    assert shard_count(hf, OutputType.GENERATE, 4) == 1  # the hf engine's batches depend on the task's prompts
     assert vllm.eval.shards == load_config(None, "smoke").eval.shards == "auto"  # the default: 1 locally
     assert config_hash(vllm) == config_hash(load_config(None, "smoke", extra={"eval": {
         "shards": 2, "engine": {"backend": "vllm"}}}))  # shards change where docs are evaluated, not the run
@@ -31,7 +31,8 @@ def test_ranges_cover_the_docs_in_order():
 def output(plan, task_name: str, start: int, stop: int) -> EvalOutput:
     task, docs = plan.task(task_name), plan.task_docs(task_name)[start:stop]
     records = [make_record(task, d, Scored(id=d.id, score=0.0), responses=[f"answer {d.id}"]) for d in docs]
-    return EvalOutput(records=records, engine={"backend": "vllm"}, hits=0, misses=len(records), seconds=1.0)
+    return EvalOutput(records=records, engine=EngineDescription(backend="vllm"), hits=0, misses=len(records),
+                      seconds=1.0)
 
 
 def test_a_rerun_schedules_only_the_missing_shards(tiny_student, tmp_path):

@@ -3,7 +3,6 @@ packing, sequence length or number of processes; the global batch stays what the
 records data_passes, rows, steps and tokens per method."""
 from __future__ import annotations
 
-import json
 import math
 import os
 import subprocess
@@ -12,9 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from harness.distill.exposure import count_rows, plan_exposure
+from harness.common.artifacts import Manifest, load_artifact
+from harness.distill.exposure import TrainExposure, count_rows, plan_exposure
 from harness.distill.train_config import TrainConfig
 from harness.distill.trainer import train_student
+from harness.reports.sections.training import training_section
 from tests.test_train import build_tiny_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,6 +46,18 @@ def test_steps_follow_rows_and_world_size():
     assert fixed.budget == "steps" and fixed.data_passes == 2.96  # 2 passes + 6 x 16 rows
     tokens = plan_exposure(100, 5000, c.model_copy(update={"budget": "tokens", "budget_tokens": 2500}), 1, False, 100)
     assert tokens.budget == "tokens" and abs(tokens.data_passes - 0.5) <= 16 / 100
+    # budget_tokens: the prompt + completion tokens the budget asks for (a fixed step count asks for none).
+    assert (one.budget_tokens, three.budget_tokens, fixed.budget_tokens, tokens.budget_tokens) == (5000, 15000, None,
+                                                                                                   2500)
+
+
+def test_exposure_of_an_older_train_metrics_reads_under_the_new_name():
+    # train_metrics.json written before schema 3 called budget_tokens "target_tokens": the model stays reusable.
+    now = plan_exposure(100, 5000, TrainConfig(per_device_batch_size=8), 1, False, 100)
+    old = {("target_tokens" if k == "budget_tokens" else k): v for k, v in now.model_dump().items()}
+    assert "budget_tokens" not in old and TrainExposure.model_validate(old) == now
+    with pytest.raises(ValueError, match="budget_tokens"):  # the current name is required
+        TrainExposure.model_validate({k: v for k, v in now.model_dump().items() if k != "budget_tokens"})
 
 
 def test_global_batch_must_divide():
@@ -96,16 +109,25 @@ def test_manifest_records_equal_passes_for_sft_and_cgd_with_packing(tmp_path):
            "--set", "train.recipes={cgd: {learning_rate: 0.0005}}"]
     r = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
-    manifest = json.loads(next(out.rglob("manifest.json")).read_text())
-    ex = {m: manifest["models"][m]["train"]["exposure"] for m in ("sft", "cgd")}
+    manifest = load_artifact(Manifest, next(out.rglob("manifest.json")))
+    ex = {m: manifest.models[m].train.exposure for m in ("sft", "cgd")}
     for e in ex.values():
-        assert e["budget"] == "epochs" and e["packing"]
-        assert abs(e["data_passes"] - 1.0) <= e["global_batch"] / e["rows"]
-    assert ex["cgd"]["rows"] > 1.5 * ex["sft"]["rows"]  # cgd's examples are longer: more packed rows
-    assert ex["sft"]["steps"] / ex["cgd"]["steps"] == pytest.approx(ex["sft"]["rows"] / ex["cgd"]["rows"],
-                                                                     rel=2 * 2 / ex["sft"]["rows"])
-    assert manifest["models"]["sft"]["train"]["exposure_warnings"] == []
-    cgd, sft = manifest["models"]["cgd"]["train"], manifest["models"]["sft"]["train"]
-    assert cgd["own_recipe"] and cgd["recipe"] == {"own": True, "learning_rate": 0.0005}  # marked, recorded
-    assert not sft["own_recipe"] and cgd["config"]["learning_rate"] == 0.0005 != sft["config"]["learning_rate"]
-    assert cgd["data_passes"] == round(ex["cgd"]["data_passes"], 4)  # the report's flat copy
+        assert e.budget == "epochs" and e.packing
+        assert abs(e.data_passes - 1.0) <= e.global_batch / e.rows
+        assert e.budget_tokens == e.tokens_per_pass  # one epoch: every token of a pass, prompts included
+    assert ex["cgd"].rows > 1.5 * ex["sft"].rows  # cgd's examples are longer: more packed rows
+    assert ex["sft"].steps / ex["cgd"].steps == pytest.approx(ex["sft"].rows / ex["cgd"].rows,
+                                                               rel=2 * 2 / ex["sft"].rows)
+    assert manifest.models["sft"].train.exposure_warnings == []
+    cgd, sft = manifest.models["cgd"].train, manifest.models["sft"].train
+    assert cgd.own_recipe and cgd.recipe == {"learning_rate": 0.0005}  # marked, recorded
+    assert not sft.own_recipe and cgd.config["learning_rate"] == 0.0005 != sft.config["learning_rate"]
+    # The names say what they count: all tokens of a pass vs the completion tokens the loss is on.
+    assert 0 < cgd.completion_tokens_per_epoch < cgd.tokens_per_epoch
+    # The report's summary reads the typed record: data passes rounded, own recipe marked.
+    training, _ = training_section(manifest, next(out.iterdir()))
+    summary = dict(training["summary"])
+    column = [t["model"] for t in training["models"]].index("cgd")
+    assert summary["data_passes"][column] == f"{round(ex['cgd'].data_passes, 4):.4g}"
+    assert summary["own_recipe"][column] == "true" and summary["completion_tokens_per_epoch"][column] == \
+        f"{cgd.completion_tokens_per_epoch:,}"

@@ -216,7 +216,8 @@ def test_killed_runs_resume_to_the_uninterrupted_result(random_chat_model, tmp_p
     base = manifest["models"]["base"]["eval"]
     assert base["synthetic_id"]["reused"] == "samples"
     assert base["humaneval"]["reused"] is None  # scored in this run ...
-    assert base["cache_misses"] == 0 and base["cache_hits"] == 4  # ... from responses generated before the kill
+    cache_use = manifest["models"]["base"]
+    assert cache_use["cache_misses"] == 0 and cache_use["cache_hits"] == 4  # ... from responses made before the kill
 
     # 6. Files damaged after the fact (not by a kill: writes are atomic) are made again, never trusted: a torn
     # samples file, a fingerprint sidecar and the training-data sidecar that are not JSON.
@@ -230,7 +231,7 @@ def test_killed_runs_resume_to_the_uninterrupted_result(random_chat_model, tmp_p
     manifest = json.loads((run / "manifest.json").read_text())
     base = manifest["models"]["base"]["eval"]
     assert base["synthetic_id"]["reused"] is None and base["humaneval"]["reused"] == "samples"
-    assert base["cache_misses"] == 0 and manifest["training_data"]["probe"]["cache_misses"] == 0
+    assert manifest["models"]["base"]["cache_misses"] == 0 and manifest["training_data"]["probe"]["cache_misses"] == 0
     print(f"\nuninterrupted run {t_ref:.1f}s; final resume {t_last:.1f}s")
 
 

@@ -6,10 +6,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.common.artifacts import Manifest, ModelRecord, SchemaMismatch, TaskRecord
+from harness.common.artifacts import (
+    CheckpointSelection, GenerationSettings, Hardware, Manifest, ModelRecord, SchemaMismatch, Seeds, TaskRecord,
+    TrainRecord, TruncationCounts,
+)
 from harness.reports import plots
 from harness.reports.html import build_context, render_report
-from harness.reports.stats import build_results, load_results, write_results
+from harness.reports.stats import ModelOrder, Resampling, Stamp, TaskScores, build_results, load_results, write_results
+from harness.tasks.base import Scored
 
 XSS = "<script>alert(1)</script>"
 SECRET_QUESTION = "Which noble gas forms the compound XeSECRETF4 under pressure?"
@@ -43,10 +47,24 @@ def _records(model: str, task: str, p: float, seed: int) -> list[dict]:
     return out
 
 
+def train_record(**fields) -> TrainRecord:
+    """A trained model's record as the train stage writes it (a LoRA run of 10 steps), with ``fields`` over it."""
+    base = dict(fingerprint="fp", reused=False, examples=200,
+                truncation=TruncationCounts(examples=200, examples_truncated=0, examples_dropped=0,
+                                            target_tokens=10_000, target_tokens_lost=0),
+                selection=CheckpointSelection(selected="last checkpoint (as the paper)"), base_model="tiny-student",
+                adapter=True, steps=10, max_steps=10, epochs=1.0, examples_trained=200, tokens_seen=20_000,
+                tokens_per_epoch=20_000, completion_tokens_per_epoch=10_000, train_loss=1.0,
+                seconds=3.0, trainable_params=100, total_params=1000,
+                device="cpu", bf16=False, config={"learning_rate": 0.001}, versions={"torch": "2.13"})
+    return TrainRecord(**{**base, **fields})
+
+
 def make_manifest(*, gen: dict | None = None, engines: dict | None = None, train: dict | None = None,
                   partial: dict | None = None, config: dict | None = None) -> Manifest:
-    """A small valid manifest of the test run (base, sft, cgd on the three tasks)."""
-    gen = gen or {"max_new_tokens": 1024, "temperature": 0.0}
+    """A small valid manifest of the test run (base, sft, cgd on the three tasks). ``train``: per model, the
+    fields of its TrainRecord that differ from ``train_record``'s."""
+    gen = gen or {"max_new_tokens": 1024, "temperature": 0.0, "top_p": 1.0, "n": 1, "seed": 0, "stop": []}
     engine = {"backend": "hf", "device": "cpu", "dtype": "float32", "batch_size": 8,
               "parts": {"weights": "w", "chat_template": "ct1"}}
     engines = engines or {}
@@ -58,10 +76,11 @@ def make_manifest(*, gen: dict | None = None, engines: dict | None = None, train
             identity="tiny-student" if m == "base" else f"tiny-student+{m}", method=None if m == "base" else m,
             engine={**engine, "identity": f"id-{m}", "adapter": None if m == "base" else f"a-{m}",
                     **engines.get(m, {})},
-            train=train.get(m, {"train_loss": 1.2345 if m == "sft" else 0.9876, "steps": 10}) if m != "base" else {},
-            eval={t: {"seconds": 0.5, "fingerprint": f"fp-{m}-{t}"} for t in N})
-    tasks = {t: TaskRecord(n=N[t], output_type="generate_until", primary_metric="accuracy", fingerprint=f"tf-{t}",
-                           generation=dict(gen), sensitive=t == "gpqa_diamond",
+            train=train_record(**train.get(m, {"train_loss": 1.2345 if m == "sft" else 0.9876, "steps": 10}))
+            if m != "base" else None,
+            eval={t: {"seconds": 0.5, "fingerprint": f"fp-{m}-{t}", "scoring": f"sc-{m}-{t}"} for t in N})
+    tasks = {t: TaskRecord(n=N[t], output_type="generate", primary_metric="accuracy", fingerprint=f"tf-{t}",
+                           generation=GenerationSettings(**gen), sensitive=t == "gpqa_diamond",
                            partial=t in (partial or {}), full_n=(partial or {}).get(t))
              for t in N}
     return Manifest(
@@ -72,7 +91,7 @@ def make_manifest(*, gen: dict | None = None, engines: dict | None = None, train
         methods=["sft", "cgd"], model_order=["base", "sft", "cgd"], models=models, tasks=tasks,
         eval_settings={"backend": "hf", "device": "cpu", "dtype": "float32", "batch_size": 8},
         versions={"torch": "2.13", "transformers": "5.0"}, git={"commit": "abc123", "dirty": False},
-        hardware={"cpu": "test"}, seeds={"global": 0})
+        hardware=Hardware(platform="test", machine="x86_64"), seeds=Seeds(run=0, pool=0, train=0))
 
 
 def make_run(root: Path, with_manifest: bool = True, manifest: Manifest | None = None,
@@ -87,18 +106,21 @@ def make_run(root: Path, with_manifest: bool = True, manifest: Manifest | None =
         path = run / "samples" / model / f"{task}.jsonl"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("".join(json.dumps(r) + "\n" for r in recs))
-        per[(model, task)] = {"scored": recs, "aggregate": {"accuracy": float(np.mean([r["score"] for r in recs]))}}
-        if truncated and (model, task) in truncated:
-            per[(model, task)]["truncated"] = truncated[(model, task)]
+        per[(model, task)] = _scores(recs, (truncated or {}).get((model, task)))
     if extra_model is not None:
-        recs = _records("cgd", "math500", 0.5, 99)
-        per[(extra_model, "math500")] = {"scored": recs,
-                                         "aggregate": {"accuracy": float(np.mean([r["score"] for r in recs]))}}
-    write_results(run / "results.json", build_results("run-test", per, PRIMARY, n_resamples=200,
-                                                      model_order=["base", "sft", "cgd"], partial=partial))
+        per[(extra_model, "math500")] = _scores(_records("cgd", "math500", 0.5, 99))
+    write_results(run / "results.json", build_results("run-test", per, PRIMARY,
+                                                      ModelOrder(configured=["base", "sft", "cgd"]),
+                                                      Stamp(partial=partial or {}), Resampling(n_resamples=200)))
     if with_manifest:
         (run / "manifest.json").write_text((manifest or make_manifest(partial=partial)).model_dump_json())
     return run
+
+
+def _scores(records: list[dict], truncated: list[float] | None = None) -> TaskScores:
+    scored = [Scored(r["id"], r["score"], r["metrics"], r["extracted"], r["details"]) for r in records]
+    return TaskScores(scored=scored, aggregate={"accuracy": float(np.mean([s.score for s in scored]))},
+                      truncated=truncated)
 
 
 @pytest.fixture
@@ -195,11 +217,12 @@ def test_settings_mismatch_warning_reads_the_engine(tmp_path):
     assert "Settings differ" not in ok
     # The run asked for dtype "auto" and the engine resolved it to the same dtype for every model: no warning.
     auto = make_manifest()
-    auto.eval_settings["dtype"] = "auto"
+    auto.eval_settings.dtype = "auto"
     assert "Settings differ" not in render_report(make_run(tmp_path / "auto", manifest=auto)).read_text()
     # Per-model generation parameters recorded in models[m].eval[task]: a different budget is named.
     man = make_manifest()
-    man.models["cgd"].eval["math500"]["generation"] = {"max_new_tokens": 256}
+    man.models["cgd"].eval["math500"].generation = GenerationSettings(max_new_tokens=256, temperature=0.0,
+                                                                      top_p=1.0, n=1, seed=0, stop=[])
     html = render_report(make_run(tmp_path / "gen", manifest=man)).read_text()
     assert "math500: models were evaluated with different generation settings" in html
 
@@ -223,9 +246,9 @@ def test_truncation_column_and_warning(tmp_path):
 
 
 def test_training_truncation_warning(tmp_path):
-    train = {"sft": {"train_loss": 1.0, "truncation": {"examples": 200, "examples_truncated": 3,
+    train = {"sft": {"train_loss": 1.0, "truncation": {"examples": 200, "examples_truncated": 3, "examples_dropped": 0,
                                                         "target_tokens": 10_000, "target_tokens_lost": 50}},
-             "cgd": {"train_loss": 0.9, "truncation": {"examples": 200, "examples_truncated": 40,
+             "cgd": {"train_loss": 0.9, "truncation": {"examples": 200, "examples_truncated": 40, "examples_dropped": 0,
                                                         "target_tokens": 10_000, "target_tokens_lost": 800}}}
     html = render_report(make_run(tmp_path, manifest=make_manifest(train=train))).read_text()
     assert "40 of 200 examples truncated; 800 of 10,000 target tokens lost (8.00%)" in html
@@ -269,7 +292,7 @@ def test_report_requires_results(tmp_path):
     # A results.json of the first schema: a one-line SchemaMismatch naming the fix.
     (tmp_path / "empty" / "results.json").write_text(json.dumps(
         {"schema_version": 1, "run_id": "r", "primary_metrics": {}, "rows": [], "comparisons": []}))
-    with pytest.raises(SchemaMismatch, match="schema version 1.*harness report RUN"):
+    with pytest.raises(SchemaMismatch, match="schema version 1.*re-run the command that made the run"):
         render_report(tmp_path / "empty")
     with pytest.raises(ValueError, match="no run folder"):
         render_report(tmp_path / "absent")

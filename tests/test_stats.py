@@ -13,7 +13,10 @@ from harness.common.artifacts import Comparison, ResultRow, Results, SchemaMisma
 from harness.reports import paper
 from harness.reports.intervals import bootstrap_ci, bootstrap_statistic_ci
 from harness.reports.paired_tests import align_by_id, holm_adjust, paired_difference, sign_flip_p
-from harness.reports.stats import build_results, load_results, write_results
+from harness.reports.stats import (
+    ModelOrder, Resampling, Stamp, TaskScores, build_results, load_results, write_results,
+)
+from harness.tasks.base import Scored
 
 
 def _binary(n: int, p: float, seed: int) -> np.ndarray:
@@ -145,13 +148,13 @@ def test_paired_difference_rejects_unequal_lengths():
 
 
 def test_align_by_id():
-    a = [{"id": "x", "score": 1}, {"id": "y", "score": 0}, {"id": "z", "score": 1}]
-    b = [{"id": "z", "score": 0}, {"id": "x", "score": 1}]
+    a = [Scored("x", 1.0), Scored("y", 0.0), Scored("z", 1.0)]
+    b = [Scored("z", 0.0), Scored("x", 1.0)]
     ids, ra, rb = align_by_id(a, b)
     assert ids == ["x", "z"]
-    assert [r["score"] for r in ra] == [1, 1] and [r["score"] for r in rb] == [1, 0]
+    assert [r.score for r in ra] == [1, 1] and [r.score for r in rb] == [1, 0]
     with pytest.raises(ValueError, match="duplicate"):
-        align_by_id(a + [{"id": "x"}], b)
+        align_by_id(a + [Scored("x", 0.0)], b)
 
 
 def test_holm_adjust():
@@ -159,16 +162,15 @@ def test_holm_adjust():
 
 
 # --------------------------------------------------------------------------------------------- results.json
-def _scored(n: int, p: float, seed: int) -> list[dict]:
+def _scored(n: int, p: float, seed: int) -> list[Scored]:
     s = _binary(n, p, seed)
-    return [{"id": f"q{i}", "score": float(v), "metrics": {"accuracy": float(v), "half": float(v) / 2}}
-            for i, v in enumerate(s)]
+    return [Scored(f"q{i}", float(v), {"accuracy": float(v), "half": float(v) / 2}) for i, v in enumerate(s)]
 
 
-def _entry(records):
-    agg = {"accuracy": float(np.mean([r["score"] for r in records])),
-           "half": float(np.mean([r["metrics"]["half"] for r in records]))}
-    return {"scored": records, "aggregate": agg}
+def _entry(records, **kw) -> TaskScores:
+    agg = {"accuracy": float(np.mean([r.score for r in records])),
+           "half": float(np.mean([r.metrics["half"] for r in records]))}
+    return TaskScores(scored=records, aggregate=agg, **kw)
 
 
 def test_build_results_schema_and_comparisons(tmp_path):
@@ -179,17 +181,17 @@ def test_build_results_schema_and_comparisons(tmp_path):
     def macro(rs):
         groups = {}
         for r in rs:
-            groups.setdefault(r["details"]["group"], []).append(r["score"])
+            groups.setdefault(r.details["group"], []).append(r.score)
         return {"accuracy": float(np.mean([np.mean(g) for g in groups.values()]))} if rs else {}
 
     for model, p, seed in (("base", 0.4, 4), ("cgd", 0.6, 5)):
         recs = _scored(60, p, seed)
         for i, r in enumerate(recs):
-            r["details"] = {"group": 0 if i < 10 else 1}
-        per[(model, "t2")] = {"scored": recs, "aggregate": macro(recs), "aggregate_fn": macro}
-        assert macro(recs)["accuracy"] != pytest.approx(np.mean([r["score"] for r in recs]))
+            r.details = {"group": 0 if i < 10 else 1}
+        per[(model, "t2")] = TaskScores(scored=recs, aggregate=macro(recs), aggregate_fn=macro)
+        assert macro(recs)["accuracy"] != pytest.approx(np.mean([r.score for r in recs]))
 
-    res = build_results("run-1", per, {"t1": "accuracy", "t2": "accuracy"}, n_resamples=300)
+    res = build_results("run-1", per, {"t1": "accuracy", "t2": "accuracy"}, resampling=Resampling(n_resamples=300))
     assert isinstance(res, Results) and res.model_order == ["base", "cft", "cgd"]
     assert [r.model for r in res.rows][:2] == ["base", "base"]  # baseline first
     row = next(r for r in res.rows if (r.model, r.task, r.metric) == ("cgd", "t1", "accuracy"))
@@ -200,7 +202,8 @@ def test_build_results_schema_and_comparisons(tmp_path):
     assert ("cgd", "cft", "t1", "accuracy") in comps  # pairwise on the primary metric
     assert ("cgd", "cft", "t1", "half") not in comps and ("cft", "cgd", "t1", "accuracy") not in comps
     # An explicit model order (the configured methods) decides which model of a pair is the later one.
-    reordered = build_results("run-1", per, {"t1": "accuracy"}, n_resamples=50, model_order=["cgd", "cft"])
+    reordered = build_results("run-1", per, {"t1": "accuracy"}, ModelOrder(configured=["cgd", "cft"]),
+                              resampling=Resampling(n_resamples=50))
     assert ("cft", "cgd", "t1", "accuracy") in {(c.model, c.baseline, c.task, c.metric)
                                                 for c in reordered.comparisons}
     assert [r.model for r in reordered.rows][0] == "base" and reordered.model_order == ["base", "cgd", "cft"]
@@ -213,30 +216,31 @@ def test_build_results_schema_and_comparisons(tmp_path):
 
     path = write_results(tmp_path / "results.json", res)
     assert load_results(path) == res
-    assert json.loads(path.read_text())["schema_version"] == 2
+    assert json.loads(path.read_text())["schema_version"] == 3
 
 
 def test_subtask_rows_and_macro_average():
     # BBH's layout: ids "<subtask>/<i>", rows "accuracy/<subtask>" and an unweighted macro over subtasks.
     rng = np.random.default_rng(13)
-    recs = [{"id": f"{'a' if i < 60 else 'b'}/{i}", "score": float(rng.random() < (0.8 if i < 60 else 0.3)),
-             "metrics": {}} for i in range(300)]
+    recs = [Scored(f"{'a' if i < 60 else 'b'}/{i}", float(rng.random() < (0.8 if i < 60 else 0.3)))
+            for i in range(300)]
     calls = []
 
     def agg(rs):
         calls.append(1)
         by = {}
         for r in rs:
-            by.setdefault(r["id"].split("/")[0], []).append(r["score"])
+            by.setdefault(r.id.split("/")[0], []).append(r.score)
         out = {f"accuracy/{g}": float(np.mean(v)) for g, v in by.items()}
-        out["accuracy"] = float(np.mean([r["score"] for r in rs]))
+        out["accuracy"] = float(np.mean([r.score for r in rs]))
         out["accuracy_macro"] = float(np.mean([np.mean(v) for v in by.values()])) if len(by) == 2 else float("nan")
         out["top_group"] = float(max(np.mean(v) for v in by.values()))  # neither a mean nor a macro
         return out
 
-    per = {("base", "t"): {"scored": recs, "aggregate": agg(recs), "aggregate_fn": agg}}
+    per = {("base", "t"): TaskScores(scored=recs, aggregate=agg(recs), aggregate_fn=agg)}
     calls.clear()
-    rows = {r.metric: r for r in build_results("r", per, {"t": "accuracy"}, statistic_resamples=50).rows}
+    rows = {r.metric: r for r in build_results("r", per, {"t": "accuracy"},
+                                               resampling=Resampling(statistic_resamples=50)).rows}
     assert rows["accuracy/a"].n == 60 and rows["accuracy/b"].n == 240 and rows["accuracy"].n == 300
     assert rows["accuracy/a"].ci_method == "bootstrap_mean"
     assert rows["accuracy/a"].ci_low < rows["accuracy/a"].value < rows["accuracy/a"].ci_high
@@ -252,7 +256,7 @@ def test_subtask_rows_and_macro_average():
 
 def test_non_mean_metric_without_fn_has_null_ci():
     recs = _scored(20, 0.5, 5)
-    per = {("base", "t"): {"scored": recs, "aggregate": {"accuracy": 0.123}}}  # not the mean of the scores
+    per = {("base", "t"): TaskScores(scored=recs, aggregate={"accuracy": 0.123})}  # not the mean of the scores
     row = build_results("r", per, {"t": "accuracy"}).rows[0]
     assert row.ci_low is None and row.ci_high is None and row.value == 0.123
 
@@ -262,16 +266,18 @@ def test_reaggregation_keeps_the_run_model_order(tmp_path):
     # re-aggregates without the manifest's order must keep it (from the results.json it replaces).
     per = {("base", "t"): _entry(_scored(80, 0.4, 1)), ("cft", "t"): _entry(_scored(80, 0.6, 2)),
            ("sft", "t"): _entry(_scored(80, 0.5, 3))}  # dict order (sample folders sorted) puts cft first
-    first = build_results("r", per, {"t": "accuracy"}, n_resamples=50, model_order=["base", "sft", "cft"])
+    fast = Resampling(n_resamples=50)
+    first = build_results("r", per, {"t": "accuracy"}, ModelOrder(configured=["base", "sft", "cft"]),
+                          resampling=fast)
     pair = [(c.model, c.baseline) for c in first.comparisons if c.baseline != "base"]
     assert pair == [("cft", "sft")]
     path = write_results(tmp_path / "results.json", first)
-    again = build_results("r", per, {"t": "accuracy"}, n_resamples=50, existing=load_results(path))
+    again = build_results("r", per, {"t": "accuracy"}, ModelOrder.kept_from(load_results(path)), resampling=fast)
     assert again.model_order == ["base", "sft", "cft"]
     assert [(c.model, c.baseline) for c in again.comparisons if c.baseline != "base"] == [("cft", "sft")]
     assert [r.model for r in again.rows] == [r.model for r in first.rows]
     # Without either, first-seen order: the pair flips, which is what the stored order prevents.
-    plain = build_results("r", per, {"t": "accuracy"}, n_resamples=50)
+    plain = build_results("r", per, {"t": "accuracy"}, resampling=fast)
     assert [(c.model, c.baseline) for c in plain.comparisons if c.baseline != "base"] == [("sft", "cft")]
 
 
@@ -279,11 +285,11 @@ def test_truncation_rows_partial_and_sweep_stamps():
     base, cgd = _scored(50, 0.4, 1), _scored(50, 0.6, 2)
     trunc_base = [0.0] * 45 + [1.0] * 5  # 10%
     trunc_cgd = [0.0] * 40 + [0.5] * 10  # 10% as half of two completions on 10 items
-    per = {("base", "t"): {**_entry(base), "truncated": trunc_base},
-           ("cgd", "t"): {**_entry(cgd), "truncated": trunc_cgd},
+    per = {("base", "t"): _entry(base, truncated=trunc_base), ("cgd", "t"): _entry(cgd, truncated=trunc_cgd),
            ("base", "mc"): _entry(_scored(30, 0.5, 3)), ("cgd", "mc"): _entry(_scored(30, 0.5, 4))}
-    res = build_results("r", per, {"t": "accuracy", "mc": "accuracy"}, n_resamples=200, partial={"t": 756},
-                        params={"lr": 1e-5}, seed=3)
+    res = build_results("r", per, {"t": "accuracy", "mc": "accuracy"},
+                        stamp=Stamp(params={"lr": 1e-5}, seed=3, partial={"t": 756}),
+                        resampling=Resampling(n_resamples=200))
     rows = {(r.model, r.task, r.metric): r for r in res.rows}
     tr = rows[("base", "t", "truncation_rate")]
     assert tr.value == pytest.approx(0.1) and tr.n == 50 and tr.ci_method == "bootstrap_mean"
@@ -300,7 +306,7 @@ def test_truncation_rows_partial_and_sweep_stamps():
     assert all(r.params == {"lr": 1e-5} and r.seed == 3 for r in res.rows)
     assert res.comparisons and all(c.params == {"lr": 1e-5} and c.seed == 3 for c in res.comparisons)
     with pytest.raises(ValueError, match=r"base/t: truncated fractions must lie in \[0, 1\]"):
-        build_results("r", {("base", "t"): {**_entry(base), "truncated": [1.5] * 50}}, {"t": "accuracy"})
+        build_results("r", {("base", "t"): _entry(base, truncated=[1.5] * 50)}, {"t": "accuracy"})
 
 
 def test_the_model_rejects_bad_values(tmp_path):
@@ -316,7 +322,8 @@ def test_the_model_rejects_bad_values(tmp_path):
     with pytest.raises(ValidationError):
         Comparison(model="a", baseline="b", task="t", metric="acc", n=3, wins=1, losses=0, p_value=1.5)
     # A stored file with a bad value is refused in one line naming the file and the field.
-    good = build_results("r", {("base", "t"): _entry(_scored(10, 0.5, 1))}, {"t": "accuracy"}, n_resamples=20)
+    good = build_results("r", {("base", "t"): _entry(_scored(10, 0.5, 1))}, {"t": "accuracy"},
+                         resampling=Resampling(n_resamples=20))
     p = write_results(tmp_path / "results.json", good)
     data = json.loads(p.read_text())
     data["rows"][0]["value"] = 1.7
@@ -336,7 +343,7 @@ def test_schema_1_results_is_a_one_line_mismatch(tmp_path):
     p.write_text(json.dumps(old))
     with pytest.raises(SchemaMismatch, match="schema version 1") as e:
         load_results(p)
-    assert "\n" not in str(e.value) and "harness report RUN" in str(e.value)
+    assert "\n" not in str(e.value) and "re-run the command that made the run" in str(e.value)
     with pytest.raises(ValueError, match="no results file"):
         load_results(tmp_path / "nope.json")
 

@@ -9,7 +9,7 @@ import pytest
 
 import harness.tasks as tasks_pkg
 from harness.tasks import registry
-from harness.tasks.base import GenerationConfig, GenerationOptions, Task, TaskOptions
+from harness.tasks.base import GenerationConfig, GenerationOptions, OutputType, Task, TaskOptions
 from harness.tasks.data import local_path
 from harness.tasks.registry import TASK_REGISTRY, TaskOptionError, get_task, task_names
 
@@ -36,8 +36,29 @@ def test_every_task_declares_a_strict_options_model():
         assert cls.Options.model_config.get("extra") == "forbid", name
         assert isinstance(cls.grader_version, str) and cls.grader_version, name
         assert isinstance(cls.grader_packages, tuple), name
-        if cls.output_type == "generate" and name not in ("synthetic_id", "synthetic_ood", "format_probe"):
+        assert isinstance(cls.output_type, OutputType), name
+        if cls.output_type.generates and name not in ("synthetic_id", "synthetic_ood", "format_probe"):
             assert issubclass(cls.Options, GenerationOptions), name
+
+
+def test_output_type_is_a_closed_type():
+    # A plugin's class that spells it as a string reads as the enum (and what it does follows from it) ...
+    class Scored(Task):
+        name = "plugin_mc"
+        output_type = "multiple_choice"
+
+        def docs(self):
+            return []
+
+    assert Scored.output_type is OutputType.MULTIPLE_CHOICE and Scored.output_type.uses_loglikelihood
+    assert not Scored.output_type.generates and Scored.output_type.shardable and str(Scored.output_type) == \
+        "multiple_choice"
+    assert OutputType.LM_EVAL.runs_in_lm_eval and not OutputType.LM_EVAL.shardable
+    # ... and a value outside the closed set is refused in one line naming the class and the valid values.
+    with pytest.raises(ValueError, match=r"task class .*Typo: output_type 'generate_until' is not one of "
+                                         r"generate, multiple_choice, lm_eval"):
+        class Typo(Task):
+            output_type = "generate_until"
 
 
 @pytest.mark.parametrize("name", ALL_TASKS)

@@ -50,9 +50,12 @@ def test_selection_on_a_named_test_task_is_marked(tmp_path, monkeypatch):
 def test_report_marks_test_set_selection():
     from types import SimpleNamespace
 
+    from harness.common.artifacts import CheckpointSelection
     from harness.reports.sections.training import selection_section
 
-    sel = {"on": "math500", "n": 4, "metric": "accuracy", "selected_step": 2, "last_step": 4,
-           "curve": [{"step": 2, "value": 0.5}, {"step": 4, "value": 0.25}], "test_set_selection": True}
-    rows, _ = selection_section(SimpleNamespace(models={"cgd": SimpleNamespace(train={"selection": sel})}))
+    sel = CheckpointSelection.model_validate(
+        {"on": "math500", "n": 4, "metric": "accuracy", "selected_step": 2, "last_step": 4, "selected": "steps/step-2",
+         "curve": [{"step": 2, "value": 0.5, "dir": "steps/step-2"}, {"step": 4, "value": 0.25, "dir": "final"}],
+         "test_set_selection": True})
+    rows, _ = selection_section(SimpleNamespace(models={"cgd": SimpleNamespace(train=SimpleNamespace(selection=sel))}))
     assert rows[0]["test_set"] is True and rows[0]["on"] == "math500"

@@ -2,9 +2,10 @@
 and report.html. ``harness report`` and ``harness rescore`` come here too, with the run's own model order."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
-from harness.common.artifacts import Manifest, Results, read_samples
+from harness.common.artifacts import ExperimentCell, Manifest, ReasoningLength, Results, SampleRecord, read_samples
+from harness.reports.scores import ModelOrder, Stamp, TaskScores
 from harness.store import RunDir
 from harness.tasks.base import Scored, Task
 from harness.tasks.registry import get_task
@@ -18,19 +19,44 @@ def task_for_results(name: str, options: dict[str, Any]) -> Task:
     return get_task(name, **options)
 
 
-def _scored(r) -> Scored:
+def _scored(r: SampleRecord) -> Scored:
     return Scored(id=r.id, score=r.score, metrics=r.metrics, extracted=r.extracted, details=r.details)
 
 
-def reasoning_lengths(records) -> dict[str, float]:
+def task_scores(task: Task, records: Sequence[SampleRecord]) -> TaskScores:
+    """One (model, task)'s stored records as results.json is built from them: the scores, the task's aggregate
+    (its own ``aggregate`` again over resamples) and, for generate tasks, the share of each item's completions
+    that hit the token budget."""
+    scored = [_scored(r) for r in records]
+    truncated = ([r.truncated / max(1, len(r.responses or [None])) for r in records]
+                 if task.output_type.generates else None)
+    return TaskScores(scored=scored, aggregate=task.aggregate(scored), aggregate_fn=task.aggregate,
+                      truncated=truncated)
+
+
+def reasoning_length_of(model: str, task: str, records: Sequence[SampleRecord], stamp: Stamp) -> ReasoningLength | None:
     """Mean words and steps over every completion of a (model, task) (harness.tasks.base.reasoning_length)."""
     from harness.tasks.base import reasoning_length
 
     lengths = [reasoning_length(t) for r in records for t in (r.responses or ([r.response] if r.response else []))]
     if not lengths:
-        return {}
-    return {"words": sum(w for w, _ in lengths) / len(lengths), "steps": sum(s for _, s in lengths) / len(lengths),
-            "completions": len(lengths)}
+        return None
+    return ReasoningLength(model=model, task=task, words=sum(w for w, _ in lengths) / len(lengths),
+                           steps=sum(s for _, s in lengths) / len(lengths), completions=len(lengths),
+                           params=dict(stamp.params), seed=stamp.seed)
+
+
+def cell_stamp(manifest: Manifest, params: dict | None, seed: int | None) -> Stamp:
+    """What the run's rows carry: a sweep cell's params and seed (``manifest.experiment`` unless given; else the
+    run seed) and the full size of each task evaluated on part of its benchmark."""
+    cell = manifest.experiment if isinstance(manifest.experiment, ExperimentCell) else None
+    if params is None:
+        params = cell.params if cell is not None else {}
+    if seed is None:
+        seed = cell.seed if cell is not None and cell.seed is not None else (
+            manifest.seeds.run if manifest.seeds is not None else None)
+    partial = {t: info.full_n for t, info in manifest.tasks.items() if info.partial and info.full_n}
+    return Stamp(params=params or {}, seed=seed, partial=partial)
 
 
 def aggregate(run_dir: RunDir, manifest: Manifest, *, params: dict | None = None, inputs: str | None = None,
@@ -39,15 +65,11 @@ def aggregate(run_dir: RunDir, manifest: Manifest, *, params: dict | None = None
     come from ``manifest.experiment`` unless given."""
     from harness.reports.stats import build_results, write_results
 
-    per: dict[tuple[str, str], dict] = {}
+    stamp = cell_stamp(manifest, params, seed)
+    scores: dict[tuple[str, str], TaskScores] = {}
     primary: dict[str, str] = {}
     tasks: dict[str, Task] = {}
-    lengths: dict[tuple[str, str], dict[str, float]] = {}
-    cell = manifest.experiment if manifest.experiment and "cell" in manifest.experiment else {}
-    if params is None:
-        params = cell.get("params") or {}
-    if seed is None:
-        seed = cell["seed"] if cell.get("seed") is not None else manifest.seeds.get("run")
+    lengths: list[ReasoningLength] = []
     for model, task_name, path in run_dir.sample_files():
         if model not in manifest.models or (task_name not in manifest.tasks and task_name != "pool_validation"):
             continue  # a leftover of another configuration of this folder: not part of this run
@@ -56,24 +78,15 @@ def aggregate(run_dir: RunDir, manifest: Manifest, *, params: dict | None = None
             task_name, info.options if info else {}))
         records = read_samples(path)
         primary[task_name] = task.primary_metric
-        scored = [_scored(r) for r in records]
-        entry: dict[str, Any] = {
-            "scored": [s.to_dict() for s in scored],
-            "aggregate": task.aggregate(scored),
-            "aggregate_fn": (lambda recs, t=task: t.aggregate([Scored(**r) for r in recs])),
-        }
-        if task.output_type == "generate":
-            entry["truncated"] = [r.truncated / max(1, len(r.responses or [None])) for r in records]
-            lengths[(model, task_name)] = reasoning_lengths(records)
-        per[(model, task_name)] = entry
-    partial = {t: info.full_n for t, info in manifest.tasks.items() if info.partial and info.full_n}
-    results = build_results(run_dir.root.name, per, primary, model_order=manifest.model_order, partial=partial,
-                            params=params or {}, seed=seed)
+        scores[(model, task_name)] = task_scores(task, records)
+        length = reasoning_length_of(model, task_name, records, stamp) if task.output_type.generates else None
+        if length is not None:
+            lengths.append(length)
+    results = build_results(run_dir.root.name, scores, primary, ModelOrder(configured=manifest.model_order), stamp)
     # Reasoning length (words, steps) is not a rate in [0, 1]: kept beside the rows, stamped the same way.
-    results.stats["reasoning_length"] = [
-        {"model": m, "task": t, **v, "params": params or {}, "seed": seed} for (m, t), v in lengths.items() if v]
+    results.stats.reasoning_length = lengths
     if inputs is not None:  # lets a re-run that computed nothing new leave results and report as they are
-        results.stats["inputs"] = inputs
+        results.stats.inputs = inputs
     write_results(run_dir.results, results)
     return results
 

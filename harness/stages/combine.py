@@ -41,14 +41,15 @@ def _evaluation_signature(manifest: Manifest, metas: dict[tuple[str, str], Sampl
     sig: dict[str, str] = {}
     for t, rec in manifest.tasks.items():
         sig[f"task {t} data/prompts fingerprint"] = rec.fingerprint
-        for k, v in (rec.generation or {}).items():
+        for k, v in (rec.generation.model_dump(mode="json") if rec.generation is not None else {}).items():
             sig[f"task {t} generation {k}"] = text(v)
     for (_, t), meta in metas.items():
         parts = meta.scoring.parts
         sig[f"task {t} grader version"] = text(parts.get("grader_version"))
         for pkg, version in (parts.get("packages") or {}).items():
             sig[f"task {t} grader package {pkg}"] = text(version)
-    for k, v in manifest.eval_settings.items():
+    settings = manifest.eval_settings
+    for k, v in (settings.model_dump(mode="json") if settings is not None else {}).items():
         sig[f"engine setting {k}"] = text(v)
     return sig
 

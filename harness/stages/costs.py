@@ -293,7 +293,7 @@ def estimate(plan, budget_of: Callable[[object], int]) -> CostEstimate:
     e_in = e_exp = e_cap = 0.0
     for name, items in plan.eval_counts.items():  # the held-out task (pool_validation) too: every model is scored on it
         task = plan.task_spec(name)
-        if task.output_type == "generate":
+        if task.output_type.generates:
             budget = budget_of(task)
             e_in += n_models * items * q
             e_exp += n_models * items * min(budget, GUESS["eval"]) * task.generation.n

@@ -21,12 +21,13 @@ from pathlib import Path
 from harness.common.artifacts import Fingerprint, SampleRecord, SchemaMismatch, ShardDone, load_artifact, read_samples, \
     save_artifact, write_samples
 from harness.common.files import stable_hash
+from harness.common.output_type import OutputType
 
 
-def shard_count(cfg, output_type: str, slots: int) -> int:
+def shard_count(cfg, output_type: OutputType, slots: int) -> int:
     """How many shards one (model, task) pair is cut into (cfg: the run config; slots: engines at once)."""
     n = slots if cfg.eval.shards == "auto" else cfg.eval.shards
-    if n <= 1 or output_type == "lm_eval" or cfg.eval.engine.backend != "vllm":
+    if n <= 1 or not output_type.shardable or cfg.eval.engine.backend != "vllm":
         return 1
     return n
 

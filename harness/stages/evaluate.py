@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from harness.common.artifacts import (Fingerprint, SampleFileMeta, SampleRecord, SchemaMismatch, ShardDone, load_artifact,
-                              read_samples, save_artifact, write_samples)
+from harness.common.artifacts import (EngineDescription, Fingerprint, SampleFileMeta, SampleRecord, SchemaMismatch,
+                                      ShardDone, load_artifact, read_samples, save_artifact, write_samples)
 from harness.common.files import stable_hash
 from harness.common.units import EvalOutput, ModelEval, Outcome, Resources, TaskEval, Unit
 from harness.executors import Batch, Job
@@ -62,7 +62,7 @@ def task_fingerprint(task: Task, docs: Sequence[Doc]) -> dict[str, Any]:
 def fingerprints(plan: Plan, identity: str, task_name: str) -> tuple[Fingerprint, Fingerprint]:
     """(generation, scoring) fingerprints of one (model, task) pair."""
     task = plan.task(task_name)
-    params = (generation_params(plan.config, task).to_dict() if task.output_type == "generate"
+    params = (generation_params(plan.config, task).to_dict() if task.output_type.generates
               else {"loglikelihood": True})
     gen_parts = {"engine": identity, "task": stable_hash(task_fingerprint(task, plan.task_docs(task_name))),
                  "params": params}
@@ -88,9 +88,9 @@ def make_record(task: Task, doc: Doc, s: Scored, **extra: Any) -> SampleRecord:
 
 def score_records(task: Task, docs: Sequence[Doc], records: Sequence[SampleRecord]) -> list[SampleRecord]:
     """Score again from stored responses or log-likelihoods (no model call); keeps every other field."""
-    if task.output_type == "lm_eval":
+    if task.output_type.runs_in_lm_eval:
         return list(records)  # scored by lm-eval's own process_results while evaluating; nothing to redo here
-    if task.output_type == "multiple_choice":
+    if task.output_type.uses_loglikelihood:
         scored = [task.score_loglikelihoods(d, [tuple(x) for x in r.loglikelihoods or []])
                   for d, r in zip(docs, records)]
     else:
@@ -102,11 +102,11 @@ def score_records(task: Task, docs: Sequence[Doc], records: Sequence[SampleRecor
 def evaluate_task(engine: CachedEngine, task: Task, docs: Sequence[Doc], plan: Plan, label: str) -> list[SampleRecord]:
     """Generate (or score log-likelihoods) for every doc, score, and return per-sample records."""
     records: list[SampleRecord] = []
-    if task.output_type == "lm_eval":  # lm-eval runs the task; the engine answers its requests (call cache too)
+    if task.output_type.runs_in_lm_eval:  # lm-eval runs the task; the engine answers its requests (call cache too)
         from harness.lm_eval_bridge import evaluate_lm_eval
 
         return evaluate_lm_eval(engine, task, docs, plan.config.seed, label, make_record)
-    if task.output_type == "multiple_choice":
+    if task.output_type.uses_loglikelihood:
         requests = [(d.prompt, c) for d in docs for c in (d.choices or [])]
         t0 = time.perf_counter()
         with progress_bar(f"{label} (loglik)", len(requests)) as advance:
@@ -182,7 +182,8 @@ def eval_unit(plan: Plan, model: ModelToEvaluate, task_name: str, identity: str,
         label += f" [{docs[0]}:{docs[1]}]"
     records = evaluate_task(engine, plan.task(task_name), todo, plan, label)
     # served_by: which process served the unit (on Ray, the engine actor: base and adapters share one)
-    desc = {**engine.describe(), "served_by": {"host": socket.gethostname(), "pid": os.getpid()}}
+    desc = EngineDescription.model_validate({**engine.describe(),
+                                             "served_by": {"host": socket.gethostname(), "pid": os.getpid()}})
     out = EvalOutput(records=records, engine=desc, hits=engine.hits, misses=engine.misses,
                      seconds=time.perf_counter() - t0)
     if own:
@@ -223,7 +224,7 @@ def eval_batch(plan: Plan, models: list[ModelToEvaluate], cache: CallCache,
         _store(rd, pair.model, pair.task, pair.merged(), pair.generation, pair.scoring)
         pair.remove()
         seconds = sum(d.seconds for d in pair.done.values()) + time.perf_counter() - t0
-        served = [pair.done[pair.label(k)].engine.get("served_by") for k in range(len(pair.ranges))]
+        served = [pair.done[pair.label(k)].engine.served_by for k in range(len(pair.ranges))]
         stats[pair.model].tasks[pair.task] = TaskEval(pair.model, pair.task, pair.generation.key, pair.scoring.key,
                                                       reused=None, seconds=round(seconds, 2), served_by=served)
 
@@ -300,7 +301,7 @@ def eval_batch(plan: Plan, models: list[ModelToEvaluate], cache: CallCache,
         _store(rd, model, name, out.records, gen_fp, score_fp)
         me.tasks[name] = TaskEval(model, name, gen_fp.key, score_fp.key, reused=None,
                                   seconds=round(out.seconds + time.perf_counter() - t0, 2),
-                                  shared_from=o.shared_from, served_by=[out.engine.get("served_by")])
+                                  shared_from=o.shared_from, served_by=[out.engine.served_by])
 
     def finish() -> dict[str, ModelEval]:
         for me in stats.values():  # the run's task order, whichever unit finished first

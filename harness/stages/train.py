@@ -9,8 +9,11 @@ import json
 import shutil
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from harness.common.limits import TARGET_TOKENS_LOST_WARN
 from harness.common.files import link_tree, read_json_or_none, stable_hash, write_json_atomic, write_jsonl_atomic
+from harness.common.artifacts import CheckpointSelection, TrainRecord, TruncationCounts
 from harness.common.units import Outcome, Resources, Student, TrainedModel, TrainOutput, Unit
 from harness.distill.items import TrainItem
 from harness.distill.methods import build_dataset, get_method
@@ -201,43 +204,52 @@ def train_batch(plan: Plan, student: Student, items: list[TrainItem], cache=None
 def _trained_models(plan: Plan, student: Student, datasets: dict[str, list[dict]], tcfgs: dict[str, TrainConfig],
                     stored: dict[str, dict], fingerprints: dict[str, str], trained_now: set[str],
                     cache) -> dict[str, TrainedModel]:
-    """Once every unit has ended: each method's TrainedModel (checkpoint selection, exposure, warnings)."""
-    cfg = plan.config
-    rd = plan.run_dir
+    """Once every unit has ended: each method's TrainedModel, its TrainRecord read from train_metrics.json with
+    the checkpoint selection, recipe and exposure warnings."""
     out: dict[str, TrainedModel] = {}
-    exposures: dict[str, TrainExposure] = {}
     for m, rows in datasets.items():
         tcfg, rec = tcfgs[m], stored[m]
-        truncation = rec["truncation"]
-        lost = truncation["target_tokens_lost"] / max(1, truncation["target_tokens"])
-        if lost > TARGET_TOKENS_LOST_WARN:
-            console.print(f"[yellow]warning[/] {m}: train.max_length={tcfg.max_length} cuts {100 * lost:.1f}% of "
-                          f"its target tokens ({truncation['examples_truncated']} examples); raise max_length")
-        final = rd.model_dir(m) / "final"
-        metrics = json.loads((final / "train_metrics.json").read_text())
-        model_dir = final
+        truncation = TruncationCounts.model_validate(rec["truncation"])
+        if truncation.lost_share > TARGET_TOKENS_LOST_WARN:
+            console.print(f"[yellow]warning[/] {m}: train.max_length={tcfg.max_length} cuts "
+                          f"{100 * truncation.lost_share:.1f}% of its target tokens ({truncation.examples_truncated} "
+                          "examples); raise max_length")
+        final = plan.run_dir.model_dir(m) / "final"
         if tcfg.select_checkpoint is not None:
-            selection = select_checkpoint(plan, student.path, m, rec["adapter"], fingerprints[m], cache)
-            metrics["selection"] = {k: v for k, v in selection.items() if k != "key"}
-            model_dir = Path(selection["selected_dir"])
+            chosen = select_checkpoint(plan, student.path, m, rec["adapter"], fingerprints[m], cache)
+            selection = CheckpointSelection.model_validate({k: v for k, v in chosen.items() if k != "key"})
+            model_dir = Path(chosen["selected_dir"])
         else:
-            metrics["selection"] = {"on": None, "selected": "last checkpoint (as the paper)"}
-        if "exposure" in metrics:
-            exposure = exposures[m] = TrainExposure.model_validate(metrics["exposure"])
-            if m in trained_now:
-                console.print(f"[bold]train[/] {m}: {exposure.steps} steps of {exposure.global_batch} rows, "
-                              f"{exposure.rows} rows a pass, data_passes {exposure.data_passes:.3f}", highlight=False)
-            # Flat copies for the report's per-model summary table (it lists scalar fields).
-            metrics.update(budget=exposure.budget, data_passes=round(exposure.data_passes, 4),
-                           rows_per_pass=exposure.rows, global_batch=exposure.global_batch)
-        recipe = cfg.train.recipes.get(m)
-        metrics["recipe"] = ({"own": True, **recipe.model_dump(exclude_none=True)} if recipe is not None
-                             else {"own": False})
-        metrics["own_recipe"] = recipe is not None
-        out[m] = TrainedModel(method=m, model_dir=str(model_dir), adapter=rec["adapter"], examples=len(rows),
-                              fingerprint=fingerprints[m], truncation=truncation, reused=m not in trained_now,
-                              metrics=metrics)
-    warnings = check_exposure(exposures, tcfgs)
+            selection, model_dir = CheckpointSelection(selected="last checkpoint (as the paper)"), final
+        recipe = plan.config.train.recipes.get(m)
+        record = _train_record(final / "train_metrics.json", fingerprint=fingerprints[m], reused=m not in trained_now,
+                               examples=len(rows), truncation=truncation, selection=selection,
+                               recipe=recipe.model_dump(exclude_none=True) if recipe is not None else None)
+        exposure = record.exposure
+        if exposure is not None and m in trained_now:
+            console.print(f"[bold]train[/] {m}: {exposure.steps} steps of {exposure.global_batch} rows, "
+                          f"{exposure.rows} rows a pass, data_passes {exposure.data_passes:.3f}", highlight=False)
+        out[m] = TrainedModel(method=m, model_dir=str(model_dir), adapter=rec["adapter"], train=record)
+    warnings = check_exposure({m: tm.train.exposure for m, tm in out.items() if tm.train.exposure is not None}, tcfgs)
     for tm in out.values():
-        tm.metrics["exposure_warnings"] = warnings
+        tm.train.exposure_warnings = warnings
     return out
+
+
+#: train_metrics.json's names (harness/distill/trainer.py) -> the TrainRecord's, where they differ: the trainer's
+#: "target tokens" are the completion tokens the loss is on.
+_TRAINER_NAMES = {"target_tokens_per_epoch": "completion_tokens_per_epoch"}
+
+
+def _train_record(metrics_path: Path, **stage) -> TrainRecord:
+    """The trainer's train_metrics.json as typed fields, with what the stage adds (``stage``: fingerprint, reuse,
+    examples, truncation, selection, recipe). Its examples count is the stage's own (the same rows)."""
+    metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
+    fields = {_TRAINER_NAMES.get(k, k): v for k, v in metrics.items() if k != "examples"}
+    try:
+        return TrainRecord.model_validate({**fields, **stage})
+    except ValidationError as e:
+        err = e.errors()[0]
+        raise ConfigError(f"{metrics_path}: not a training record this harness reads "
+                          f"({'.'.join(map(str, err['loc']))}: {err['msg']}); delete {metrics_path.parents[1]} to "
+                          "train that model again") from None

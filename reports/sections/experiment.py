@@ -7,8 +7,8 @@ from harness.reports.rundata import cell_label, display_results
 
 def seed_table(results: Results) -> dict | None:
     """Per (model, cell) and task: mean ± sd over seeds of the primary metric, beside each seed's value."""
-    exp = results.stats.get("experiment") or {}
-    if not exp.get("seeds"):
+    exp = results.stats.experiment
+    if exp is None or not exp.seeds:
         return None
     tasks = list(results.primary_metrics)
     per_seed: dict[tuple[str, str], dict] = {}
@@ -28,4 +28,4 @@ def seed_table(results: Results) -> dict | None:
                                 "seeds": ", ".join(f"s{s}: {pct(v)}" for s, v in sorted(seeds.items()))}
     for row in table:
         row["cells"] = [row["cells"].get(t) for t in tasks]
-    return {"tasks": tasks, "rows": table, "seeds": exp.get("seeds"), "test": results.stats.get("seed_test", "")}
+    return {"tasks": tasks, "rows": table, "seeds": exp.seeds, "test": results.stats.seed_test or ""}

@@ -77,7 +77,7 @@ def paper_section(results: Results, models: list[str],
 
 
 def experiment_tables(results: Results) -> list[dict]:
-    spec = (results.stats.get("experiment") or {}).get("table")
+    spec = results.stats.experiment.table if results.stats.experiment is not None else None
     if not spec:
         return []
     t = paper.experiment_table(results, spec)

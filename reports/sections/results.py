@@ -16,11 +16,9 @@ TRUNCATION_WARN = 0.05
 
 def _budget(manifest: Optional[Manifest], task: str) -> str:
     info = manifest.tasks.get(task) if manifest is not None else None
-    gen = (info.generation or {}) if info is not None else {}
-    for key in ("max_new_tokens", "max_tokens"):
-        if gen.get(key) is not None:
-            return f"{key}={gen[key]}"
-    return "the token budget"
+    if info is None or info.generation is None:
+        return "the token budget"
+    return f"max_new_tokens={info.generation.max_new_tokens}"
 
 
 def truncation_section(results: Results, manifest: Optional[Manifest], models: list[str], tasks: list[str],

@@ -4,17 +4,51 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
-from harness.common.artifacts import Manifest
+from harness.common.artifacts import Manifest, TrainRecord, TruncationCounts
 from harness.common.labels import conclusion_of
 from harness.common.limits import TARGET_TOKENS_LOST_WARN
 from harness.common.stages import STAGES
 from harness.reports import plots
 from harness.reports.fmt import clip, describe_model, number, pct, prompt_text, short
 
-#: Training keys that identify rather than describe (shown per method under "details", not in the summary).
-_TRAIN_DETAIL_KEYS = {"base_model", "fingerprint", "adapter", "resumed_from", "loss_curve", "truncation"}
+#: The per-model summary table: (row, its value from a TrainRecord; None: "–"), in the order shown.
+_SUMMARY: tuple[tuple[str, Callable[[TrainRecord], Any]], ...] = (
+    ("steps", lambda t: t.steps), ("max_steps", lambda t: t.max_steps), ("epochs", lambda t: t.epochs),
+    ("examples", lambda t: t.examples), ("examples_trained", lambda t: t.examples_trained),
+    ("tokens_seen", lambda t: t.tokens_seen), ("tokens_per_epoch", lambda t: t.tokens_per_epoch),
+    ("completion_tokens_per_epoch", lambda t: t.completion_tokens_per_epoch),
+    ("train_loss", lambda t: t.train_loss), ("seconds", lambda t: t.seconds),
+    ("train_runtime", lambda t: t.train_runtime), ("trainable_params", lambda t: t.trainable_params),
+    ("total_params", lambda t: t.total_params), ("device", lambda t: t.device), ("bf16", lambda t: t.bf16),
+    ("budget", lambda t: t.exposure.budget if t.exposure else None),
+    ("data_passes", lambda t: round(t.exposure.data_passes, 4) if t.exposure else None),
+    ("rows_per_pass", lambda t: t.exposure.rows if t.exposure else None),
+    ("global_batch", lambda t: t.exposure.global_batch if t.exposure else None),
+    ("own_recipe", lambda t: t.own_recipe), ("reused", lambda t: t.reused),
+)
+
+
+def _details(train: TrainRecord) -> list[tuple[str, str]]:
+    """The nested settings of one trained model, one line each (shown per method under "details")."""
+    recipe = {"own": True, **train.recipe} if train.recipe is not None else {"own": False}
+    parts = [("config", train.config), ("versions", train.versions),
+             ("exposure", train.exposure.model_dump(mode="json") if train.exposure else None),
+             ("selection", train.selection.model_dump(mode="json", exclude_defaults=True)), ("recipe", recipe),
+             ("exposure_warnings", train.exposure_warnings)]
+    return [(k, short(v, 300)) for k, v in parts if v is not None]
+
+
+def _truncation_text(model: str, trunc: TruncationCounts, warnings: list[str]) -> str:
+    """One line on the training targets cut by train.max_length; a warning above ``TARGET_TOKENS_LOST_WARN``."""
+    ex, ex_cut, tok, tok_lost = trunc.examples, trunc.examples_truncated, trunc.target_tokens, trunc.target_tokens_lost
+    if trunc.lost_share > TARGET_TOKENS_LOST_WARN:
+        warnings.append(f"{model} lost {pct(trunc.lost_share, 1)}% of its training target tokens to truncation "
+                        f"({tok_lost:,} of {tok:,}; {ex_cut:,} of {ex:,} examples), over "
+                        f"{pct(TARGET_TOKENS_LOST_WARN, 0)}%: it learned from cut-off targets")
+    return (f"{ex_cut:,} of {ex:,} examples truncated; {tok_lost:,} of {tok:,} target tokens lost "
+            f"({pct(trunc.lost_share, 2)}%)")
 
 
 def training_example(run_dir: Path, method: str) -> Optional[dict]:
@@ -31,13 +65,6 @@ def training_example(run_dir: Path, method: str) -> Optional[dict]:
         return None
     return {"id": str(row.get("id", "")), "prompt": clip(prompt_text(row.get("prompt") or "")),
             "completion": clip(prompt_text(row.get("completion") or ""))}
-
-
-def _loss_curve(train: Mapping) -> list[tuple[float, float]]:
-    curve = train.get("loss_curve")
-    if not isinstance(curve, list):
-        return []
-    return [(float(x[0]), float(x[1])) for x in curve if isinstance(x, (list, tuple)) and len(x) == 2]
 
 
 def loss_chart(curves: Mapping[str, list[tuple[float, float]]], colours: Mapping[str, str]) -> bytes | None:
@@ -60,45 +87,29 @@ def loss_chart(curves: Mapping[str, list[tuple[float, float]]], colours: Mapping
 
 
 def training_section(manifest: Optional[Manifest], run_dir: Path) -> tuple[dict, list[str]]:
-    """Per trained model: a summary table (every scalar the manifest records under ``models[m].train``: steps,
-    examples, tokens, data passes, loss, own recipe, ... as present), details (identity, adapter, nested
-    settings), target truncation, the loss curve and one formatted training example; warnings above
-    ``TARGET_TOKENS_LOST_WARN`` of target tokens lost."""
+    """Per trained model: a summary table (steps, examples, tokens, data passes, loss, own recipe, ...), details
+    (identity, adapter, nested settings), target truncation, the loss curve and one formatted training example;
+    warnings above ``TARGET_TOKENS_LOST_WARN`` of target tokens lost."""
     out: dict = {"models": [], "summary_keys": [], "summary": [], "curves": {}}
     warnings: list[str] = []
     if manifest is None:
         return out, warnings
-    keys: list[str] = []
     for model, info in manifest.models.items():
-        if not info.train and info.method is None:
+        if info.train is None and info.method is None:
             continue
-        train = dict(info.train)
-        trunc = train.get("truncation")
-        scalars = {k: v for k, v in train.items()
-                   if k not in _TRAIN_DETAIL_KEYS and not isinstance(v, (Mapping, list))}
-        keys += [k for k in scalars if k not in keys]
-        nested = [(k, short(v, 300)) for k, v in train.items()
-                  if k not in _TRAIN_DETAIL_KEYS and isinstance(v, (Mapping, list))]
-        trunc_text = None
-        if isinstance(trunc, Mapping):
-            ex, ex_cut = trunc.get("examples") or 0, trunc.get("examples_truncated") or 0
-            tok, tok_lost = trunc.get("target_tokens") or 0, trunc.get("target_tokens_lost") or 0
-            share = tok_lost / tok if tok else 0.0
-            trunc_text = (f"{ex_cut:,} of {ex:,} examples truncated; {tok_lost:,} of {tok:,} target tokens lost "
-                          f"({pct(share, 2)}%)")
-            if share > TARGET_TOKENS_LOST_WARN:
-                warnings.append(f"{model} lost {pct(share, 1)}% of its training target tokens to truncation "
-                                f"({tok_lost:,} of {tok:,}; {ex_cut:,} of {ex:,} examples), over "
-                                f"{pct(TARGET_TOKENS_LOST_WARN, 0)}%: it learned from cut-off targets")
-        out["curves"][model] = _loss_curve(train)
+        train = info.train
+        out["curves"][model] = [(float(step), float(loss)) for step, loss in train.loss_curve] if train else []
         out["models"].append({"model": model, "method": info.method or "–",
                               "identity": describe_model(info.identity),
-                              "adapter": short(info.adapter or info.path or "–"), "truncation": trunc_text,
-                              "scalars": scalars, "details": nested,
+                              "adapter": short(info.adapter or info.path or "–"),
+                              "truncation": _truncation_text(model, train.truncation, warnings) if train else None,
+                              "scalars": {k: get(train) for k, get in _SUMMARY} if train else {},
+                              "details": _details(train) if train else [],
                               "example": training_example(run_dir, info.method or model)})
+    keys = [k for k, _ in _SUMMARY if any(m["scalars"].get(k) is not None for m in out["models"])]
     out["summary_keys"] = keys
-    out["summary"] = [(k, [number(m["scalars"][k]) if k in m["scalars"] else "–" for m in out["models"]])
-                      for k in keys]
+    out["summary"] = [(k, [number(m["scalars"][k]) if m["scalars"].get(k) is not None else "–"
+                           for m in out["models"]]) for k in keys]
     return out, warnings
 
 
@@ -108,14 +119,13 @@ def selection_section(manifest: Optional[Manifest]) -> tuple[list[dict], bytes |
         return [], None
     out = []
     for name, rec in manifest.models.items():
-        sel = (rec.train or {}).get("selection") or {}
-        if not sel.get("curve"):
+        sel = rec.train.selection if rec.train is not None else None
+        if sel is None or not sel.curve:
             continue
-        out.append({"model": name, "metric": sel.get("metric"), "on": sel.get("on"), "n": sel.get("n"),
-                    "test_set": bool(sel.get("test_set_selection")),
-                    "selected": sel.get("selected_step"), "last": sel.get("last_step"),
-                    "curve": [(c["step"], c["value"]) for c in sel["curve"]],
-                    "curve_text": ", ".join(f"{c['step']}: {pct(c['value'])}" for c in sel["curve"])})
+        out.append({"model": name, "metric": sel.metric, "on": sel.on, "n": sel.n, "test_set": sel.test_set_selection,
+                    "selected": sel.selected_step, "last": sel.last_step,
+                    "curve": [(c.step, c.value) for c in sel.curve],
+                    "curve_text": ", ".join(f"{c.step}: {pct(c.value)}" for c in sel.curve)})
     if not out:
         return out, None
     fig = plots.figure(6, 3.2)

@@ -125,11 +125,12 @@ def _secondary_sentences(results: Results, labels: Mapping[str, str], bounded: M
 
 
 def _seeds_sentence(results: Results) -> str:
-    exp = results.stats.get("experiment") or {}
-    seeds = exp.get("seeds")
+    exp = results.stats.experiment
+    seeds = exp.seeds if exp is not None else None
     if seeds and len(seeds) > 1:
+        test = results.stats.seed_test or "two-level bootstrap"
         return (f"{len(seeds)} training seeds ({', '.join(map(str, seeds))}): intervals and tests include the "
-                f"training-seed variance as well as item sampling ({results.stats.get('seed_test', 'two-level bootstrap')}).")
+                f"training-seed variance as well as item sampling ({test}).")
     return ("One training seed: intervals cover item sampling only, not the variance between training runs "
             "(repeat with --seeds 0,1,2 to include it).")
 
