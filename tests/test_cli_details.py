@@ -79,7 +79,7 @@ def test_runs_names_a_damaged_or_old_manifest_in_one_status_line(tmp_path):
     (old / "manifest.json").write_text(json.dumps({"schema_version": 1, "run_id": "old", "methods": ["x"]}))
     wrong = tmp_path / "wrong"
     wrong.mkdir()
-    (wrong / "manifest.json").write_text(json.dumps({"schema_version": 2, "run_id": "wrong", "methods": 3}))
+    (wrong / "manifest.json").write_text(json.dumps({"schema_version": 3, "run_id": "wrong", "methods": 3}))
     _manifest(tmp_path / "fine", methods=["cgd"], tasks=["format_probe"])
     rows = _runs_table(tmp_path)
     assert rows["torn"][0].startswith("partial: stopped in evaluate; manifest.json is not valid JSON")
@@ -92,11 +92,11 @@ def test_runs_names_a_damaged_or_old_manifest_in_one_status_line(tmp_path):
 
 
 def _manifest(run: Path, methods: list[str], tasks: list[str]) -> None:
-    """A schema-2 manifest.json as a run writes it (the typed artifact)."""
+    """A manifest.json of this schema as a run writes it (the typed artifact)."""
     from harness.common.artifacts import Manifest, TaskRecord, save_artifact
 
     run.mkdir(parents=True, exist_ok=True)
-    task = TaskRecord(n=1, output_type="generate_until", primary_metric="accuracy", fingerprint="f")
+    task = TaskRecord(n=1, output_type="generate", primary_metric="accuracy", fingerprint="f")
     save_artifact(run / "manifest.json", Manifest(run_id=run.name, created="2025-01-01T00:00:00", config={},
                                                   methods=methods, model_order=["base", *methods], models={},
                                                   tasks={t: task for t in tasks}))
