@@ -16,6 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from harness.common.item_meta import CallUsage
+from harness.common.stages import Stage
+
 
 @dataclass(frozen=True)
 class Resources:
@@ -143,9 +146,9 @@ class TeacherShardOutput:
     critique, refine, direct: the teacher's), item by item in the shard's order. The driver writes it into the
     items and saves them (items.jsonl, then items.meta.json: the done record)."""
 
-    stage: str
+    stage: Stage
     texts: list[str]
-    usage: list[dict[str, Any]] = field(default_factory=list)  # per item: the teacher's CallUsage, as stored
+    usage: list[CallUsage] = field(default_factory=list)  # per item: the teacher's CallUsage (LLM teacher)
     raw: list[Optional[str]] = field(default_factory=list)  # per item: the output before its thinking was stripped
     thinking_missing: list[bool] = field(default_factory=list)  # per item: a set thinking pattern found nothing
     hits: int = 0  # probe: the student engine's call-cache use

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from harness.common.files import read_jsonl
-from harness.distill.items import TrainItem
+from harness.distill.items import GivenCritique, ItemMeta, TrainItem
 from harness.tasks.data import missing, local_path
 from harness.tasks.scorers.extract import last_boxed
 from harness.tasks.synthetic_problems import ID_STEPS, pool_problems
@@ -156,7 +156,7 @@ def synthetic_pool(n: int, seed: int = 0, steps: Sequence[int] = ID_STEPS,
 
     answer_style gold: y* (gold_solution) is the full correct solution. web: y* is noisy or terse the way
     web-mined answers are (harness.tasks.synthetic_web.web_solution, seeded per item from the pool seed; the kind is in
-    meta["web_kind"]); gold_answer is the true answer either way (graders use it).
+    meta.web_kind); gold_answer is the true answer either way (graders use it).
     """
     if answer_style not in ANSWER_STYLES:
         raise ValueError(f"unknown pool.answer_style {answer_style!r}; use one of {', '.join(ANSWER_STYLES)}")
@@ -164,13 +164,13 @@ def synthetic_pool(n: int, seed: int = 0, steps: Sequence[int] = ID_STEPS,
     if answer_style == "gold":
         return [
             TrainItem(id=f"synthetic-pool/{seed}/{i}", question=p.question, gold_solution=p.gold_solution(),
-                      gold_answer=str(p.answer), meta={"task": "synthetic", "problem": p.to_meta()})
+                      gold_answer=str(p.answer), meta=ItemMeta(task="synthetic", problem=p.to_meta()))
             for i, p in enumerate(problems)
         ]
     return [
         TrainItem(id=f"synthetic-pool/{seed}/{i}", question=p.question, gold_solution=text,
-                  gold_answer=str(p.answer), meta={"task": "synthetic", "problem": p.to_meta(),
-                                                   "answer_style": answer_style, "web_kind": kind})
+                  gold_answer=str(p.answer), meta=ItemMeta(task="synthetic", problem=p.to_meta(),
+                                                           answer_style=answer_style, web_kind=kind))
         for i, (p, (kind, text)) in enumerate(zip(problems, web_solutions(problems, seed)))
     ]
 
@@ -185,7 +185,7 @@ def math_train_candidates() -> list[TrainItem]:
         if gold is None:  # a handful of solutions have no box; they cannot be graded
             continue
         items.append(TrainItem(id=row["unique_id"], question=row["problem"], gold_solution=row["solution"],
-                               gold_answer=gold, meta={"level": row["level"], "type": row["type"]}))
+                               gold_answer=gold, meta=ItemMeta(level=row["level"], type=row["type"])))
     return items
 
 
@@ -237,10 +237,10 @@ def _row_item(spec: PoolSpec, row: Mapping[str, Any], index: int) -> TrainItem:
     else:
         gold = (last_boxed(solution) or "").strip()
     rid = str(row[spec.id_field]) if spec.id_field else f"{spec.source}/{spec.split}/{index}"
-    meta: dict[str, Any] = {"row": index}
+    meta = ItemMeta(row=index)
     if spec.student_answer_field and spec.critique_field:
-        meta["given"] = {"answer": str(row[spec.student_answer_field] or ""),
-                         "critique": str(row[spec.critique_field] or "")}
+        meta.given = GivenCritique(answer=str(row[spec.student_answer_field] or ""),
+                                   critique=str(row[spec.critique_field] or ""))
     return TrainItem(id=rid, question=str(question), gold_solution=solution, gold_answer=gold, meta=meta)
 
 

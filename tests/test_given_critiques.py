@@ -30,7 +30,7 @@ def test_given_answer_and_critique_become_cft_star_examples(cft_pool):
     assert len(ex) == 6 and stages_needed(["cft_star"]) == []  # no probe, no teacher
     by_q = {e["prompt"][-1]["content"]: e["completion"][0]["content"] for e in ex}
     item = next(it for it in items if it.question == "What is 3 + 3?")
-    assert by_q[next(k for k in by_q if "What is 3 + 3?" in k and "It is 7." in k)] == item.meta["given"]["critique"]
+    assert by_q[next(k for k in by_q if "What is 3 + 3?" in k and "It is 7." in k)] == item.meta.given.critique
     with pytest.raises(PoolError, match="both pool.student_answer_field and pool.critique_field"):
         load_pool_spec(PoolSpec(source=str(cft_pool), n=6, question_field="q", solution_field="sol",
                                 critique_field="review"))

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from harness.common.files import stable_hash
-from harness.common.stages import STAGE_FIELDS, STAGE_TABLE
+from harness.common.item_meta import CallUsage, StageCall
+from harness.common.stages import Stage
 from harness.common.types import SamplingParams
 from harness.common.units import Outcome, Resources, StageSummary, Student, TeacherShardOutput, Unit
 from harness.distill.items import TrainItem
@@ -37,7 +38,6 @@ from harness.store import CallCache, WorkerCache
 
 #: Items per probe shard on a cluster: CachedEngine's chunk (harness/store.py), the batches a cold probe sends.
 PROBE_SHARD = 64
-TEACHER_CALL = {s.name: s.teacher_call for s in STAGE_TABLE}
 
 
 def probe_params(cfg: RunConfig) -> SamplingParams:
@@ -79,7 +79,7 @@ def probe_shard(cfg: RunConfig, student: Student, items: list[TrainItem], cache,
         raise RuntimeError(f"engine identity {engine.identity} != the run's student {student.identity}")
     outs = engine.generate([cfg.prompts.messages_for("probe", question=it.question) for it in items],
                            probe_params(cfg), progress)
-    out = TeacherShardOutput("probe", [c[0].text for c in outs], hits=engine.hits, misses=engine.misses,
+    out = TeacherShardOutput(Stage.probe, [c[0].text for c in outs], hits=engine.hits, misses=engine.misses,
                              seconds=time.perf_counter() - t0)
     if own:
         out.new_cache_rows = view.new_rows
@@ -87,15 +87,15 @@ def probe_shard(cfg: RunConfig, student: Student, items: list[TrainItem], cache,
     return out
 
 
-def teacher_shard(cfg: RunConfig, stage: str, items: list[TrainItem], cache) -> TeacherShardOutput:
+def teacher_shard(cfg: RunConfig, stage: Stage, items: list[TrainItem], cache) -> TeacherShardOutput:
     """The teacher's call of ``stage`` (critique, refine or answer) on one shard of items."""
     t0 = time.perf_counter()
     view, own = _cache_view(cache)
     teacher = make_teacher(cfg, view)
-    texts = getattr(teacher, TEACHER_CALL[stage])(items)
+    texts = getattr(teacher, stage.teacher_call)(items)
     # What the LLM teacher reports per item of its last call (other teachers report nothing).
     usage = getattr(teacher, "last_usage", None) or []
-    out = TeacherShardOutput(stage, list(texts), usage=[u.to_dict() for u in usage],
+    out = TeacherShardOutput(stage, list(texts), usage=list(usage),
                              raw=list(getattr(teacher, "last_raw", None) or []),
                              thinking_missing=list(getattr(teacher, "last_thinking_missing", None) or []),
                              seconds=time.perf_counter() - t0)
@@ -116,12 +116,12 @@ class Paid:
     requests: int = 0
     cache_hits: int = 0
 
-    def add(self, u: dict[str, Any]) -> None:
-        self.requests += u["requests"]
-        self.cache_hits += u["cached"]
-        if u["cached"] < u["requests"]:  # not (only) from the cache: paid in this run
-            self.tokens_in += u["tokens_in"]
-            self.tokens_out += u["tokens_out"]
+    def add(self, u: CallUsage) -> None:
+        self.requests += u.requests
+        self.cache_hits += u.cached
+        if u.cached < u.requests:  # not (only) from the cache: paid in this run
+            self.tokens_in += u.tokens_in
+            self.tokens_out += u.tokens_out
 
     def record(self, prices: tuple[float, float]) -> dict[str, Any]:
         return {"tokens_in": self.tokens_in, "tokens_out": self.tokens_out, "requests": self.requests,
@@ -131,17 +131,14 @@ class Paid:
 
 def write_shard(items: list[TrainItem], out: TeacherShardOutput, paid: Paid | None = None) -> None:
     """A shard's outputs into its items (the driver's), as the batch loop wrote them."""
-    attr = STAGE_FIELDS[out.stage][0]
     for j, (it, text) in enumerate(zip(items, out.texts)):
-        setattr(it, attr, text)
-        if j < len(out.raw) and out.raw[j] is not None:  # the output before its thinking was stripped
-            it.meta.setdefault("raw", {})[out.stage] = out.raw[j]
-        if j < len(out.thinking_missing) and out.thinking_missing[j]:
-            it.meta.setdefault("thinking_missing", {})[out.stage] = True
-        if j < len(out.usage):
-            it.meta.setdefault("usage", {})[out.stage] = out.usage[j]
-            if paid is not None:
-                paid.add(out.usage[j])
+        setattr(it, out.stage.item_field, text)
+        usage = out.usage[j] if j < len(out.usage) else None
+        it.meta.set_call(out.stage, StageCall(
+            usage=usage, raw=out.raw[j] if j < len(out.raw) else None,  # the output before its thinking was stripped
+            thinking_missing=j < len(out.thinking_missing) and out.thinking_missing[j]))
+        if usage is not None and paid is not None:
+            paid.add(usage)
 
 
 def run_probe(cfg: RunConfig, student: Student, todo: list[TrainItem], cache: CallCache, executor: Executor,

@@ -6,26 +6,27 @@ again through the call cache, and the run says so. A stage runs as shard units o
 fingerprint they were made with (``partial`` in items.meta.json) matches, so a re-run computes only the rest.
 
 Costs: every teacher call's tokens (as the engine reports them; a call the cache answers counts at its original
-size) are kept per item in ``meta['usage'][stage]``, so the totals of the data survive resumes. The caps
+size) are kept per item in ``meta.calls[stage].usage``, so the totals of the data survive resumes. The caps
 ``teacher.max_tokens`` / ``teacher.max_cost_usd`` are checked before each wave of shards (a shard: one batch of
 ``teacher.batch_size`` items; a wave: one shard in this process, as many as the cluster runs at once on Ray):
 reaching one saves data/items.jsonl (the cache has every answer already) and raises BudgetExceeded (exit code 2)
 with how to resume. The overshoot is at most one wave (one batch with the local executor).
 
 The critique-content ablation (``teacher.critique_mode``) is applied once the critique stage is complete: the
-teacher's own critique stays in ``meta['specific_critique']`` (the refine stage always reads it) and
-``critique`` holds what the student trains on.
+teacher's own critique stays in ``meta.critique_swap`` (the refine stage always reads it) and ``critique`` holds
+what the student trains on.
 """
 from __future__ import annotations
 
 import copy
 import random
+from dataclasses import asdict
 from typing import Any
 
 from harness.common.files import read_json_or_none, read_jsonl, stable_hash, write_json_atomic, write_jsonl_atomic
-from harness.common.stages import STAGE_FIELDS, TEACHER_STAGES
+from harness.common.stages import TEACHER_STAGES, Stage
 from harness.common.units import StageSummary, Student, TrainingData
-from harness.distill.items import TrainItem
+from harness.distill.items import CallUsage, CritiqueSwap, GoldCheck, GoldChecks, TrainItem
 from harness.config import ConfigError, RunConfig
 from harness.executors import Executor
 from harness.models import teacher_fingerprint
@@ -33,11 +34,6 @@ from harness.common.progress import console
 from harness.stages.plan import Plan
 from harness.stages.teacher_units import probe_params, run_probe, run_teacher_stage
 from harness.store import CallCache
-
-#: stage -> (TrainItem field it fills, the stage it builds on)
-#: meta keys a stage writes; cleared when the stage is computed again (meta.raw / meta.thinking_missing per stage)
-_STAGE_META = {"critique": ("specific_critique", "critique_from")}
-
 
 class BudgetExceeded(ConfigError):
     """The teacher's spending cap was reached before a wave of shards; everything so far is stored (the run may
@@ -51,11 +47,11 @@ def stage_fingerprints(cfg: RunConfig, student_id: str, pool: list[TrainItem],
     keys = {"pool": stable_hash({"source": cfg.pool.source, "n": cfg.pool.n, "seed": cfg.pool.seed,
                                  "validation_n": cfg.pool.validation_n,
                                  "items": [[it.id, it.question, it.gold_solution, it.gold_answer,
-                                            *([it.meta["given"]] if "given" in it.meta else [])]  # given y', c
+                                            *([asdict(it.meta.given)] if it.meta.given else [])]  # given y', c
                                            for it in pool]})}
     teacher = teacher_fingerprint(cfg) if any(s in stages for s in TEACHER_STAGES) else None
-    for stage in ("probe", "critique", "refine", "direct"):
-        _, parent = STAGE_FIELDS[stage]
+    for stage in Stage:
+        parent = stage.parent or "pool"
         if parent not in keys:
             continue
         if stage == "probe":
@@ -72,13 +68,13 @@ def stage_fingerprints(cfg: RunConfig, student_id: str, pool: list[TrainItem],
 
 
 # ---- costs --------------------------------------------------------------------------------------------
-def item_usage(it: TrainItem, stage: str) -> dict:
-    return it.meta.get("usage", {}).get(stage) or {}
+def item_usage(it: TrainItem, stage: Stage) -> CallUsage:
+    return it.meta.usage(stage)
 
 
-def stage_totals(items: list[TrainItem], stage: str, prices: tuple[float, float]) -> dict[str, Any]:
-    tin = sum(item_usage(it, stage).get("tokens_in", 0) for it in items)
-    tout = sum(item_usage(it, stage).get("tokens_out", 0) for it in items)
+def stage_totals(items: list[TrainItem], stage: Stage, prices: tuple[float, float]) -> dict[str, Any]:
+    tin = sum(item_usage(it, stage).tokens_in for it in items)
+    tout = sum(item_usage(it, stage).tokens_out for it in items)
     return {"tokens_in": tin, "tokens_out": tout, "cost_usd": round((tin * prices[0] + tout * prices[1]) / 1e6, 6)}
 
 
@@ -126,21 +122,18 @@ def apply_critique_mode(cfg: RunConfig, items: list[TrainItem]) -> None:
     mode = cfg.teacher.critique_mode
     if mode == "specific":
         return
-    own = [it.meta.get("specific_critique") or it.critique for it in items]
+    own = [it.specific_critique for it in items]
     if mode == "irrelevant":
         if len(items) < 2:
             raise ConfigError("teacher.critique_mode=irrelevant needs at least 2 training questions")
         perm = derangement(len(items), cfg.seed)
-        for it, c in zip(items, own):
-            it.meta["specific_critique"] = c
-        for it, j in zip(items, perm):
+        for it, c, j in zip(items, own, perm):
             it.critique = own[j]
-            it.meta["critique_from"] = items[j].id
+            it.meta.critique_swap = CritiqueSwap(specific=c, came_from=items[j].id)
     else:
         for it, c in zip(items, own):
-            it.meta["specific_critique"] = c
             it.critique = cfg.prompts.generic_critique
-            it.meta["critique_from"] = "generic"
+            it.meta.critique_swap = CritiqueSwap(specific=c, came_from="generic")
 
 
 # ---- checks against gold answers ------------------------------------------------------------------------
@@ -155,65 +148,59 @@ def _correct(text: str | None, gold: str) -> bool | None:
 
 
 def gold_checks(items: list[TrainItem]) -> None:
-    """meta['checks']: draft / refined / direct answer right by math-verify against the gold answer, and
+    """meta.checks: draft / refined / direct answer right by math-verify against the gold answer, and
     whether the critique's own verdict agrees; computed once per text (keyed by its hash)."""
     from harness.distill.teachers.llm import conclusion_of
 
     for it in items:
         if not it.gold_answer:
             continue
-        checks = it.meta.setdefault("checks", {})
-        for name, text in (("probe", it.probe), ("refined", it.refined), ("direct", it.direct)):
-            if text is None:
-                checks.pop(name, None)
-                continue
-            key = stable_hash(text)[:12]
-            if checks.get(name, {}).get("text") != key:
-                checks[name] = {"text": key, "correct": _correct(text, it.gold_answer)}
-        verdict = conclusion_of(it.meta.get("specific_critique") or it.critique or "")
-        probe_ok = checks.get("probe", {}).get("correct")
-        checks["verdict"] = verdict
-        checks["verdict_agrees"] = None if verdict is None or probe_ok is None else (verdict == "right") == probe_ok
+        checks = it.meta.checks = it.meta.checks or GoldChecks()
+        for name in ("probe", "refined", "direct"):
+            text, old = getattr(it, name), getattr(checks, name)
+            key = stable_hash(text)[:12] if text is not None else None
+            if key is None or old is None or old.text != key:
+                setattr(checks, name, None if key is None else GoldCheck(key, _correct(text, it.gold_answer)))
+        checks.verdict = verdict = conclusion_of(it.specific_critique or "")
+        probe_ok = checks.correct(Stage.probe)
+        checks.verdict_agrees = None if verdict is None or probe_ok is None else (verdict == "right") == probe_ok
 
 
 def correctness_filter(items: list[TrainItem], stages: list[str]) -> list[TrainItem]:
     """Items whose teacher targets reach the gold answer (items without gold kept)."""
     keep = []
     for it in items:
-        c = it.meta.get("checks", {})
-        bad = any(c.get(f, {}).get("correct") is False for f, s in (("refined", "refine"), ("direct", "direct"))
-                  if s in stages)
-        if not bad:
+        checks = it.meta.checks or GoldChecks()
+        if not any(checks.correct(s) is False for s in (Stage.refine, Stage.direct) if s in stages):
             keep.append(it)
     return keep
 
 
-def stage_stats(items: list[TrainItem], stage: str) -> dict[str, Any]:
+def stage_stats(items: list[TrainItem], stage: Stage) -> dict[str, Any]:
     """Counts for the manifest and the report: lengths, flags, retries, verdicts, gold agreement."""
-    attr = STAGE_FIELDS[stage][0]
-    texts = [getattr(it, attr) for it in items if getattr(it, attr) is not None]
+    texts = [getattr(it, stage.item_field) for it in items if getattr(it, stage.item_field) is not None]
     out: dict[str, Any] = {"items": len(texts),
                            "mean_chars": round(sum(map(len, texts)) / len(texts), 1) if texts else 0}
-    raw = [it.meta["raw"][stage] for it in items if stage in it.meta.get("raw", {})]
-    if raw or any(stage in it.meta.get("thinking_missing", {}) for it in items):
+    calls = [it.meta.call(stage) for it in items]
+    raw = [c.raw for c in calls if c.raw is not None]
+    if raw or any(c.thinking_missing for c in calls):
         # teacher.strip_thinking: how many outputs lost a thinking section, and how long they were before
-        out.update(thinking_stripped=len(raw),
-                   thinking_not_found=sum(stage in it.meta.get("thinking_missing", {}) for it in items),
+        out.update(thinking_stripped=len(raw), thinking_not_found=sum(c.thinking_missing for c in calls),
                    mean_raw_chars=round(sum(map(len, raw)) / len(raw), 1) if raw else 0)
+    checks = [it.meta.checks or GoldChecks() for it in items]
     if stage == "critique":
         from harness.distill.teachers.llm import conclusion_of
 
-        verdicts = [conclusion_of(it.meta.get("specific_critique") or it.critique or "") for it in items]
+        verdicts = [conclusion_of(it.specific_critique or "") for it in items]
         out.update(right=verdicts.count("right"), wrong=verdicts.count("wrong"), no_verdict=verdicts.count(None),
-                   flagged=sum(bool(item_usage(it, stage).get("flagged")) for it in items),
-                   retries=sum(item_usage(it, stage).get("retries", 0) for it in items))
-        agree = [it.meta.get("checks", {}).get("verdict_agrees") for it in items]
+                   flagged=sum(item_usage(it, stage).flagged for it in items),
+                   retries=sum(item_usage(it, stage).retries for it in items))
+        agree = [c.verdict_agrees for c in checks]
         if any(a is not None for a in agree):
             out["verdict_agrees_with_gold"] = sum(a is True for a in agree)
             out["verdict_checked"] = sum(a is not None for a in agree)
     else:
-        name = {"probe": "probe", "refine": "refined", "direct": "direct"}[stage]
-        marks = [it.meta.get("checks", {}).get(name, {}).get("correct") for it in items]
+        marks = [c.correct(stage) for c in checks]
         if any(m is not None for m in marks):
             out["correct_vs_gold"] = sum(m is True for m in marks)
             out["checked_vs_gold"] = sum(m is not None for m in marks)
@@ -235,7 +222,7 @@ def build_items(plan: Plan, student: Student, cache: CallCache, executor: Execut
     pool = list(split.pool)
     train_items = copy.deepcopy(list(split.train))  # filled in below: the plan's own items stay as loaded
     validation = list(split.validation)
-    stages = plan.stages
+    stages = [Stage(s) for s in plan.stages]
     keys = stage_fingerprints(cfg, student.identity, pool, stages)
     path, meta_path = plan.run_dir.items, plan.run_dir.items_meta
     record = TrainingData(items=[], validation=validation,  # items: set once every stage is done
@@ -256,7 +243,7 @@ def build_items(plan: Plan, student: Student, cache: CallCache, executor: Execut
             train_items = [stored.get(it.id, it) for it in train_items]
     cleared = False
     for stage in stages:
-        attr, _ = STAGE_FIELDS[stage]
+        attr = stage.item_field
         if keys[stage] not in (stored_keys.get(stage), partial.get(stage)):
             if stored_keys.get(stage) is not None or partial.get(stage) is not None:
                 console.print(f"[yellow]training data[/] {stage}: stored outputs were made differently "
@@ -264,11 +251,9 @@ def build_items(plan: Plan, student: Student, cache: CallCache, executor: Execut
             for it in train_items:
                 cleared = cleared or getattr(it, attr) is not None
                 setattr(it, attr, None)
-                it.meta.get("usage", {}).pop(stage, None)
-                it.meta.get("raw", {}).pop(stage, None)
-                it.meta.get("thinking_missing", {}).pop(stage, None)
-                for k in _STAGE_META.get(stage, ()):
-                    it.meta.pop(k, None)
+                it.meta.calls.pop(stage, None)
+                if stage == Stage.critique:
+                    it.meta.critique_swap = None
         record.stages[stage] = StageSummary(fingerprint=keys[stage],
                                             reused=sum(getattr(it, attr) is not None for it in train_items))
 
@@ -276,7 +261,7 @@ def build_items(plan: Plan, student: Student, cache: CallCache, executor: Execut
         """Items first, then the done record: a kill between the two writes leaves the older record, which never
         claims the newer outputs (so they are made again, through the cache)."""
         write_jsonl_atomic(path, (it.to_dict() for it in train_items))
-        present = {s: sum(getattr(it, STAGE_FIELDS[s][0]) is not None for it in train_items) for s in stages}
+        present = {s: sum(getattr(it, s.item_field) is not None for it in train_items) for s in stages}
         made: dict[str, Any] = {"stages": {s: keys[s] for s in ("pool", *stages)
                                            if s == "pool" or present[s] == len(train_items)}}
         unfinished = {s: keys[s] for s in stages if 0 < present[s] < len(train_items)}
@@ -293,7 +278,7 @@ def build_items(plan: Plan, student: Student, cache: CallCache, executor: Execut
     budget = Budget(cfg, train_items)
     teacher_stages = [s for s in TEACHER_STAGES if s in stages]
     for stage in teacher_stages:
-        attr = STAGE_FIELDS[stage][0]
+        attr = stage.item_field
         todo = [it for it in train_items if getattr(it, attr) is None]
         if not todo:
             continue
