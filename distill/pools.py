@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from harness.common.files import read_jsonl
+from harness.common.units import PoolReport
 from harness.distill.items import GivenCritique, ItemMeta, TrainItem
 from harness.tasks.data import missing, local_path
 from harness.tasks.scorers.extract import last_boxed
@@ -71,26 +72,6 @@ class PoolSpec:
     def of(cls, cfg: Any) -> "PoolSpec":
         """From the config's pool section (any object with the same attribute names)."""
         return cls(**{k: getattr(cfg, k) for k in cls.__dataclass_fields__})
-
-
-@dataclass
-class PoolReport:
-    """What loading the pool did: candidates examined, how many decontamination removed and why."""
-
-    source: str
-    candidates: int = 0
-    examined: int = 0
-    kept: int = 0
-    removed: int = 0
-    removed_by_task: dict[str, int] = field(default_factory=dict)
-    removed_by_rule: dict[str, int] = field(default_factory=dict)
-    removed_examples: list[dict] = field(default_factory=list)  # a few (id, task, rule), for the report
-    decontamination: str = "off"  # off | on (n-gram and containment) | not needed (synthetic)
-    ngram: int = 13
-    against: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
 # ---- decontamination -------------------------------------------------------------------------------------
