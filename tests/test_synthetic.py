@@ -147,12 +147,14 @@ def test_web_pool_shares_are_near_the_targets_and_seeded():
 def test_web_style_is_synthetic_only_and_validated():
     import pytest
 
-    from harness.distill.pools import PoolError, PoolSpec, load_pool_spec
+    from harness.distill.pools import PoolConfig, load_pool_spec
 
     with pytest.raises(ValueError, match="answer_style"):
         synthetic_pool(5, answer_style="forum")
-    with pytest.raises(PoolError, match="pool.source=synthetic"):
-        load_pool_spec(PoolSpec(source="gsm8k_train", n=3, answer_style="web"))
-    items, _ = load_pool_spec(PoolSpec(source="synthetic", n=20, seed=0, answer_style="web"))
+    with pytest.raises(ValueError, match="answer_style"):
+        PoolConfig(answer_style="forum")
+    # one rule, in the one pool model the config and the loader share: other pools keep their own answers
+    assert PoolConfig(source="gsm8k_train", n=3, answer_style="web").answer_style == "gold"
+    items, _ = load_pool_spec(PoolConfig(source="synthetic", n=20, seed=0, answer_style="web"))
     assert [i.to_dict() for i in items] == [i.to_dict() for i in synthetic_pool(20, seed=0, answer_style="web")]
     assert format_solution([(1, "+", 2, 3)], 3) == "Step 1: 1 + 2 = 3.\nThe answer is \\boxed{3}."

@@ -19,7 +19,7 @@ from typing import Any, Mapping
 from harness.common.frozen import FrozenMap
 from harness.common.units import PoolReport
 from harness.distill.items import TrainItem
-from harness.distill.pools import Decontaminator, PoolError, PoolSpec, load_pool_spec, prompt_text, split_validation
+from harness.distill.pools import Decontaminator, PoolError, load_pool_spec, prompt_text, split_validation
 from harness.config import ConfigError, RunConfig
 from harness.common.progress import console
 from harness.tasks.base import Doc, Task
@@ -54,7 +54,7 @@ def load_split(cfg: RunConfig, tasks: Mapping[str, Task]) -> PoolSplit:
     if cfg.pool.decontaminate.enabled and cfg.pool.source != "synthetic":
         dec = Decontaminator(eval_texts(tasks), cfg.pool.decontaminate.ngram)
     try:
-        pool, report = load_pool_spec(PoolSpec.of(cfg.pool), dec)
+        pool, report = load_pool_spec(cfg.pool, dec)
     except PoolError as e:
         raise ConfigError(str(e)) from None
     if len(pool) < cfg.pool.n:
