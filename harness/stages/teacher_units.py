@@ -3,7 +3,9 @@ direct: the teacher's) go out as shards an executor runs (harness/executors/). E
 function over its items that returns a ``TeacherShardOutput``; the driver alone writes it into the items and saves
 them at once (items.jsonl, then items.meta.json: the done record) and commits the worker's model calls to the call
 cache. A killed or failed run keeps every finished shard, and a re-run schedules only the shards of the items
-still missing (NeMo-Skills' lesson: each shard's output, then its done marker).
+still missing (NeMo-Skills' lesson: each shard's output, then its done marker). The driver's side is one object
+per stage (``ProbeShards``, ``TeacherShards``: its jobs, ``commit(i, outcome)``, ``finish()``, ``run_all()``) over
+a ``ShardRun``, what every stage of one build shares (config, call cache, executor, log folder).
 
 Shard sizes keep the model calls the stages made before units, so the local executor's items are byte-identical
 (the hf engine seeds and pads per batch: other batches would give other samples): a teacher shard is one batch of

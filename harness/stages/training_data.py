@@ -108,6 +108,8 @@ class Budget:
         if t.max_cost_usd is not None and cost >= t.max_cost_usd:
             return f"teacher.max_cost_usd={t.max_cost_usd} reached (${cost:.4f}, {tok:,} teacher tokens)"
         return None
+
+
 # ---- critique modes -------------------------------------------------------------------------------------
 def derangement(n: int, seed: int) -> list[int]:
     """A permutation with no fixed point (Sattolo's algorithm: a random n-cycle), fixed by the seed."""
@@ -158,7 +160,7 @@ def gold_checks(items: list[TrainItem]) -> None:
         if not it.gold_answer:
             continue
         checks = it.meta.checks = it.meta.checks or GoldChecks()
-        for name in ("probe", "refined", "direct"):
+        for name in (s.item_field for s in Stage if s != Stage.critique):  # probe, refined, direct
             text, old = getattr(it, name), getattr(checks, name)
             key = stable_hash(text)[:12] if text is not None else None
             if key is None or old is None or old.text != key:
@@ -168,7 +170,7 @@ def gold_checks(items: list[TrainItem]) -> None:
         checks.verdict_agrees = None if verdict is None or probe_ok is None else (verdict == "right") == probe_ok
 
 
-def correctness_filter(items: list[TrainItem], stages: list[str]) -> list[TrainItem]:
+def correctness_filter(items: list[TrainItem], stages: Sequence[Stage]) -> list[TrainItem]:
     """Items whose teacher targets reach the gold answer (items without gold kept)."""
     keep = []
     for it in items:
