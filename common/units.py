@@ -13,10 +13,12 @@ Kinds, in the order a run's graph has them:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Optional
 
 from harness.common.artifacts import EngineDescription, ExperimentCell, ServedBy, TaskEvalRecord, TrainRecord
+from harness.common.item_meta import CallUsage
+from harness.common.stages import Stage
 
 
 @dataclass(frozen=True)
@@ -144,9 +146,9 @@ class TeacherShardOutput:
     critique, refine, direct: the teacher's), item by item in the shard's order. The driver writes it into the
     items and saves them (items.jsonl, then items.meta.json: the done record)."""
 
-    stage: str
+    stage: Stage
     texts: list[str]
-    usage: list[dict[str, Any]] = field(default_factory=list)  # per item: the teacher's CallUsage, as stored
+    usage: list[CallUsage] = field(default_factory=list)  # per item: the teacher's CallUsage (LLM teacher)
     raw: list[Optional[str]] = field(default_factory=list)  # per item: the output before its thinking was stripped
     thinking_missing: list[bool] = field(default_factory=list)  # per item: a set thinking pattern found nothing
     hits: int = 0  # probe: the student engine's call-cache use
@@ -170,6 +172,99 @@ class Outcome:
 
 
 @dataclass
+class StageSpend:
+    """What a teacher stage asked for in this run: requests, those the cache answered, and the tokens of the
+    others (paid now), priced with the teacher's prices once the stage is done."""
+
+    tokens_in: int = 0
+    tokens_out: int = 0
+    requests: int = 0
+    cache_hits: int = 0
+    cost_usd: Optional[float] = 0.0  # None: the teacher's price is unknown (a self-hosted LLM costs GPU time)
+
+    def add(self, u: CallUsage) -> None:
+        self.requests += u.requests
+        self.cache_hits += u.cached
+        if u.cached < u.requests:  # not (only) from the cache: paid in this run
+            self.tokens_in += u.tokens_in
+            self.tokens_out += u.tokens_out
+
+    def price(self, prices: tuple[float, float]) -> None:
+        self.cost_usd = round((self.tokens_in * prices[0] + self.tokens_out * prices[1]) / 1e6, 6)
+
+    def record(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class TokenTotals:
+    """A teacher stage's tokens over all its items (as the engine reported them, a cached call at its original
+    size: the data's cost whichever run paid it)."""
+
+    tokens_in: int
+    tokens_out: int
+    cost_usd: Optional[float]  # None: unknown price
+
+
+@dataclass
+class ThinkingStats:
+    """teacher.strip_thinking: how many outputs lost a thinking section, and how long they were before."""
+
+    stripped: int
+    not_found: int
+    mean_raw_chars: float
+
+
+@dataclass
+class VerdictStats:
+    """The critique stage's verdicts (from the teacher's own critiques) and the follow-ups asking for them."""
+
+    right: int
+    wrong: int
+    no_verdict: int
+    flagged: int  # still without a Conclusion line after the retries
+    retries: int
+
+
+@dataclass
+class GoldAgreement:
+    """Items checked against the gold answer, and how many passed."""
+
+    agree: int
+    checked: int
+
+
+@dataclass
+class StageStats:
+    """Counts over a stage's items for the manifest and the report."""
+
+    items: int  # items holding the stage's output
+    mean_chars: float
+    thinking: Optional[ThinkingStats] = None
+    verdicts: Optional[VerdictStats] = None  # critique
+    verdict_vs_gold: Optional[GoldAgreement] = None  # critique: verdicts agreeing with the draft's gold check
+    answers_vs_gold: Optional[GoldAgreement] = None  # probe, refine, direct: answers reaching the gold answer
+    totals: Optional[TokenTotals] = None  # teacher stages
+
+    def record(self) -> dict[str, Any]:
+        """Flat keys, as the manifest has always had them."""
+        out: dict[str, Any] = {"items": self.items, "mean_chars": self.mean_chars}
+        if self.thinking is not None:
+            out.update(thinking_stripped=self.thinking.stripped, thinking_not_found=self.thinking.not_found,
+                       mean_raw_chars=self.thinking.mean_raw_chars)
+        if self.verdicts is not None:
+            out.update(asdict(self.verdicts))
+        if self.verdict_vs_gold is not None:
+            out.update(verdict_agrees_with_gold=self.verdict_vs_gold.agree,
+                       verdict_checked=self.verdict_vs_gold.checked)
+        if self.answers_vs_gold is not None:
+            out.update(correct_vs_gold=self.answers_vs_gold.agree, checked_vs_gold=self.answers_vs_gold.checked)
+        if self.totals is not None:
+            out.update(asdict(self.totals))
+        return out
+
+
+@dataclass
 class StageSummary:
     """One training-data stage (probe, critique, refine, direct) as this run found and left it."""
 
@@ -179,9 +274,9 @@ class StageSummary:
     seconds: float = 0.0
     cache_hits: Optional[int] = None  # probe: the student engine's call-cache use
     cache_misses: Optional[int] = None
-    this_run: Optional[dict[str, Any]] = None  # teacher stages: tokens, requests and cost paid in this run
+    this_run: Optional[StageSpend] = None  # teacher stages: tokens, requests and cost paid in this run
     #: Counts over the items (lengths, verdicts, gold agreement) and the stage's teacher totals.
-    stats: dict[str, Any] = field(default_factory=dict)
+    stats: Optional[StageStats] = None
 
     def record(self) -> dict[str, Any]:
         """The manifest's per-stage entry (a flat object, as it has always been)."""
@@ -190,9 +285,76 @@ class StageSummary:
         if self.cache_hits is not None:
             out.update(cache_hits=self.cache_hits, cache_misses=self.cache_misses)
         if self.this_run is not None:
-            out["this_run"] = self.this_run
-        out.update(self.stats)
+            out["this_run"] = self.this_run.record()
+        if self.stats is not None:
+            out.update(self.stats.record())
         return out
+
+
+@dataclass
+class PoolReport:
+    """What loading the pool did: candidates examined, how many decontamination removed and why, and how long
+    it took (harness.distill.pools fills it; the manifest's ``training_data.pool``)."""
+
+    source: str
+    candidates: int = 0
+    examined: int = 0
+    kept: int = 0
+    removed: int = 0
+    removed_by_task: dict[str, int] = field(default_factory=dict)
+    removed_by_rule: dict[str, int] = field(default_factory=dict)
+    removed_examples: list[dict[str, str]] = field(default_factory=list)  # a few {id, task, rule}, for the report
+    decontamination: str = "off"  # off | on (n-gram and containment) | not needed (synthetic)
+    ngram: int = 13
+    against: list[str] = field(default_factory=list)
+    seconds: Optional[float] = None  # set by the stage that loaded it
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        if self.seconds is None:
+            del out["seconds"]
+        return out
+
+
+@dataclass
+class RequestPrompt:
+    """What one request was sent with: its system prompt (None: no system message) and its user template."""
+
+    system: Optional[str]
+    user_template: str
+
+
+@dataclass
+class TeacherRequests:
+    """LLM teacher: each stage's request as sent, and the thinking pattern stripped from the outputs."""
+
+    prompts: dict[Stage, RequestPrompt]
+    strip_thinking: Optional[str] = None
+
+    def record(self) -> dict[str, Any]:
+        out: dict[str, Any] = {s.value: asdict(p) for s, p in self.prompts.items()}
+        if self.strip_thinking:
+            out["strip_thinking"] = self.strip_thinking
+        return out
+
+
+@dataclass
+class TeacherTotal:
+    """The teacher's tokens and cost over every stage of the data (None: unknown price)."""
+
+    tokens: int
+    cost_usd: Optional[float]
+    price_per_mtok_in: Optional[float]
+    price_per_mtok_out: Optional[float]
+    critique_mode: str
+
+
+@dataclass
+class FilterCount:
+    """teacher.correctness_filter: items kept (their teacher targets reach the gold answer) and removed."""
+
+    kept: int
+    removed: int
 
 
 @dataclass
@@ -202,11 +364,11 @@ class TrainingData:
 
     items: list[Any]  # harness.distill.items.TrainItem
     validation: list[Any]
-    pool: dict[str, Any]  # the pool's report (source, sizes) and its seconds
-    stages: dict[str, StageSummary] = field(default_factory=dict)
-    requests: Optional[dict[str, Any]] = None  # LLM teacher: each request's system prompt and template
-    teacher_total: Optional[dict[str, Any]] = None
-    correctness_filter: Optional[dict[str, int]] = None  # {"kept", "removed"}
+    pool: PoolReport  # the pool's report (source, sizes, decontamination) and its seconds
+    stages: dict[Stage, StageSummary] = field(default_factory=dict)
+    requests: Optional[TeacherRequests] = None  # LLM teacher: each request's system prompt and template
+    teacher_total: Optional[TeacherTotal] = None
+    correctness_filter: Optional[FilterCount] = None
 
     @property
     def computed(self) -> bool:
@@ -215,12 +377,12 @@ class TrainingData:
 
     def record(self) -> dict[str, Any]:
         """The manifest's ``training_data`` object."""
-        out: dict[str, Any] = {"pool": self.pool}
+        out: dict[str, Any] = {"pool": self.pool.to_dict()}
         if self.requests is not None:
-            out["requests"] = self.requests
-        out.update({name: s.record() for name, s in self.stages.items()})
+            out["requests"] = self.requests.record()
+        out.update({str(name): s.record() for name, s in self.stages.items()})
         if self.teacher_total is not None:
-            out["teacher_total"] = self.teacher_total
+            out["teacher_total"] = asdict(self.teacher_total)
         if self.correctness_filter is not None:
-            out["correctness_filter"] = self.correctness_filter
+            out["correctness_filter"] = asdict(self.correctness_filter)
         return out

@@ -6,8 +6,9 @@
 - ``hf:<dataset id>``: any dataset through ``datasets.load_dataset`` (the paper's pool is
   ``hf:TIGER-Lab/WebInstructSub``); ``hf:<local folder>`` loads a local copy the same way.
 - a JSONL file path: loaded with ``datasets.load_dataset("json", data_files=path)``.
-For hf and JSONL pools ``PoolSpec`` names the question / solution / answer / id fields; the gold answer is the
-answer field, else the solution's last \\boxed{}, else none (then no correctness check is possible).
+For hf and JSONL pools the pool settings (``PoolConfig`` of harness/distill/pool_config.py: the config's ``pool:``
+section, read as it is) name the question / solution / answer / id fields; the gold answer is the answer field,
+else the solution's last \\boxed{}, else none (then no correctness check is possible).
 
 Decontamination: a candidate question is dropped when, after normalisation (lower case, punctuation removed),
 it shares one word n-gram (13 by default) with an evaluation prompt of the run, or, when shorter than n words,
@@ -18,79 +19,24 @@ from __future__ import annotations
 
 import random
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from harness.common.files import read_jsonl
-from harness.distill.items import TrainItem
+from harness.common.units import PoolReport
+from harness.distill.pool_config import PoolConfig, check_source  # noqa: F401  (check_source: re-exported)
+from harness.distill.items import GivenCritique, ItemMeta, TrainItem
 from harness.tasks.data import missing, local_path
 from harness.tasks.scorers.extract import last_boxed
 from harness.tasks.synthetic_problems import ID_STEPS, pool_problems
 from harness.tasks.synthetic_web import ANSWER_STYLES, web_solutions
 
-BUILTIN_POOLS = ("synthetic", "math_train", "gsm8k_train")
 #: The paper's training pool (CGD and CFT both sample WebInstruct questions).
 WEBINSTRUCT = "hf:TIGER-Lab/WebInstructSub"
 
 
 class PoolError(ValueError):
     """A pool that cannot be loaded as configured; the message is one line with the fix."""
-
-
-def check_source(source: str) -> None:
-    if source in BUILTIN_POOLS:
-        return
-    if source.startswith("hf:") and len(source) > 3:
-        return
-    if source.endswith((".jsonl", ".json", ".jsonl.gz", ".json.gz")):
-        return
-    raise ValueError(f"unknown pool source {source!r}; use {', '.join(BUILTIN_POOLS)}, hf:<dataset id or local "
-                     "dataset folder> or a .jsonl file path")
-
-
-@dataclass
-class PoolSpec:
-    source: str = "synthetic"
-    n: int = 400
-    seed: int = 0
-    split: str = "train"
-    subset: str | None = None
-    question_field: str = "question"
-    solution_field: str | None = "answer"
-    answer_field: str | None = None
-    id_field: str | None = None
-    answer_style: str = "gold"  # synthetic only: gold | web (see synthetic_pool)
-    #: Critique data given with the pool (x, y', c from a dataset, e.g. WebInstruct-CFT): the fields holding a
-    #: student answer y' and a critique c of it; kept in ``meta['given']`` for methods that train on them
-    #: (``cft_star``), apart from the run's own probe and teacher critiques.
-    student_answer_field: str | None = None
-    critique_field: str | None = None
-
-    @classmethod
-    def of(cls, cfg: Any) -> "PoolSpec":
-        """From the config's pool section (any object with the same attribute names)."""
-        return cls(**{k: getattr(cfg, k) for k in cls.__dataclass_fields__})
-
-
-@dataclass
-class PoolReport:
-    """What loading the pool did: candidates examined, how many decontamination removed and why."""
-
-    source: str
-    candidates: int = 0
-    examined: int = 0
-    kept: int = 0
-    removed: int = 0
-    removed_by_task: dict[str, int] = field(default_factory=dict)
-    removed_by_rule: dict[str, int] = field(default_factory=dict)
-    removed_examples: list[dict] = field(default_factory=list)  # a few (id, task, rule), for the report
-    decontamination: str = "off"  # off | on (n-gram and containment) | not needed (synthetic)
-    ngram: int = 13
-    against: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
 # ---- decontamination -------------------------------------------------------------------------------------
@@ -156,7 +102,7 @@ def synthetic_pool(n: int, seed: int = 0, steps: Sequence[int] = ID_STEPS,
 
     answer_style gold: y* (gold_solution) is the full correct solution. web: y* is noisy or terse the way
     web-mined answers are (harness.tasks.synthetic_web.web_solution, seeded per item from the pool seed; the kind is in
-    meta["web_kind"]); gold_answer is the true answer either way (graders use it).
+    meta.web_kind); gold_answer is the true answer either way (graders use it).
     """
     if answer_style not in ANSWER_STYLES:
         raise ValueError(f"unknown pool.answer_style {answer_style!r}; use one of {', '.join(ANSWER_STYLES)}")
@@ -164,13 +110,13 @@ def synthetic_pool(n: int, seed: int = 0, steps: Sequence[int] = ID_STEPS,
     if answer_style == "gold":
         return [
             TrainItem(id=f"synthetic-pool/{seed}/{i}", question=p.question, gold_solution=p.gold_solution(),
-                      gold_answer=str(p.answer), meta={"task": "synthetic", "problem": p.to_meta()})
+                      gold_answer=str(p.answer), meta=ItemMeta(task="synthetic", problem=p.to_meta()))
             for i, p in enumerate(problems)
         ]
     return [
         TrainItem(id=f"synthetic-pool/{seed}/{i}", question=p.question, gold_solution=text,
-                  gold_answer=str(p.answer), meta={"task": "synthetic", "problem": p.to_meta(),
-                                                   "answer_style": answer_style, "web_kind": kind})
+                  gold_answer=str(p.answer), meta=ItemMeta(task="synthetic", problem=p.to_meta(),
+                                                           answer_style=answer_style, web_kind=kind))
         for i, (p, (kind, text)) in enumerate(zip(problems, web_solutions(problems, seed)))
     ]
 
@@ -185,7 +131,7 @@ def math_train_candidates() -> list[TrainItem]:
         if gold is None:  # a handful of solutions have no box; they cannot be graded
             continue
         items.append(TrainItem(id=row["unique_id"], question=row["problem"], gold_solution=row["solution"],
-                               gold_answer=gold, meta={"level": row["level"], "type": row["type"]}))
+                               gold_answer=gold, meta=ItemMeta(level=row["level"], type=row["type"])))
     return items
 
 
@@ -203,7 +149,7 @@ def gsm8k_train_candidates() -> list[TrainItem]:
     return items
 
 
-def load_rows(spec: PoolSpec):
+def load_rows(spec: PoolConfig):
     """The pool's rows as a ``datasets.Dataset`` (hf: ids, local dataset folders, JSONL files)."""
     import datasets
 
@@ -229,7 +175,7 @@ def load_rows(spec: PoolSpec):
                         "or download it and pass hf:<local folder> or a JSONL file") from None
 
 
-def _row_item(spec: PoolSpec, row: Mapping[str, Any], index: int) -> TrainItem:
+def _row_item(spec: PoolConfig, row: Mapping[str, Any], index: int) -> TrainItem:
     question = row[spec.question_field]
     solution = str(row[spec.solution_field] or "") if spec.solution_field else ""
     if spec.answer_field:
@@ -237,14 +183,14 @@ def _row_item(spec: PoolSpec, row: Mapping[str, Any], index: int) -> TrainItem:
     else:
         gold = (last_boxed(solution) or "").strip()
     rid = str(row[spec.id_field]) if spec.id_field else f"{spec.source}/{spec.split}/{index}"
-    meta: dict[str, Any] = {"row": index}
+    meta = ItemMeta(row=index)
     if spec.student_answer_field and spec.critique_field:
-        meta["given"] = {"answer": str(row[spec.student_answer_field] or ""),
-                         "critique": str(row[spec.critique_field] or "")}
+        meta.given = GivenCritique(answer=str(row[spec.student_answer_field] or ""),
+                                   critique=str(row[spec.critique_field] or ""))
     return TrainItem(id=rid, question=str(question), gold_solution=solution, gold_answer=gold, meta=meta)
 
 
-def _check_fields(spec: PoolSpec, columns: Sequence[str]) -> None:
+def _check_fields(spec: PoolConfig, columns: Sequence[str]) -> None:
     for key in ("question_field", "solution_field", "answer_field", "id_field", "student_answer_field",
                 "critique_field"):
         name = getattr(spec, key)
@@ -253,7 +199,7 @@ def _check_fields(spec: PoolSpec, columns: Sequence[str]) -> None:
                             f"{', '.join(columns)}")
 
 
-def candidates(spec: PoolSpec) -> tuple[int, Callable[[int], TrainItem]]:
+def candidates(spec: PoolConfig) -> tuple[int, Callable[[int], TrainItem]]:
     """(number of candidate rows, row index -> TrainItem) for non-synthetic sources; rows are read lazily."""
     if spec.source == "math_train":
         items = math_train_candidates()
@@ -290,7 +236,7 @@ def _walk(order: Iterator[int], get: Callable[[int], TrainItem], n: int, report:
     return out
 
 
-def load_pool_spec(spec: PoolSpec, decontaminator: Decontaminator | None = None) -> tuple[list[TrainItem],
+def load_pool_spec(spec: PoolConfig, decontaminator: Decontaminator | None = None) -> tuple[list[TrainItem],
                                                                                          PoolReport]:
     """n training questions, shuffled by the seed, with those overlapping an evaluation set removed."""
     report = PoolReport(source=spec.source)
@@ -304,9 +250,6 @@ def load_pool_spec(spec: PoolSpec, decontaminator: Decontaminator | None = None)
                         "pool.critique_field (the y' and the c of each row); set both or neither")
     if spec.critique_field and spec.source in ("math_train", "gsm8k_train"):
         raise PoolError(f"pool {spec.source} has no critique fields; given critiques need a hf: or JSONL pool")
-    if spec.answer_style != "gold":
-        raise PoolError(f"pool.answer_style={spec.answer_style} needs pool.source=synthetic (other pools keep "
-                        "their own reference answers); set pool.answer_style=gold")
     total, get = candidates(spec)
     report.candidates = total
     if decontaminator is not None:
@@ -319,8 +262,7 @@ def load_pool_spec(spec: PoolSpec, decontaminator: Decontaminator | None = None)
 
 def load_pool(source: str, n: int, seed: int) -> list[TrainItem]:
     """A builtin or hf/JSONL pool with default fields and no decontamination (kept for callers and tests)."""
-    check_source(source)
-    return load_pool_spec(PoolSpec(source=source, n=n, seed=seed))[0]
+    return load_pool_spec(PoolConfig(source=source, n=n, seed=seed))[0]
 
 
 def math_train_pool(n: int, seed: int) -> list[TrainItem]:

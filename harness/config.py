@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from harness.common.resources import shipped
 from harness.common.yamlfile import DuplicateKey, YAMLSyntaxError, load_yaml, loads_yaml
+from harness.distill.pool_config import DecontaminationConfig, PoolConfig  # noqa: F401  (config section models)
 from harness.distill.prompts import PromptTemplates
 from harness.distill.train_config import TrainConfig
 from harness.tracking import TrackingConfig
@@ -139,62 +140,6 @@ class TeacherConfig(Strict):
         if not on_provider(self.engine.backend, opts.get("base_url")):
             return None
         return list_price(str(opts.get("served_model") or self.model))
-
-
-class DecontaminationConfig(Strict):
-    """Pool questions that overlap any evaluation set of the run are removed before sampling."""
-
-    enabled: bool = True
-    #: Word n-gram length: a pool question sharing one n-gram with an evaluation prompt is removed (13, as in
-    #: GPT-3's and Tulu's decontamination). Questions shorter than n words are checked by exact containment.
-    ngram: int = Field(13, ge=4)
-
-
-class PoolConfig(Strict):
-    """The training questions."""
-
-    #: synthetic | math_train | gsm8k_train (local mirror) | hf:<dataset id or local dataset folder> |
-    #: a JSONL file path (*.jsonl / *.json).
-    source: str = "synthetic"
-    n: int = Field(400, ge=1)
-    seed: int = 0
-    #: Held out from training, evaluated as the task `pool_validation` (checkpoint selection never uses a test set).
-    validation_n: int = Field(0, ge=0)
-    #: hf: and JSONL pools: the split and subset (hf only), and which fields hold what.
-    split: str = "train"
-    subset: str | None = None
-    question_field: str = "question"
-    #: The reference solution y* (sft's target); its last \boxed{} is the gold answer unless answer_field is set.
-    solution_field: str | None = "answer"
-    answer_field: str | None = None
-    id_field: str | None = None
-    #: Critique data given with the pool (hf: and JSONL pools): the fields holding a student answer y' and a
-    #: critique c of it (e.g. TIGER-Lab/WebInstruct-CFT's input/output split into them), for methods trained on
-    #: given critiques (cft_star). Both or neither.
-    student_answer_field: str | None = None
-    critique_field: str | None = None
-    #: synthetic pool only (other pools: always "gold"). gold: y* is the full correct solution. web: y* is noisy or
-    #: terse the way
-    #: web-mined answers are (~20% a slip carried to a wrong final answer, ~50% final answer or a one-line
-    #: sketch only, the rest full correct working; seeded per item from pool.seed); gold_answer stays true.
-    answer_style: Literal["gold", "web"] = "gold"
-    decontaminate: DecontaminationConfig = Field(default_factory=DecontaminationConfig)
-
-    @field_validator("source")
-    @classmethod
-    def _known_source(cls, v: str) -> str:
-        from harness.distill.pools import check_source
-
-        check_source(v)
-        return v
-
-    @model_validator(mode="after")
-    def _web_is_synthetic_only(self) -> "PoolConfig":
-        # Real pools keep their own reference answers: web-style noise is how the synthetic pool imitates them.
-        # Normalised, not refused, so that pool.source=... works on the default config; the manifest records it.
-        if self.source != "synthetic":
-            self.answer_style = "gold"
-        return self
 
 
 class ProbeConfig(Strict):

@@ -57,3 +57,26 @@ def test_a_failure_is_raised_after_the_other_units_commit():
     with pytest.raises(UnitFailed, match="eval/x/t"):
         run_batches(Collecting(ExecutorConfig()), [a])
     assert committed["eval/y/t"].value == "FINE"  # committed before the failure was raised
+
+
+def test_a_stage_object_is_a_batch():
+    """run_batches drives any object with jobs, commit, finish and label (the evaluation's EvalBatch is one)."""
+    from harness.executors import UnitBatch
+
+    class Doubling:
+        label = "cell-c"
+
+        def __init__(self) -> None:
+            self.jobs = [Job(Unit("eval", f"eval/m/{x}", x), work, (x,)) for x in ("p", "q")]
+            self.seen: dict[int, str] = {}
+
+        def commit(self, i, outcome) -> None:
+            self.seen[i] = outcome.value * 2
+
+        def finish(self) -> list[str]:
+            return [self.seen[i] for i in sorted(self.seen)]
+
+    CALLS.clear()
+    stage = Doubling()
+    assert isinstance(stage, UnitBatch) and isinstance(batch("x", [])[0], UnitBatch)
+    assert run_batches(LocalExecutor(ExecutorConfig()), [stage]) == [["PP", "QQ"]]

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from harness.distill.methods import build_dataset, stages_needed
-from harness.distill.pools import PoolError, PoolSpec, load_pool_spec
+from harness.distill.pools import PoolError, PoolConfig, load_pool_spec
 from harness.config import ConfigError, load_config
 from harness.stages.plan import config_identity, plan_run
 
@@ -22,7 +22,7 @@ def cft_pool(tmp_path):
 
 
 def test_given_answer_and_critique_become_cft_star_examples(cft_pool):
-    spec = PoolSpec(source=str(cft_pool), n=6, question_field="q", solution_field="sol",
+    spec = PoolConfig(source=str(cft_pool), n=6, question_field="q", solution_field="sol",
                     student_answer_field="draft", critique_field="review")
     items, _ = load_pool_spec(spec)
     assert all(it.probe is None and it.critique is None for it in items)  # not the run's own probe/critique
@@ -30,12 +30,12 @@ def test_given_answer_and_critique_become_cft_star_examples(cft_pool):
     assert len(ex) == 6 and stages_needed(["cft_star"]) == []  # no probe, no teacher
     by_q = {e["prompt"][-1]["content"]: e["completion"][0]["content"] for e in ex}
     item = next(it for it in items if it.question == "What is 3 + 3?")
-    assert by_q[next(k for k in by_q if "What is 3 + 3?" in k and "It is 7." in k)] == item.meta["given"]["critique"]
+    assert by_q[next(k for k in by_q if "What is 3 + 3?" in k and "It is 7." in k)] == item.meta.given.critique
     with pytest.raises(PoolError, match="both pool.student_answer_field and pool.critique_field"):
-        load_pool_spec(PoolSpec(source=str(cft_pool), n=6, question_field="q", solution_field="sol",
+        load_pool_spec(PoolConfig(source=str(cft_pool), n=6, question_field="q", solution_field="sol",
                                 critique_field="review"))
     with pytest.raises(PoolError, match="not a column"):
-        load_pool_spec(PoolSpec(source=str(cft_pool), n=6, question_field="q", solution_field="sol",
+        load_pool_spec(PoolConfig(source=str(cft_pool), n=6, question_field="q", solution_field="sol",
                                 student_answer_field="draft", critique_field="nope"))
 
 

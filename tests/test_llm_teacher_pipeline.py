@@ -142,9 +142,10 @@ def test_critique_modes_differ_visibly(teacher_backend, random_chat_model, tmp_p
     spec, irr, gen = out["specific"], out["irrelevant"], out["generic"]
     own = {it.id: it.critique for it in spec}
     # irrelevant: each item trains on ANOTHER item's critique (a derangement fixed by the seed)
-    assert all(it.meta["critique_from"] != it.id and it.critique == own[it.meta["critique_from"]] for it in irr)
-    assert sorted(it.meta["critique_from"] for it in irr) == sorted(own)
-    assert all(it.meta["specific_critique"] == own[it.id] for it in irr)
+    assert all(it.meta.critique_swap.came_from != it.id and it.critique == own[it.meta.critique_swap.came_from]
+               for it in irr)
+    assert sorted(it.meta.critique_swap.came_from for it in irr) == sorted(own)
+    assert all(it.meta.critique_swap.specific == own[it.id] for it in irr)
     # generic: one fixed critique for all
     assert len({it.critique for it in gen}) == 1 and gen[0].critique not in own.values()
     # refinements are written from the specific critique in every mode (so only the student's input changes)

@@ -1,5 +1,5 @@
 """The oracle teacher on hand-written student answers."""
-from harness.distill.items import TrainItem
+from harness.distill.items import ItemMeta, TrainItem
 from harness.distill.teachers.base import Teacher
 from harness.distill.teachers.oracle import OracleTeacher, check
 from harness.tasks.registry import get_task
@@ -14,7 +14,7 @@ def _problem() -> Problem:
 def _item(probe: str | None) -> TrainItem:
     p = _problem()
     return TrainItem(id="t/0", question=p.question, gold_solution=p.gold_solution(), gold_answer=str(p.answer),
-                     probe=probe, meta={"problem": p.to_meta()})
+                     probe=probe, meta=ItemMeta(problem=p.to_meta()))
 
 
 GOOD = "Step 1: 12 + 7 = 19.\nStep 2: 19 - 5 = 14.\nStep 3: 14 * 3 = 42.\nThe answer is \\boxed{42}."
@@ -70,7 +70,7 @@ def test_refine_and_answer_score_correct_with_the_task_scorer():
         p = Problem.from_meta(doc.meta["problem"])
         item = TrainItem(id=doc.id, question=p.question, gold_solution=p.gold_solution(),
                          gold_answer=doc.gold, probe="Step 1: 1 + 1 = 3.\nThe answer is \\boxed{3}.",
-                         meta={"problem": p.to_meta()})
+                         meta=ItemMeta(problem=p.to_meta()))
         item.critique = teacher.critique([item])[0]
         refined, direct = teacher.refine([item])[0], teacher.answer([item])[0]
         assert task.score(doc, [refined]).score == 1.0
@@ -89,7 +89,7 @@ def test_refine_keeps_the_correct_leading_steps():
 
 def test_works_without_meta_by_parsing_the_question():
     item = _item(GOOD)
-    item.meta = {}
+    item.meta = ItemMeta()
     assert OracleTeacher().critique([item])[0].endswith("Conclusion: right")
     bad = TrainItem(id="x", question="What is 2 + 2?", gold_solution="4", gold_answer="4", probe="4")
     try:
@@ -124,7 +124,7 @@ def _drafted_pool(n: int = 200) -> list[TrainItem]:
     rng, spec = random.Random("frozen-probes"), TinySpec.default()
     spec.mistake_rate = 1.0
     for it in pool:
-        p = Problem.from_meta(it.meta["problem"])
+        p = Problem.from_meta(it.meta.problem)
         steps = student_steps(p, rng, spec)
         answer = steps[-1][3] if steps else p.start
         it.probe = "\n".join([format_step(i + 1, *s) for i, s in enumerate(steps)]
@@ -147,7 +147,7 @@ def test_teacher_style_direct_answer_is_correct_prose():
     for doc in task.docs():
         p = Problem.from_meta(doc.meta["problem"])
         item = TrainItem(id=doc.id, question=p.question, gold_solution=p.gold_solution(), gold_answer=doc.gold,
-                         meta={"problem": p.to_meta()})
+                         meta=ItemMeta(problem=p.to_meta()))
         direct = teacher.answer([item])[0]
         assert task.score(doc, [direct]).score == 1.0
         assert not re.search(r"(?m)^\s*Step \d+:", direct) and "Step" not in direct
@@ -162,7 +162,7 @@ def test_refinement_is_a_minimal_repair_of_the_draft():
     pool = _drafted_pool()
     teacher, n_wrong = OracleTeacher(style="teacher"), 0
     for it in pool:
-        p = Problem.from_meta(it.meta["problem"])
+        p = Problem.from_meta(it.meta.problem)
         f = check(p, it.probe)
         refined = teacher.refine([it])[0]
         it.critique = teacher.critique([it])[0]

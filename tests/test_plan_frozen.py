@@ -63,7 +63,7 @@ def test_held_out_task_is_the_split_build_items_trains_without(tmp_path):
     assert len(trained) == 32 and not trained & {d.id for d in docs}  # no held-out question is trained on
     assert plan.task("pool_validation") is plan.held_out.task
     # building items again (a resume in the same process) sees the same split, and the plan's items stay as loaded
-    assert all(it.probe is None and not it.meta.get("usage") for it in plan.pool.split().train)
+    assert all(it.probe is None and not it.meta.calls for it in plan.pool.split().train)
 
 
 def test_plan_pickles_with_its_held_out_task(tmp_path):

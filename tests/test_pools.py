@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from harness.distill.pools import (Decontaminator, PoolError, PoolSpec, check_source, load_pool_spec, math_train_candidates,
+from harness.distill.pools import (Decontaminator, PoolConfig, PoolError, check_source, load_pool_spec, math_train_candidates,
                            normalise, prompt_text)
 from harness.config import ConfigError, load_config
 from harness.tasks.data import local_path
@@ -24,7 +24,7 @@ def jsonl(tmp_path):
 
 
 def test_jsonl_pool_fields_and_gold(jsonl):
-    items, rep = load_pool_spec(PoolSpec(source=str(jsonl), n=10, seed=1, id_field="uid"))
+    items, rep = load_pool_spec(PoolConfig(source=str(jsonl), n=10, seed=1, id_field="uid"))
     assert len(items) == 10 and rep.candidates == 30 and rep.removed == 0
     by_id = {r["uid"]: r for r in ROWS}
     for it in items:
@@ -32,7 +32,7 @@ def test_jsonl_pool_fields_and_gold(jsonl):
         assert it.question == row["question"] and it.gold_solution == row["answer"]
         assert it.gold_answer == row["final"]  # the solution's last \boxed{}
     # same seed, same sample; answer_field overrides the boxed gold
-    again, _ = load_pool_spec(PoolSpec(source=str(jsonl), n=10, seed=1, id_field="uid", answer_field="final"))
+    again, _ = load_pool_spec(PoolConfig(source=str(jsonl), n=10, seed=1, id_field="uid", answer_field="final"))
     assert [it.id for it in again] == [it.id for it in items]
 
 
@@ -40,18 +40,18 @@ def test_hf_pool_from_a_local_dataset_folder(jsonl, tmp_path):
     folder = tmp_path / "ds"
     folder.mkdir()
     (folder / "train.jsonl").write_text(jsonl.read_text())
-    items, rep = load_pool_spec(PoolSpec(source=f"hf:{folder}", n=5, seed=0, split="train"))
+    items, rep = load_pool_spec(PoolConfig(source=f"hf:{folder}", n=5, seed=0, split="train"))
     assert len(items) == 5 and rep.candidates == 30
     assert all(it.id.startswith(f"hf:{folder}/train/") for it in items)
 
 
 def test_pool_errors_are_one_line(jsonl, tmp_path):
     with pytest.raises(PoolError, match="pool.question_field='problem' is not a column; its columns are uid"):
-        load_pool_spec(PoolSpec(source=str(jsonl), question_field="problem"))
+        load_pool_spec(PoolConfig(source=str(jsonl), question_field="problem"))
     with pytest.raises(PoolError, match="not found"):
-        load_pool_spec(PoolSpec(source=str(tmp_path / "nope.jsonl")))
+        load_pool_spec(PoolConfig(source=str(tmp_path / "nope.jsonl")))
     with pytest.raises(PoolError, match="could not be loaded.*fix:"):  # offline here: the hub is unreachable
-        load_pool_spec(PoolSpec(source="hf:TIGER-Lab/WebInstructSub", n=3))
+        load_pool_spec(PoolConfig(source="hf:TIGER-Lab/WebInstructSub", n=3))
     with pytest.raises(ValueError, match="unknown pool source"):
         check_source("webinstruct")
     with pytest.raises(ConfigError, match="pool.source"):
@@ -71,7 +71,7 @@ def test_decontamination_ngram_and_short_exact():
 
 def test_jsonl_pool_decontaminated_walks_on_to_n(jsonl):
     d = Decontaminator({"bench": [ROWS[i]["question"] for i in range(0, 30, 2)]}, n=13)
-    items, rep = load_pool_spec(PoolSpec(source=str(jsonl), n=10, seed=0, id_field="uid"), d)
+    items, rep = load_pool_spec(PoolConfig(source=str(jsonl), n=10, seed=0, id_field="uid"), d)
     assert len(items) == 10 and rep.removed > 0 and rep.removed == rep.examined - 10
     assert all(int(it.id[1:]) % 2 == 1 for it in items)
     assert rep.removed_by_task == {"bench": rep.removed} and rep.removed_by_rule == {"ngram": rep.removed}
@@ -84,7 +84,7 @@ def test_math_train_against_math500():
     from harness.tasks.registry import get_task
 
     d = Decontaminator({"math500": [prompt_text(x.prompt) for x in get_task("math500").docs()]}, 13)
-    items, rep = load_pool_spec(PoolSpec(source="math_train", n=10**6, seed=0), d)
+    items, rep = load_pool_spec(PoolConfig(source="math_train", n=10**6, seed=0), d)
     assert rep.candidates == len(math_train_candidates()) == rep.examined
     assert rep.removed == 160 and rep.kept == rep.candidates - 160  # measured on the shared mirror
     assert rep.removed_by_task == {"math500": 160}

@@ -14,7 +14,7 @@ def test_pool_is_deterministic_and_seeded():
 
 def test_pool_items_carry_a_consistent_structured_problem():
     for item in synthetic_pool(40, seed=0):
-        p = Problem.from_meta(item.meta["problem"])
+        p = Problem.from_meta(item.meta.problem)
         assert p.question == item.question
         assert str(p.answer) == item.gold_answer
         assert item.gold_solution.endswith(f"\\boxed{{{p.answer}}}.")
@@ -115,13 +115,13 @@ def test_web_pool_shares_are_near_the_targets_and_seeded():
         assert [i.to_dict() for i in web] == [i.to_dict() for i in synthetic_pool(480, seed=seed, answer_style="web")]
         # same questions, ids and true answers; only y* changes
         assert [(g.id, g.question, g.gold_answer) for g in gold] == [(w.id, w.question, w.gold_answer) for w in web]
-        kinds = Counter(i.meta["web_kind"] for i in web)
+        kinds = Counter(i.meta.web_kind for i in web)
         for kind, share in WEB_SHARES.items():
             assert abs(kinds[kind] / len(web) - share) < 0.06, (seed, kinds)
         for g, w in zip(gold, web):
-            p = Problem.from_meta(w.meta["problem"])
+            p = Problem.from_meta(w.meta.problem)
             stated = w.gold_solution.rsplit("\\boxed{", 1)[1].split("}")[0]
-            kind = w.meta["web_kind"]
+            kind = w.meta.web_kind
             if kind == "full":
                 assert w.gold_solution == g.gold_solution
             elif kind == "terse":
@@ -139,7 +139,7 @@ def test_web_pool_shares_are_near_the_targets_and_seeded():
                             "/": int(a) // int(b)}[op] != int(r)
                 assert bad == 1
     a, b = synthetic_pool(100, seed=0, answer_style="web"), synthetic_pool(100, seed=1, answer_style="web")
-    assert [i.meta["web_kind"] for i in a] != [i.meta["web_kind"] for i in b]
+    assert [i.meta.web_kind for i in a] != [i.meta.web_kind for i in b]
     # an item's y* depends on the pool seed and its index only, not on the pool size
     assert [i.to_dict() for i in synthetic_pool(480, seed=0, answer_style="web")[:100]] == [i.to_dict() for i in a]
 
@@ -147,12 +147,14 @@ def test_web_pool_shares_are_near_the_targets_and_seeded():
 def test_web_style_is_synthetic_only_and_validated():
     import pytest
 
-    from harness.distill.pools import PoolError, PoolSpec, load_pool_spec
+    from harness.distill.pools import PoolConfig, load_pool_spec
 
     with pytest.raises(ValueError, match="answer_style"):
         synthetic_pool(5, answer_style="forum")
-    with pytest.raises(PoolError, match="pool.source=synthetic"):
-        load_pool_spec(PoolSpec(source="gsm8k_train", n=3, answer_style="web"))
-    items, _ = load_pool_spec(PoolSpec(source="synthetic", n=20, seed=0, answer_style="web"))
+    with pytest.raises(ValueError, match="answer_style"):
+        PoolConfig(answer_style="forum")
+    # one rule, in the one pool model the config and the loader share: other pools keep their own answers
+    assert PoolConfig(source="gsm8k_train", n=3, answer_style="web").answer_style == "gold"
+    items, _ = load_pool_spec(PoolConfig(source="synthetic", n=20, seed=0, answer_style="web"))
     assert [i.to_dict() for i in items] == [i.to_dict() for i in synthetic_pool(20, seed=0, answer_style="web")]
     assert format_solution([(1, "+", 2, 3)], 3) == "Step 1: 1 + 2 = 3.\nThe answer is \\boxed{3}."

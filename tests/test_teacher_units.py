@@ -81,7 +81,7 @@ def test_interrupted_stage_resumes_with_only_the_missing_shards(random_chat_mode
     assert again.ran == ["teacher/critique/0", "teacher/critique/1", *(f"teacher/refine/{k}" for k in range(4))]
     assert (resumed.stages["probe"].reused, resumed.stages["probe"].computed) == (8, 0)
     assert (resumed.stages["critique"].reused, resumed.stages["critique"].computed) == (4, 4)
-    assert resumed.stages["critique"].this_run["cache_hits"] == 0  # the kept critiques were not asked again
+    assert resumed.stages["critique"].this_run.cache_hits == 0  # the kept critiques were not asked again
     assert rd.items.read_bytes() == whole_rd.items.read_bytes()  # the same items as the uninterrupted run
     assert "partial" not in json.loads(rd.items_meta.read_text())
     assert summaries(whole)["refine"] == summaries(resumed)["refine"]
@@ -111,14 +111,14 @@ def test_ray_shards_equal_local_and_the_cap_stops_within_one_wave(cluster, rando
     # uncapped, each stage is one executor call (an engine teacher's actors load once per stage)
     assert [c for c in calls if c[0].startswith("teacher/critique")] == [[f"teacher/critique/{k}" for k in range(4)]]
     assert summaries(remote) == summaries(local)
-    assert remote.stages["critique"].this_run["requests"] >= 8 and remote.stages["probe"].cache_misses == 8
+    assert remote.stages["critique"].this_run.requests >= 8 and remote.stages["probe"].cache_misses == 8
 
     # the workers never wrote SQLite: the driver committed their calls, so a re-run asks the model nothing
     ray_rd.items.unlink()
     again, _ = build(config(tmp_path / "ray", random_chat_model), on_ray, tmp_path / "cache-ray")
     assert again.stages["probe"].cache_misses == 0
     for s in ("critique", "refine"):
-        assert again.stages[s].this_run["requests"] == again.stages[s].this_run["cache_hits"] > 0
+        assert again.stages[s].this_run.requests == again.stages[s].this_run.cache_hits > 0
 
     # the cap is checked between waves: 2 shards of 2 items run at once on 2 CPUs, 1 shard in this process
     for executor, out, wave in ((on_ray, "ray-capped", 2), (LocalExecutor(ExecutorConfig()), "local-capped", 1)):

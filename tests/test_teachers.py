@@ -2,10 +2,11 @@
 with a scripted engine (to force each case) and with real generation from a tiny model through HFEngine."""
 from __future__ import annotations
 
+from dataclasses import replace
 
 import pytest
 
-from harness.distill.items import TrainItem
+from harness.distill.items import CritiqueSwap, TrainItem
 from harness.distill.prompts import PromptTemplates
 from harness.distill.teachers.base import Teacher
 from harness.distill.teachers.llm import LLMTeacher, conclusion_of
@@ -43,11 +44,11 @@ def test_reference_teacher_verdicts_on_real_math_problems(math_items):
         (a0, "I am not sure how to continue.", "wrong"),  # nothing to extract
         (a3, a0.gold_solution, "wrong"),  # another problem's solution
     ]
-    items = [TrainItem(**{**it.to_dict(), "probe": probe}) for it, probe, _ in cases]
+    items = [replace(it, probe=probe) for it, probe, _ in cases]
     critiques = t.critique(items)
     for crit, (_, _, verdict) in zip(critiques, cases):
         assert crit.strip().splitlines()[-1] == f"Conclusion: {verdict}"
-        assert TrainItem(**{**items[0].to_dict(), "critique": crit}).conclusion == verdict
+        assert replace(items[0], critique=crit).conclusion == verdict
 
 
 def test_reference_teacher_cross_checks_many_real_items(math_items):
@@ -55,10 +56,9 @@ def test_reference_teacher_cross_checks_many_real_items(math_items):
     # unless the two gold answers happen to be equivalent.
     t = ReferenceTeacher()
     items = math_items[:60]
-    own = t.critique([TrainItem(**{**it.to_dict(), "probe": it.gold_solution}) for it in items])
+    own = t.critique([replace(it, probe=it.gold_solution) for it in items])
     assert all(conclusion_of(c) == "right" for c in own)
-    shifted = [TrainItem(**{**it.to_dict(), "probe": items[(i + 1) % len(items)].gold_solution})
-               for i, it in enumerate(items)]
+    shifted = [replace(it, probe=items[(i + 1) % len(items)].gold_solution) for i, it in enumerate(items)]
     verdicts = [conclusion_of(c) for c in t.critique(shifted)]
     expected = ["right" if answers_match(it.gold_answer, items[(i + 1) % len(items)].gold_answer) else "wrong"
                 for i, it in enumerate(items)]
@@ -134,7 +134,7 @@ def test_llm_teacher_conclusion_retry_and_flagging():
 def test_llm_teacher_refine_answer_prompts_and_identity():
     engine = ScriptedEngine(lambda msgs: "  solution \\boxed{2}  ")
     t = LLMTeacher(engine, PromptTemplates(), SamplingParams(max_new_tokens=64))
-    items = [TrainItem(**{**it.to_dict(), "critique": "Wrong sum.\nConclusion: wrong"}) for it in _items(2)]
+    items = [replace(it, critique="Wrong sum.\nConclusion: wrong") for it in _items(2)]
     assert t.refine(items) == ["solution \\boxed{2}"] * 2
     req = engine.calls[-1][1][1]["content"]
     assert "What is 1 + 1?" in req and "I think 1 + 1 = 3." in req and "Wrong sum." in req
@@ -219,7 +219,8 @@ def test_llm_teacher_bounded_retries_continue_the_conversation_and_count_usage()
 def test_refine_reads_the_specific_critique():
     engine = ScriptedEngine(lambda msgs: "ok")
     it = _items(1)[0]
-    it.critique, it.meta = "GENERIC", {"specific_critique": "the teacher's own words"}
+    it.critique = "GENERIC"
+    it.meta.critique_swap = CritiqueSwap(specific="the teacher's own words", came_from="generic")
     LLMTeacher(engine).refine([it])
     sent = engine.calls[0][0][-1]["content"]
     assert "the teacher's own words" in sent and "GENERIC" not in sent

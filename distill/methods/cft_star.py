@@ -15,10 +15,10 @@ class CFTStar(Method):
     pool_fields = ("student_answer_field", "critique_field")
 
     def build_example(self, item: TrainItem) -> dict | None:
-        given = item.meta.get("given") or {}
-        if not (given.get("answer") and given.get("critique")):
+        given = item.meta.given
+        if given is None or not (given.answer and given.critique):
             return None
         return {
-            "prompt": self.prompts.messages_for("cft_input", question=item.question, answer=given["answer"]),
-            "completion": [{"role": "assistant", "content": given["critique"]}],
+            "prompt": self.prompts.messages_for("cft_input", question=item.question, answer=given.answer),
+            "completion": [{"role": "assistant", "content": given.critique}],
         }

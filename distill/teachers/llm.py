@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
 from typing import Sequence
 
+from harness.common.item_meta import CallUsage
 from harness.distill.items import TrainItem
 from harness.distill.prompts import PromptTemplates
 from harness.common.labels import conclusion_of  # noqa: F401  (re-exported)
-from harness.common.types import Completion, Prompt, ProgressFn, SamplingParams
+from harness.common.types import Prompt, ProgressFn, SamplingParams
 from harness.distill.teachers import register_teacher
 from harness.distill.teachers.base import TextModel
 from harness.distill.teachers.thinking import strip_thinking, thinking_pattern
@@ -29,34 +29,6 @@ def conclusion_line(text: str) -> str | None:
         if v:
             return f"Conclusion: {v}"
     return None
-
-
-@dataclass
-class CallUsage:
-    """What one item's teacher call(s) of a stage used: tokens as the engine reported them (a cached answer
-    counts at its original size and is marked cached), follow-up requests, and whether the verdict is missing."""
-
-    tokens_in: int = 0
-    tokens_out: int = 0
-    requests: int = 0
-    cached: int = 0  # requests answered by the call cache
-    retries: int = 0  # follow-up turns asking for the Conclusion line
-    flagged: bool = False  # a critique still without a valid Conclusion line after the retries
-
-    def add(self, c: Completion) -> None:
-        self.tokens_in += c.prompt_tokens
-        self.tokens_out += c.completion_tokens
-        self.requests += 1
-        self.cached += bool(c.cached)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-def specific_critique(item: TrainItem) -> str | None:
-    """The teacher's own critique of this item's answer (under the irrelevant/generic critique modes
-    ``item.critique`` holds what the student trains on, and ``meta['specific_critique']`` the teacher's own)."""
-    return item.meta.get("specific_critique") or item.critique
 
 
 @register_teacher("llm")
@@ -161,7 +133,7 @@ class LLMTeacher:
         usage = [CallUsage() for _ in items]
         out = self._generate([
             self.prompts.messages_for("refine_request", question=it.question, answer=it.probe,
-                                      critique=specific_critique(it), reference=it.gold_solution)
+                                      critique=it.specific_critique, reference=it.gold_solution)
             for it in items
         ], usage=usage)
         self.last_usage = usage

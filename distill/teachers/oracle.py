@@ -209,7 +209,7 @@ class OracleTeacher:
 
     @staticmethod
     def _problem(item: TrainItem) -> Problem:
-        p = problem_of(item.meta, item.question)
+        p = problem_of({"problem": item.meta.problem} if item.meta.problem else None, item.question)
         if p is None:
             raise ValueError(f"oracle teacher: item {item.id!r} is not a synthetic problem; use teacher.kind="
                              "reference or llm for other pools")

@@ -8,8 +8,9 @@ and the call cache, from the values jobs return: ``on_done(index, outcome)`` is 
 ends, so a finished unit is committed (with its done record) before the next one ends, and a run killed midway
 keeps every finished unit.
 
-A stage hands the pipeline a ``Batch``: its jobs for one run folder, how the driver commits each, and how the
-stage's typed output is made once all have ended. ``run_batches`` runs several batches (the train units of
+A stage hands the pipeline a ``UnitBatch``: its jobs for one run folder, how the driver commits each, and how the
+stage's typed output is made once all have ended; a stage object with explicit state (the evaluation's
+``EvalBatch``) provides these itself, and ``Batch`` makes one out of two functions (the train stage's). ``run_batches`` runs several batches (the train units of
 every cell of a sweep, say) in one executor call, so independent units run side by side, and runs a unit
 that several batches hold (same kind and fingerprint: the base model's evaluation in every cell) once.
 """
@@ -19,7 +20,7 @@ import importlib
 import traceback
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Generic, Protocol, Sequence, TypeVar
+from typing import Any, Callable, Generic, Protocol, Sequence, TypeVar, runtime_checkable
 
 from harness.common.files import write_text_atomic
 from harness.common.registry import registrar
@@ -33,6 +34,7 @@ EXECUTOR_MODULES: dict[str, str] = {
 EXECUTOR_REGISTRY: dict[str, type] = {}
 
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
 
 
 @dataclass
@@ -47,11 +49,23 @@ class Job:
     group: str | None = None
 
 
-@dataclass
-class Batch(Generic[T]):
+@runtime_checkable
+class UnitBatch(Protocol[T_co]):
     """One stage's units in one run folder. ``commit(i, outcome)`` stores the outcome of ``jobs[i]`` in the
     driver as soon as it ends; ``finish()`` (called once every job of every batch run together has ended and
     none failed) returns the stage's typed output. ``label`` names the batch's run folder in ``shared_from``."""
+
+    jobs: list[Job]
+    label: str
+
+    def commit(self, i: int, outcome: Outcome) -> None: ...
+
+    def finish(self) -> T_co: ...
+
+
+@dataclass
+class Batch(Generic[T]):
+    """A ``UnitBatch`` made of its jobs and two functions: ``commit`` and ``finish``, as described there."""
 
     jobs: list[Job]
     commit: Callable[[int, Outcome], None]
@@ -59,7 +73,7 @@ class Batch(Generic[T]):
     label: str = ""
 
 
-def run_batches(executor: "Executor", batches: Sequence[Batch]) -> list[Any]:
+def run_batches(executor: "Executor", batches: Sequence[UnitBatch]) -> list[Any]:
     """Every batch's jobs in one executor call; each batch's ``finish()`` value, in order. A unit held by
     several batches (same kind and fingerprint: the same work) runs once and every holder commits its outcome,
     marked ``shared_from`` the batch that ran it. Failures are raised (``UnitFailed``) once all have ended."""

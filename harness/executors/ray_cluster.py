@@ -124,113 +124,149 @@ class RayExecutor:
         if not jobs:
             return []
         self.check_capacity(jobs)
-        ray = self.ray
-        shared: dict[int, Any] = {}  # one object-store copy of each large argument (the plan) for every unit
-        progress = self.progress_queue()  # workers' bars -> the driver's display
+        return RayRun(self, jobs, log_dir, on_done).run()
 
-        def put(a):
-            if isinstance(a, (str, int, float, bool, type(None), Path)):
-                return a
-            if id(a) not in shared:
-                shared[id(a)] = ray.put(a)
-            return shared[id(a)]
 
-        def submit(i: int):
-            job = jobs[i]
-            r = job.unit.resources
-            opts: dict[str, Any] = {"num_cpus": r.cpus, "num_gpus": r.gpus, "max_retries": 0,
-                                    "name": f"{job.unit.name}#{attempts[i]}"}  # a fresh name per attempt
-            if r.memory_gb:
-                opts["memory"] = int(r.memory_gb * 2**30)
-            return self._remote.options(**opts).remote(job.fn, progress, *[put(a) for a in job.args])
+#: What a reference Ray is computing stands for: a plain task, an engine actor's start, or a unit on an actor.
+TASK, READY, UNIT = "task", "ready", "unit"
 
-        outcomes: list[Outcome | None] = [None] * len(jobs)
-        attempts = [1] * len(jobs)
-        #: reference -> (what it is: "task" | "ready" | "unit", job index, the engine actor or None)
-        pending: dict[Any, tuple[str, int, Actor | None]] = {}
+
+class RayRun:
+    """One call of ``RayExecutor.run``, its state explicit: each job's attempts and outcome, the references Ray
+    is computing (what each stands for, which job, on which engine actor), the actor pool, and the driver's
+    bars. ``run()`` waits for one reference at a time (polling the workers' progress meanwhile) and handles it:
+    an actor ready runs its unit, a unit done is committed, a failure is logged and retried or recorded."""
+
+    def __init__(self, executor: RayExecutor, jobs: Sequence[Job], log_dir: Path | None,
+                 on_done: Callable[[int, Outcome], None] | None) -> None:
+        self.ray = executor.ray
+        self.cfg = executor.cfg
+        self.remote = executor._remote
+        self.drain = executor.drain
+        self.jobs, self.log_dir, self.on_done = jobs, log_dir, on_done
+        self.shared: dict[int, Any] = {}  # one object-store copy of each large argument (the plan) for every unit
+        self.progress = executor.progress_queue()  # workers' bars -> the driver's display
+        self.outcomes: list[Outcome | None] = [None] * len(jobs)
+        self.attempts = [1] * len(jobs)
+        #: reference -> (what it is: TASK | READY | UNIT, job index, the engine actor or None)
+        self.pending: dict[Any, tuple[str, int, Actor | None]] = {}
         grouped = [i for i, j in enumerate(jobs) if j.group is not None]
-        pool = ActorPool(ray, max(self.engine_slots(jobs[i].unit.resources) for i in grouped) if grouped else 1,
-                         self.cfg.actor_start_timeout_s)
-        for i, job in enumerate(jobs):
-            if job.group is None:
-                pending[submit(i)] = ("task", i, None)
-            else:
-                pool.add(i, job.group)
+        slots = max(executor.engine_slots(jobs[i].unit.resources) for i in grouped) if grouped else 1
+        self.pool = ActorPool(self.ray, slots, self.cfg.actor_start_timeout_s)
+        self.advance: Callable[[int], None] = lambda n: None  # the driver's bar of finished units, once shown
+        for i in range(len(jobs)):
+            self.enqueue(i)
 
-        def schedule() -> None:
-            for actor, i in pool.next_idle():
-                pending[run_on(actor, i)] = ("unit", i, actor)
-            for i, group in pool.to_start():
-                ref, actor = pool.start(i, group, jobs[i].unit.resources, group[:8])
-                pending[ref] = ("ready", i, actor)
-
-        def run_on(actor: Actor, i: int):
-            job = jobs[i]
-            return actor.handle.run.remote(f"ray::{job.unit.name}#{attempts[i]}", progress, job.fn,
-                                           *[put(a) for a in job.args])
-
-        def failed(i: int, cause: BaseException, advance) -> None:
-            """Log the attempt; submit it again (fresh name or actor), or record the error once all are spent."""
-            log = error_log(jobs[i].log_dir or log_dir, jobs[i].unit, attempts[i], cause)
-            if attempts[i] <= self.cfg.max_retries:
-                console.print(f"[yellow]retry[/] {jobs[i].unit.name}: attempt {attempts[i]} failed "
-                              f"({type(cause).__name__}); log {log}", highlight=False)
-                attempts[i] += 1
-                if jobs[i].group is None:
-                    pending[submit(i)] = ("task", i, None)
-                else:
-                    pool.add(i, jobs[i].group, first=True)
-                return
-            outcomes[i] = Outcome(jobs[i].unit, error=f"{type(cause).__name__}: {str(cause)[:300]}",
-                                  attempts=attempts[i], log=log)
-            if on_done is not None:
-                on_done(i, outcomes[i])
-            advance(1)
-
+    def run(self) -> list[Outcome]:
         try:
-            with DriverBars(f"units on ray ({jobs[0].unit.kind})", len(jobs)) as bars:
-                advance = bars.unit_done
-                schedule()
-                while pending:
-                    start_wait = pool.wait_s(time.monotonic())
-                    done, _ = ray.wait(list(pending), num_returns=1, timeout=PROGRESS_POLL_S if start_wait is None
-                                       else min(start_wait, PROGRESS_POLL_S))
-                    bars.apply(self.drain(progress))
-                    if not done and not pool.overdue(time.monotonic()):
-                        continue
-                    if not done:  # an engine actor missed its start-up deadline
-                        for actor in pool.overdue(time.monotonic()):
-                            ref = next(k for k, v in pending.items() if v[2] is actor)
-                            i = pending.pop(ref)[1]
-                            pool.kill(actor)
-                            r = jobs[i].unit.resources
-                            failed(i, ActorStartTimeout(
-                                f"engine actor {actor.name} for unit {jobs[i].unit.name} did not start within "
-                                f"{self.cfg.actor_start_timeout_s:g} s (it needs {r.cpus:g} CPUs, {r.gpus:g} GPUs): "
-                                "Ray could not place it or its process hangs at start-up; see `ray status` and the "
-                                "worker logs, or raise executor.actor_start_timeout_s"), advance)
-                        schedule()
-                        continue
-                    what, i, actor = pending.pop(done[0])
-                    try:
-                        value = ray.get(done[0])
-                    except Exception as e:  # the unit raised (RayTaskError), or its process died (worker/actor died)
-                        if actor is not None:
-                            pool.kill(actor)  # a retry gets another process, never this one's state
-                        failed(i, getattr(e, "cause", None) or e, advance)
-                        schedule()
-                        continue
-                    if what == "ready":
-                        actor.pid = value
-                        pending[run_on(actor, i)] = ("unit", i, actor)
-                        continue
-                    if actor is not None:
-                        actor.unit = None
-                    outcomes[i] = Outcome(jobs[i].unit, value, attempts=attempts[i])
-                    if on_done is not None:
-                        on_done(i, outcomes[i])
-                    advance(1)
-                    schedule()
+            with DriverBars(f"units on ray ({self.jobs[0].unit.kind})", len(self.jobs)) as bars:
+                self.advance = bars.unit_done
+                self.schedule()
+                while self.pending:
+                    self.step(bars)
         finally:
-            pool.kill_all()  # ending the processes frees their GPU memory
-        return outcomes  # type: ignore[return-value]
+            self.pool.kill_all()  # ending the processes frees their GPU memory
+        return self.outcomes  # type: ignore[return-value]
+
+    # ---- sending work --------------------------------------------------------------------------------------
+    def put(self, a: Any) -> Any:
+        if isinstance(a, (str, int, float, bool, type(None), Path)):
+            return a
+        if id(a) not in self.shared:
+            self.shared[id(a)] = self.ray.put(a)
+        return self.shared[id(a)]
+
+    def enqueue(self, i: int, retry: bool = False) -> None:
+        """A plain job goes to Ray as a task at once; a grouped one waits for an engine actor of its group (a
+        retry at the front of the queue)."""
+        job = self.jobs[i]
+        if job.group is None:
+            self.pending[self.submit(i)] = (TASK, i, None)
+        else:
+            self.pool.add(i, job.group, first=retry)
+
+    def submit(self, i: int) -> Any:
+        job = self.jobs[i]
+        r = job.unit.resources
+        opts: dict[str, Any] = {"num_cpus": r.cpus, "num_gpus": r.gpus, "max_retries": 0,
+                                "name": f"{job.unit.name}#{self.attempts[i]}"}  # a fresh name per attempt
+        if r.memory_gb:
+            opts["memory"] = int(r.memory_gb * 2**30)
+        return self.remote.options(**opts).remote(job.fn, self.progress, *[self.put(a) for a in job.args])
+
+    def run_on(self, actor: Actor, i: int) -> Any:
+        job = self.jobs[i]
+        return actor.handle.run.remote(f"ray::{job.unit.name}#{self.attempts[i]}", self.progress, job.fn,
+                                       *[self.put(a) for a in job.args])
+
+    def schedule(self) -> None:
+        """Idle actors take their group's next unit; actors are started for groups that wait."""
+        for actor, i in self.pool.next_idle():
+            self.pending[self.run_on(actor, i)] = (UNIT, i, actor)
+        for i, group in self.pool.to_start():
+            ref, actor = self.pool.start(i, group, self.jobs[i].unit.resources, group[:8])
+            self.pending[ref] = (READY, i, actor)
+
+    # ---- what comes back -------------------------------------------------------------------------------------
+    def step(self, bars: DriverBars) -> None:
+        """Wait for one reference (at most a progress poll, or an actor's start deadline) and handle it."""
+        start_wait = self.pool.wait_s(time.monotonic())
+        done, _ = self.ray.wait(list(self.pending), num_returns=1, timeout=PROGRESS_POLL_S if start_wait is None
+                                else min(start_wait, PROGRESS_POLL_S))
+        bars.apply(self.drain(self.progress))
+        if done:
+            self.landed(done[0])
+        elif self.pool.overdue(time.monotonic()):
+            self.expire_starts()
+
+    def landed(self, ref: Any) -> None:
+        what, i, actor = self.pending.pop(ref)
+        try:
+            value = self.ray.get(ref)
+        except Exception as e:  # the unit raised (RayTaskError), or its process died (worker/actor died)
+            if actor is not None:
+                self.pool.kill(actor)  # a retry gets another process, never this one's state
+            self.failed(i, getattr(e, "cause", None) or e)
+            self.schedule()
+            return
+        if what == READY:
+            actor.pid = value
+            self.pending[self.run_on(actor, i)] = (UNIT, i, actor)
+            return
+        if actor is not None:
+            actor.unit = None
+        self.ended(i, Outcome(self.jobs[i].unit, value, attempts=self.attempts[i]))
+        self.schedule()
+
+    def expire_starts(self) -> None:
+        """Engine actors that missed their start-up deadline are killed; their units fail this attempt."""
+        for actor in self.pool.overdue(time.monotonic()):
+            ref = next(k for k, v in self.pending.items() if v[2] is actor)
+            i = self.pending.pop(ref)[1]
+            self.pool.kill(actor)
+            r = self.jobs[i].unit.resources
+            self.failed(i, ActorStartTimeout(
+                f"engine actor {actor.name} for unit {self.jobs[i].unit.name} did not start within "
+                f"{self.cfg.actor_start_timeout_s:g} s (it needs {r.cpus:g} CPUs, {r.gpus:g} GPUs): Ray could not "
+                "place it or its process hangs at start-up; see `ray status` and the worker logs, or raise "
+                "executor.actor_start_timeout_s"))
+        self.schedule()
+
+    def failed(self, i: int, cause: BaseException) -> None:
+        """Log the attempt; submit it again (fresh name or actor), or record the error once all are spent."""
+        job = self.jobs[i]
+        log = error_log(job.log_dir or self.log_dir, job.unit, self.attempts[i], cause)
+        if self.attempts[i] <= self.cfg.max_retries:
+            console.print(f"[yellow]retry[/] {job.unit.name}: attempt {self.attempts[i]} failed "
+                          f"({type(cause).__name__}); log {log}", highlight=False)
+            self.attempts[i] += 1
+            self.enqueue(i, retry=True)
+            return
+        self.ended(i, Outcome(job.unit, error=f"{type(cause).__name__}: {str(cause)[:300]}",
+                              attempts=self.attempts[i], log=log))
+
+    def ended(self, i: int, outcome: Outcome) -> None:
+        self.outcomes[i] = outcome
+        if self.on_done is not None:
+            self.on_done(i, outcome)
+        self.advance(1)

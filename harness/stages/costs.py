@@ -165,17 +165,15 @@ class PoolLengths:
 
 def pool_lengths(cfg: RunConfig, sample: int = 400) -> PoolLengths:
     """Measured on up to ``sample`` questions where the pool is local, else the stated guesses."""
-    from harness.distill.pools import PoolError, PoolSpec, load_pool_spec
+    from harness.distill.pools import PoolError, load_pool_spec
     from harness.tasks.data import DataMissing
 
     src = cfg.pool.source
     target = src[3:] if src.startswith("hf:") else src
     local = src in ("synthetic", "math_train", "gsm8k_train") or Path(target).expanduser().exists()
     if local:
-        spec = PoolSpec.of(cfg.pool)
-        spec.n = min(sample, cfg.pool.n)
         try:
-            items, _ = load_pool_spec(spec)
+            items, _ = load_pool_spec(cfg.pool.model_copy(update={"n": min(sample, cfg.pool.n)}))
         except (PoolError, DataMissing, OSError):
             items = []
         if items:

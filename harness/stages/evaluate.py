@@ -22,7 +22,7 @@ from harness.common.artifacts import (EngineDescription, Fingerprint, SampleFile
                                       ShardDone, load_artifact, read_samples, save_artifact, write_samples)
 from harness.common.files import stable_hash
 from harness.common.units import EvalOutput, ModelEval, Outcome, Resources, TaskEval, Unit
-from harness.executors import Batch, Job
+from harness.executors import Job
 from harness.models import engine_group, engine_resources, identity_of, serve_unit
 from harness.common.progress import console, progress_bar
 from harness.stages.eval_shards import ShardedPair, shard_count, shard_ranges
@@ -199,116 +199,157 @@ def _store(rd, model: str, task: str, records: list[SampleRecord], gen_fp: Finge
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())))
 
 
-def eval_batch(plan: Plan, models: list[ModelToEvaluate], cache: CallCache,
-               in_process: bool = True, slots: int = 1) -> Batch[dict[str, ModelEval]]:
-    """The evaluation units of one run folder: stored samples are reused or re-scored here, at once; every pair
-    to generate becomes a unit, or one unit per shard of its docs (harness/stages/eval_shards.py; ``slots``: the
-    engines the executor runs at once, for ``eval.shards: auto``). ``in_process``: the executor runs units in
-    this process, so they use the driver's cache; else they get its path, read it and return the calls they
-    made."""
-    cfg = plan.config
-    rd = plan.run_dir
-    stats: dict[str, ModelEval] = {}
-    jobs: list[Job] = []
-    owner: list[tuple[str, str, ShardedPair | None, int]] = []  # per job: model, task, its sharded pair, shard
-    fps: dict[str, tuple[Fingerprint, Fingerprint]] = {}
-    logs = rd.root / "logs" / "units"
-    if cfg.eval.shards != "auto" and cfg.eval.shards > 1 and cfg.eval.engine.backend != "vllm":
-        console.print(f"[yellow]evaluate[/] eval.shards={cfg.eval.shards}: the {cfg.eval.engine.backend} engine "
-                      "evaluates each task whole (only vllm's outputs are independent of the batch; see "
-                      "harness/stages/eval_shards.py)", highlight=False)
+@dataclass(frozen=True)
+class PairJob:
+    """What one evaluation job computes: a (model, task) pair's fingerprints, and the shard of a sharded pair."""
 
-    def merge(pair: ShardedPair) -> None:
-        """Every shard is in: the samples file and its sidecar in doc order, then the shard files go."""
-        t0 = time.perf_counter()
-        _store(rd, pair.model, pair.task, pair.merged(), pair.generation, pair.scoring)
-        pair.remove()
-        seconds = sum(d.seconds for d in pair.done.values()) + time.perf_counter() - t0
-        served = [pair.done[pair.label(k)].engine.served_by for k in range(len(pair.ranges))]
-        stats[pair.model].tasks[pair.task] = TaskEval(pair.model, pair.task, pair.generation.key, pair.scoring.key,
-                                                      reused=None, seconds=round(seconds, 2), served_by=served)
+    model: str
+    task: str
+    generation: Fingerprint
+    scoring: Fingerprint
+    pair: ShardedPair | None = None  # None: the pair is one unit
+    shard: int = 0
 
-    for m in models:
-        identity = identity_for(plan, m)
-        me = stats[m.name] = ModelEval(m.name, str(m.path), str(m.adapter) if m.adapter else None, identity)
-        for name in task_names(plan):
-            task, docs = plan.task(name), plan.task_docs(name)
-            gen_fp, score_fp = fingerprints(plan, identity, name)
-            old = stored_meta(rd.samples_meta(m.name, name))
-            stored = (intact_samples(rd.samples(m.name, name), old.n)
-                      if old is not None and old.generation.key == gen_fp.key else None)
-            if stored is not None:
-                if old.scoring.key == score_fp.key:
-                    me.tasks[name] = TaskEval(m.name, name, gen_fp.key, score_fp.key, reused="samples")
-                    continue
-                t0 = time.perf_counter()
-                _store(rd, m.name, name, score_records(task, docs, stored), gen_fp, score_fp)
-                me.tasks[name] = TaskEval(m.name, name, gen_fp.key, score_fp.key,
-                                          reused="responses (re-scored: grader changed)",
-                                          seconds=round(time.perf_counter() - t0, 2))
+
+class EvalBatch:
+    """The evaluation units of one run folder, as an object the executors drive (harness.executors.run_batches):
+    ``jobs``, ``commit(i, outcome)`` (stores a finished unit at once), ``finish()`` (every model's evaluation, in
+    the run's task order); ``label`` names its run folder in ``shared_from``. Stored samples are reused or
+    re-scored when it is made; every pair to generate becomes a unit, or one unit per shard of its docs
+    (harness/stages/eval_shards.py; ``slots``: the engines the executor runs at once, for ``eval.shards: auto``).
+    ``in_process``: the executor runs units in this process, so they use the driver's cache; else they get its
+    path, read it and return the calls they made."""
+
+    def __init__(self, plan: Plan, models: list[ModelToEvaluate], cache: CallCache, in_process: bool = True,
+                 slots: int = 1) -> None:
+        self.plan, self.cache, self.in_process, self.slots = plan, cache, in_process, slots
+        self.rd = plan.run_dir
+        self.label = str(self.rd.root)
+        self.logs = self.rd.root / "logs" / "units"
+        self.stats: dict[str, ModelEval] = {}
+        self.jobs: list[Job] = []
+        self.computes: list[PairJob] = []  # per job: what it computes
+        cfg = plan.config
+        if cfg.eval.shards != "auto" and cfg.eval.shards > 1 and cfg.eval.engine.backend != "vllm":
+            console.print(f"[yellow]evaluate[/] eval.shards={cfg.eval.shards}: the {cfg.eval.engine.backend} "
+                          "engine evaluates each task whole (only vllm's outputs are independent of the batch; see "
+                          "harness/stages/eval_shards.py)", highlight=False)
+        for m in models:
+            self.add_model(m)
+
+    def add_model(self, m: ModelToEvaluate) -> None:
+        identity = identity_for(self.plan, m)
+        self.stats[m.name] = ModelEval(m.name, str(m.path), str(m.adapter) if m.adapter else None, identity)
+        for name in task_names(self.plan):
+            gen_fp, score_fp = fingerprints(self.plan, identity, name)
+            if not self.reuse(m.name, name, gen_fp, score_fp):
+                self.add_pair(m, name, identity, gen_fp, score_fp)
+
+    def reuse(self, model: str, name: str, gen_fp: Fingerprint, score_fp: Fingerprint) -> bool:
+        """A stored samples file of the same generation is kept, or re-scored here when only the grader changed;
+        otherwise the run says why it evaluates again."""
+        old = stored_meta(self.rd.samples_meta(model, name))
+        same = old is not None and old.generation.key == gen_fp.key
+        stored = intact_samples(self.rd.samples(model, name), old.n) if same else None
+        me = self.stats[model]
+        if stored is not None and old.scoring.key == score_fp.key:
+            me.tasks[name] = TaskEval(model, name, gen_fp.key, score_fp.key, reused="samples")
+            return True
+        if stored is not None:
+            t0 = time.perf_counter()
+            task, docs = self.plan.task(name), self.plan.task_docs(name)
+            _store(self.rd, model, name, score_records(task, docs, stored), gen_fp, score_fp)
+            me.tasks[name] = TaskEval(model, name, gen_fp.key, score_fp.key,
+                                      reused="responses (re-scored: grader changed)",
+                                      seconds=round(time.perf_counter() - t0, 2))
+            return True
+        if same:
+            console.print(f"[yellow]evaluate[/] {model}/{name}: the stored samples file is missing or "
+                          "damaged; evaluating again (through the call cache)", highlight=False)
+        elif old is not None:
+            console.print(f"[yellow]evaluate[/] {model}/{name}: stored samples were made with a different "
+                          f"{_what_differs(old.generation, gen_fp)}; evaluating again", highlight=False)
+        return False
+
+    def add_pair(self, m: ModelToEvaluate, name: str, identity: str, gen_fp: Fingerprint,
+                 score_fp: Fingerprint) -> None:
+        """The pair's unit, or the units of its shards not finished by an earlier, interrupted run."""
+        cfg = self.plan.config
+        where = self.cache if self.in_process else str(self.cache.path)
+        group = engine_group(cfg.eval.engine, m.path)
+        args = (self.plan, m, name, identity, where)
+        ranges = shard_ranges(len(self.plan.task_docs(name)), shard_count(cfg, self.plan.task(name).output_type,
+                                                                          self.slots))
+        if len(ranges) == 1:
+            unit = Unit("eval", f"eval/{m.name}/{name}", gen_fp.key, eval_resources(cfg))
+            self.jobs.append(Job(unit, eval_unit, args, log_dir=self.logs, group=group))
+            self.computes.append(PairJob(m.name, name, gen_fp, score_fp))
+            return
+        pair = ShardedPair(m.name, name, gen_fp, score_fp, ranges,
+                           self.rd.samples(m.name, name).with_suffix(".shards"))
+        for k in range(len(ranges)):
+            done = pair.stored(k)
+            if done is not None:
+                pair.done[pair.label(k)] = done
                 continue
-            if old is not None and old.generation.key == gen_fp.key:
-                console.print(f"[yellow]evaluate[/] {m.name}/{name}: the stored samples file is missing or "
-                              "damaged; evaluating again (through the call cache)", highlight=False)
-            elif old is not None:
-                console.print(f"[yellow]evaluate[/] {m.name}/{name}: stored samples were made with a different "
-                              f"{_what_differs(old.generation, gen_fp)}; evaluating again", highlight=False)
-            where = cache if in_process else str(cache.path)
-            group = engine_group(cfg.eval.engine, m.path)
-            ranges = shard_ranges(len(docs), shard_count(cfg, task.output_type, slots))
-            if len(ranges) == 1:
-                unit = Unit("eval", f"eval/{m.name}/{name}", gen_fp.key, eval_resources(cfg))
-                fps[unit.name] = (gen_fp, score_fp)
-                jobs.append(Job(unit, eval_unit, (plan, m, name, identity, where), log_dir=logs, group=group))
-                owner.append((m.name, name, None, 0))
-                continue
-            pair = ShardedPair(m.name, name, gen_fp, score_fp, ranges, rd.samples(m.name, name).with_suffix(".shards"))
-            for k in range(len(ranges)):
-                done = pair.stored(k)
-                if done is not None:  # finished by an earlier, interrupted run
-                    pair.done[pair.label(k)] = done
-                    continue
-                unit = Unit("eval", f"eval/{m.name}/{name}/{pair.label(k)}", pair.fingerprint(k), eval_resources(cfg))
-                jobs.append(Job(unit, eval_unit, (plan, m, name, identity, where, ranges[k]), log_dir=logs,
-                                group=group))
-                owner.append((m.name, name, pair, k))
-            if pair.complete:
-                merge(pair)
+            unit = Unit("eval", f"eval/{m.name}/{name}/{pair.label(k)}", pair.fingerprint(k), eval_resources(cfg))
+            self.jobs.append(Job(unit, eval_unit, (*args, ranges[k]), log_dir=self.logs, group=group))
+            self.computes.append(PairJob(m.name, name, gen_fp, score_fp, pair, k))
+        if pair.complete:
+            self.merge(pair)
 
-    def commit(i: int, o: Outcome) -> None:
+    def commit(self, i: int, o: Outcome) -> None:
         """Store one finished unit at once (samples, then their sidecar as the done record)."""
         if o.error is not None:
             return
         out: EvalOutput = o.value
-        model, name, pair, k = owner[i]
+        job = self.computes[i]
         if out.new_cache_rows and o.shared_from is None:  # the batch that ran it stored them
-            cache.put_many(out.new_cache_rows)
-        me = stats[model]
+            self.cache.put_many(out.new_cache_rows)
+        me = self.stats[job.model]
         if o.shared_from is None:
             me.engine, me.loaded = out.engine, True
             me.cache_hits += out.hits
             me.cache_misses += out.misses
-        if pair is not None:  # one shard: its records and done record now, the samples file once all are in
-            start, stop = pair.ranges[k]
-            pair.commit(k, out.records, ShardDone(fingerprint=pair.fingerprint(k), start=start, stop=stop,
-                                                  n=len(out.records), seconds=round(out.seconds, 2), hits=out.hits,
-                                                  misses=out.misses, engine=out.engine))
-            if pair.complete:
-                merge(pair)
+        if job.pair is not None:
+            self.commit_shard(job.pair, job.shard, out)
             return
-        gen_fp, score_fp = fps[jobs[i].unit.name]
         t0 = time.perf_counter()
-        _store(rd, model, name, out.records, gen_fp, score_fp)
-        me.tasks[name] = TaskEval(model, name, gen_fp.key, score_fp.key, reused=None,
-                                  seconds=round(out.seconds + time.perf_counter() - t0, 2),
-                                  shared_from=o.shared_from, served_by=[out.engine.served_by])
+        _store(self.rd, job.model, job.task, out.records, job.generation, job.scoring)
+        me.tasks[job.task] = TaskEval(job.model, job.task, job.generation.key, job.scoring.key, reused=None,
+                                      seconds=round(out.seconds + time.perf_counter() - t0, 2),
+                                      shared_from=o.shared_from, served_by=[out.engine.served_by])
 
-    def finish() -> dict[str, ModelEval]:
-        for me in stats.values():  # the run's task order, whichever unit finished first
-            me.tasks = {t: me.tasks[t] for t in task_names(plan) if t in me.tasks}
-        return stats
+    def commit_shard(self, pair: ShardedPair, k: int, out: EvalOutput) -> None:
+        """One shard: its records and done record now, the samples file once all are in."""
+        start, stop = pair.ranges[k]
+        pair.commit(k, out.records, ShardDone(fingerprint=pair.fingerprint(k), start=start, stop=stop,
+                                              n=len(out.records), seconds=round(out.seconds, 2), hits=out.hits,
+                                              misses=out.misses, engine=out.engine))
+        if pair.complete:
+            self.merge(pair)
 
-    return Batch(jobs, commit, finish, label=str(rd.root))
+    def merge(self, pair: ShardedPair) -> None:
+        """Every shard is in: the samples file and its sidecar in doc order, then the shard files go."""
+        t0 = time.perf_counter()
+        _store(self.rd, pair.model, pair.task, pair.merged(), pair.generation, pair.scoring)
+        pair.remove()
+        seconds = sum(d.seconds for d in pair.done.values()) + time.perf_counter() - t0
+        served = [pair.done[pair.label(k)].engine.served_by for k in range(len(pair.ranges))]
+        self.stats[pair.model].tasks[pair.task] = TaskEval(pair.model, pair.task, pair.generation.key,
+                                                           pair.scoring.key, reused=None, seconds=round(seconds, 2),
+                                                           served_by=served)
+
+    def finish(self) -> dict[str, ModelEval]:
+        for me in self.stats.values():  # the run's task order, whichever unit finished first
+            me.tasks = {t: me.tasks[t] for t in task_names(self.plan) if t in me.tasks}
+        return self.stats
+
+
+def eval_batch(plan: Plan, models: list[ModelToEvaluate], cache: CallCache,
+               in_process: bool = True, slots: int = 1) -> EvalBatch:
+    """The evaluation units of one run folder (``EvalBatch``), for ``harness.executors.run_batches``."""
+    return EvalBatch(plan, models, cache, in_process, slots)
 
 
 def eval_resources(cfg) -> Resources:

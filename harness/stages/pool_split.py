@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Mapping
 
 from harness.common.frozen import FrozenMap
+from harness.common.units import PoolReport
 from harness.distill.items import TrainItem
-from harness.distill.pools import Decontaminator, PoolError, PoolSpec, load_pool_spec, prompt_text, split_validation
+from harness.distill.pools import Decontaminator, PoolError, load_pool_spec, prompt_text, split_validation
 from harness.config import ConfigError, RunConfig
 from harness.common.progress import console
 from harness.tasks.base import Doc, Task
@@ -35,7 +36,7 @@ class PoolSplit:
     pool: tuple[TrainItem, ...]  # every question loaded, in pool order (the pool fingerprint covers all)
     train: tuple[TrainItem, ...]
     validation: tuple[TrainItem, ...]
-    report: FrozenMap  # the loader's report (decontamination counts) and the seconds loading took
+    report: PoolReport  # the loader's report (decontamination counts) and the seconds loading took
     #: pool_validation over ``validation`` and its docs (empty when validation_n = 0)
     held_out_task: Task
     held_out_docs: tuple[Doc, ...]
@@ -53,7 +54,7 @@ def load_split(cfg: RunConfig, tasks: Mapping[str, Task]) -> PoolSplit:
     if cfg.pool.decontaminate.enabled and cfg.pool.source != "synthetic":
         dec = Decontaminator(eval_texts(tasks), cfg.pool.decontaminate.ngram)
     try:
-        pool, report = load_pool_spec(PoolSpec.of(cfg.pool), dec)
+        pool, report = load_pool_spec(cfg.pool, dec)
     except PoolError as e:
         raise ConfigError(str(e)) from None
     if len(pool) < cfg.pool.n:
@@ -68,7 +69,7 @@ def load_split(cfg: RunConfig, tasks: Mapping[str, Task]) -> PoolSplit:
         raise ConfigError(str(e)) from None
     task = PoolValidation(items=[QAItem(it.id, it.question, it.gold_answer) for it in validation])
     return PoolSplit(pool=tuple(pool), train=tuple(train), validation=tuple(validation),
-                     report=FrozenMap({**report.to_dict(), "seconds": round(time.perf_counter() - clock, 2)}),
+                     report=replace(report, seconds=round(time.perf_counter() - clock, 2)),
                      held_out_task=task, held_out_docs=tuple(task.docs()))
 
 

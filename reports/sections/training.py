@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
 from harness.common.artifacts import Manifest, TrainRecord, TruncationCounts
+from harness.common.item_meta import GoldChecks, ItemMeta
 from harness.common.labels import conclusion_of
 from harness.common.limits import TARGET_TOKENS_LOST_WARN
-from harness.common.stages import STAGES
+from harness.common.stages import STAGES, Stage
 from harness.reports import plots
 from harness.reports.fmt import clip, describe_model, number, pct, prompt_text, short
 
@@ -181,30 +182,30 @@ def training_data_section(run_dir: Path, manifest: Optional[Manifest], k: int = 
                 rows.append(json.loads(line))
             except ValueError:
                 continue
+        metas = {id(r): ItemMeta.from_dict(r.get("meta") or {}) for r in rows}
+
         def order(r: dict) -> tuple:
-            probe_ok = ((r.get("meta") or {}).get("checks") or {}).get("probe", {}).get("correct")
+            probe_ok = (metas[id(r)].checks or GoldChecks()).correct(Stage.probe)
             return (probe_ok is not False, r.get("id", ""))
         for r in sorted(rows, key=order)[:k]:
-            meta = r.get("meta") or {}
-            checks = meta.get("checks") or {}
-            specific = meta.get("specific_critique") or r.get("critique")
+            meta = metas[id(r)]
+            checks = meta.checks or GoldChecks()
+            specific = meta.teacher_critique(r.get("critique"))
             verdict = conclusion_of(specific) if specific else None
-            agrees = checks.get("verdict_agrees")
-            usage = meta.get("usage") or {}
+            agrees = checks.verdict_agrees
+            usage = meta.usage(Stage.critique)
             examples.append({
                 "id": r.get("id", ""), "question": clip(r.get("question") or ""),
                 "gold": short(r.get("gold_answer") or "–", 200),
                 "probe": clip(r.get("probe") or ""), "critique": clip(specific or ""),
                 "trained_critique": clip(r.get("critique") or "") if r.get("critique") != specific else None,
-                "critique_from": meta.get("critique_from"),
+                "critique_from": meta.critique_swap.came_from if meta.critique_swap else None,
                 "refined": clip(r.get("refined") or ""), "direct": clip(r.get("direct") or ""),
                 "verdict": verdict or "none (flagged)",
                 "agrees": "–" if agrees is None else ("yes" if agrees else "no"),
-                "probe_correct": {True: "right", False: "wrong", None: "–"}[(checks.get("probe") or {}).get("correct")],
-                "refined_correct": {True: "right", False: "wrong", None: "–"}[
-                    (checks.get("refined") or {}).get("correct")],
-                "flagged": bool((usage.get("critique") or {}).get("flagged")),
-                "retries": (usage.get("critique") or {}).get("retries", 0)})
+                "probe_correct": {True: "right", False: "wrong", None: "–"}[checks.correct(Stage.probe)],
+                "refined_correct": {True: "right", False: "wrong", None: "–"}[checks.correct(Stage.refine)],
+                "flagged": usage.flagged, "retries": usage.retries})
     columns = [c for c in _EXAMPLE_COLUMNS if any(ex[c[0]] for ex in examples)]
     total = td.get("teacher_total") if isinstance(td.get("teacher_total"), Mapping) else None
     return {"stats": stats, "decontamination": decon, "examples": examples, "columns": columns,
